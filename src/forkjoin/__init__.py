@@ -1,0 +1,70 @@
+"""forkjoin: run many independent tasks at once, under policies; get keyed, complete results.
+
+The whole public API is listed here; everything else lives in private modules.
+"""
+
+from ._errors import (
+    DuplicateTaskName,
+    FanClosed,
+    FanError,
+    ForkjoinError,
+    Interrupted,
+    InvalidPolicy,
+    TaskCancelled,
+    TaskSkipped,
+    TaskTimeout,
+)
+from ._events import (
+    AttemptFailed,
+    Event,
+    Observer,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskQueued,
+    TaskStarted,
+)
+from ._fan import Fan, current_fan, gather, run
+from ._map import imap, map, map_reduce
+from ._outcome import Attempt, Outcome, Results, Status
+from ._report import RunReport
+from ._retry import Retry
+from ._task import Task, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AttemptFailed",
+    "DuplicateTaskName",
+    "Event",
+    "Fan",
+    "FanClosed",
+    "FanError",
+    "ForkjoinError",
+    "Interrupted",
+    "InvalidPolicy",
+    "Observer",
+    "Outcome",
+    "Results",
+    "Retry",
+    "RunFinished",
+    "RunReport",
+    "RunStarted",
+    "Status",
+    "Task",
+    "TaskCancelled",
+    "TaskFinished",
+    "TaskQueued",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskTimeout",
+    "__version__",
+    "current_fan",
+    "gather",
+    "imap",
+    "map",
+    "map_reduce",
+    "run",
+    "task",
+]

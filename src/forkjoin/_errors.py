@@ -1,0 +1,107 @@
+"""Errors raised by forkjoin.
+
+The hierarchy::
+
+    ForkjoinError                 base of every forkjoin error
+    ├── InvalidPolicy (ValueError)     a bad option or policy value; names the field
+    ├── DuplicateTaskName (ValueError) a task name already used in this run
+    ├── FanClosed (RuntimeError)       spawn() on a run that has ended
+    ├── TaskTimeout (TimeoutError)     stored as Outcome.error of a timed-out task
+    ├── TaskCancelled                  stored as Outcome.error of a cancelled task
+    └── TaskSkipped                    stored as Outcome.error of a task never started
+    FanError (ExceptionGroup)          some tasks were not ok; carries .results
+    Interrupted (KeyboardInterrupt)    Ctrl-C during fj.run(); carries the partial .results
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._outcome import Results
+
+__all__ = [
+    "DuplicateTaskName",
+    "FanClosed",
+    "FanError",
+    "ForkjoinError",
+    "Interrupted",
+    "InvalidPolicy",
+    "TaskCancelled",
+    "TaskSkipped",
+    "TaskTimeout",
+]
+
+
+class ForkjoinError(Exception):
+    """Base class of forkjoin's own errors."""
+
+
+class InvalidPolicy(ForkjoinError, ValueError):
+    """An option or policy value is invalid; the message names the field."""
+
+
+class DuplicateTaskName(ForkjoinError, ValueError):
+    """A task name is already used in this run."""
+
+
+class FanClosed(ForkjoinError, RuntimeError):
+    """A task was spawned on a run that has already ended."""
+
+
+class TaskTimeout(ForkjoinError, TimeoutError):
+    """The error recorded for a task stopped by its timeout or by the run's deadline."""
+
+
+class TaskCancelled(ForkjoinError):
+    """The error recorded for a task that was cancelled; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cancelled ({reason})")
+        self.reason = reason
+
+
+class TaskSkipped(ForkjoinError):
+    """The error recorded for a task that never started; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"skipped ({reason})")
+        self.reason = reason
+
+
+class FanError(ExceptionGroup[Exception]):
+    """Some tasks did not end ok.
+
+    An ``ExceptionGroup`` of the failed tasks' errors (so ``except*`` works), which also
+    carries the run's keyed ``results``.
+    """
+
+    results: Results
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], results: Results | None = None
+    ) -> FanError:
+        self = super().__new__(cls, message, exceptions)
+        if results is not None:
+            self.results = results
+        return self
+
+    def __init__(
+        self, message: str, exceptions: Sequence[Exception], results: Results | None = None
+    ) -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> FanError:  # type: ignore[override]
+        return FanError(self.message, excs, getattr(self, "results", None))
+
+    def __reduce__(self) -> Any:
+        return (FanError, (self.message, list(self.exceptions), getattr(self, "results", None)))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a :func:`forkjoin.run`; ``results`` holds every task's Outcome."""
+
+    def __init__(self, results: Results) -> None:
+        super().__init__("interrupted")
+        self.results = results

@@ -1,0 +1,381 @@
+"""map / imap / map_reduce: one function over many items, lazily, under a run's policies.
+
+No asyncio Task per item here: a fixed pool of ``limit`` workers pulls items from the
+(sync or async) iterable and awaits each call inline. That keeps memory O(limit) however
+long the input is, and saves the 5–10 µs and ~1 KB an asyncio Task costs per item (the
+garbage collector scanning many live Tasks is much of ``asyncio.gather``'s cost at large N;
+see bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ._errors import InvalidPolicy
+from ._fan import Fan, _Rec
+from ._outcome import Outcome, Results, Status, _fan_error
+from ._retry import Retry
+from ._task import task
+
+__all__ = ["imap", "map", "map_reduce"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+A = TypeVar("A")
+
+_OK = Status.OK
+
+
+class _Pool:
+    """Workers that pull items, run them through the Fan's policies and deliver Outcomes."""
+
+    def __init__(
+        self,
+        fan: Fan,
+        fn: Callable[..., Any],
+        items: Iterable[Any] | AsyncIterable[Any],
+        limit: int | None,
+        deliver: Callable[[Outcome], Any],
+        window: int | None = None,
+    ) -> None:
+        self.fan = fan
+        self.template = task(fn)
+        self.deliver = deliver
+        self.window = window
+        self.next_index = 0
+        self.released = 0  # ordered mode: items below this index have been consumed
+        self.window_waiter: asyncio.Future[None] | None = None
+        self.iter_error: BaseException | None = None
+        self.sync_it: Iterator[Any] | None = None
+        self.async_it: AsyncIterator[Any] | None = None
+        self.lock: asyncio.Lock | None = None
+        self.items = items
+        self.limit = limit
+        self.workers: list[asyncio.Task[None]] = []
+        self.busy: set[asyncio.Task[None]] = set()
+        self.idle_waiters: list[asyncio.Future[None]] = []
+
+    async def start(self) -> None:
+        items = self.items
+        limit = self.limit
+        if limit is None:
+            # unlimited means every item at once, so the items are all in memory anyway
+            if isinstance(items, AsyncIterable):
+                items = [x async for x in items]
+            elif not isinstance(items, list | tuple):
+                items = list(items)
+            limit = max(1, len(items))
+        elif isinstance(items, list | tuple | range):
+            limit = max(1, min(limit, len(items)))
+        if isinstance(items, AsyncIterable):
+            self.async_it = aiter(items)
+            self.lock = asyncio.Lock()
+        else:
+            self.sync_it = iter(items)
+        fan = self.fan
+        fan._stop_listeners.append(self._on_stop)
+        loop = fan._loop
+        self.workers = [loop.create_task(self._work()) for _ in range(limit)]
+
+    def _on_stop(self, reason: str) -> None:
+        # items in progress are cancelled by the Fan itself (they are in fan._active);
+        # workers waiting for an item, for the window or for the consumer stop here
+        for w in self.workers:
+            if w not in self.busy and not w.done():
+                w.cancel()
+
+    def release(self, upto: int) -> None:
+        """Ordered mode: the consumer has taken every item below ``upto``."""
+        self.released = upto
+        w = self.window_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _work(self) -> None:
+        fan = self.fan
+        t = self.template
+        current = asyncio.current_task()
+        assert current is not None
+        busy = self.busy
+        timeout = fan._timeout
+        retry = fan._retry
+        sync_it = self.sync_it
+        window = self.window
+        try:
+            while fan._stop_reason is None:
+                if window is not None:
+                    while self.next_index >= self.released + window:
+                        self.window_waiter = fan._loop.create_future()
+                        await self.window_waiter
+                try:
+                    if sync_it is not None:
+                        item = next(sync_it)
+                    else:
+                        assert self.lock is not None
+                        assert self.async_it is not None
+                        async with self.lock:
+                            item = await anext(self.async_it)
+                except (StopIteration, StopAsyncIteration):
+                    return
+                except Exception as e:  # the input itself failed: the whole map fails
+                    self.iter_error = e
+                    fan._stop("aborted")
+                    return
+                i = self.next_index
+                self.next_index = i + 1
+                rec = _Rec(str(i), t, i, timeout, retry)
+                rec.args = (item,)
+                rec.handle = current
+                fan._running += 1
+                fan._active.add(rec)
+                busy.add(current)
+                try:
+                    outcome = await fan._execute(rec)
+                finally:
+                    busy.discard(current)
+                    fan._running -= 1
+                    fan._active.discard(rec)
+                rec.outcome = outcome
+                fan._pending += 1  # _settle counts it down again
+                fan._settle(outcome)
+                r = self.deliver(outcome)
+                if r is not None:
+                    await r
+        except asyncio.CancelledError:
+            return
+
+
+def _run_options(
+    limit: int | None,
+    deadline: float | None,
+    timeout: float | None,
+    retry: Retry | bool | None,
+    on_error: str,
+    observers: Iterable[Any],
+    quorum: int | None = None,
+) -> Fan:
+    fan = Fan(
+        limit=limit,
+        deadline=deadline,
+        timeout=timeout,
+        retry=retry,
+        on_error=on_error,
+        observers=observers,
+        quorum=quorum,
+    )
+    fan._pool = True
+    return fan
+
+
+async def _finish_pool(pool: _Pool) -> None:
+    """Wait for every worker; on outer cancellation stop the run first, then re-raise."""
+    fan = pool.fan
+    cancelled = False
+    pending = [w for w in pool.workers if not w.done()]
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+            fan._stop("cancelled")
+        pending = [w for w in pending if not w.done()]
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def map(
+    fn: Callable[[T], Any],
+    items: Iterable[T] | AsyncIterable[T],
+    /,
+    *,
+    limit: int | None = None,
+    deadline: float | None = None,
+    timeout: float | None = None,
+    retry: Retry | bool | None = None,
+    on_error: str = "fail_fast",
+    observers: Iterable[Any] = (),
+) -> list[Any]:
+    """``[await fn(item) for item in items]``, concurrently, values in input order.
+
+    Items are pulled lazily (a generator or async iterable is fine) by at most ``limit``
+    concurrent calls. If any call is not ok, raises :class:`FanError` carrying the Outcomes
+    that were not ok (keyed by the item's index as a string). With the default
+    ``on_error="fail_fast"`` the first failure stops the rest; ``"collect"`` runs all.
+    """
+    fan = _run_options(limit, deadline, timeout, retry, on_error, observers)
+    values: list[Any] = []
+    failed: dict[str, Outcome] = {}
+
+    def deliver(o: Outcome) -> None:
+        i = o.index
+        if i >= len(values):
+            values.extend([None] * (i + 1 - len(values)))
+        if o.status is _OK:
+            values[i] = o.value
+        else:
+            failed[o.name] = o
+
+    pool = _Pool(fan, fn, items, limit, deliver)
+    await _run_pool(pool)
+    if failed:
+        ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
+        raise _fan_error(Results(ordered), ordered)
+    return values
+
+
+async def _run_pool(pool: _Pool) -> None:
+    fan = pool.fan
+    fan._open()
+    try:
+        await pool.start()
+        await _finish_pool(pool)
+    finally:
+        fan._close()
+    if pool.iter_error is not None:
+        raise pool.iter_error
+
+
+async def map_reduce(
+    fn: Callable[[T], Any],
+    items: Iterable[T] | AsyncIterable[T],
+    reducer: Callable[[A, Any], A],
+    initial: A,
+    /,
+    *,
+    limit: int | None = None,
+    deadline: float | None = None,
+    timeout: float | None = None,
+    retry: Retry | bool | None = None,
+    on_error: str = "fail_fast",
+    observers: Iterable[Any] = (),
+) -> A:
+    """Fold ``reducer(acc, value)`` over the values of ``fn(item)`` as they complete.
+
+    Streaming: values are folded in completion order and not kept, so memory is O(limit).
+    The reducer should be associative and commutative (``operator.add``, a Counter update).
+    Raises :class:`FanError` if any call is not ok.
+    """
+    fan = _run_options(limit, deadline, timeout, retry, on_error, observers)
+    acc: list[Any] = [initial]
+    failed: dict[str, Outcome] = {}
+    reducer_error: list[BaseException] = []
+
+    def deliver(o: Outcome) -> None:
+        if o.status is _OK:
+            try:
+                acc[0] = reducer(acc[0], o.value)
+            except Exception as e:
+                if not reducer_error:
+                    reducer_error.append(e)
+                fan._stop("aborted")
+        else:
+            failed[o.name] = o
+
+    pool = _Pool(fan, fn, items, limit, deliver)
+    await _run_pool(pool)
+    if reducer_error:
+        raise reducer_error[0]
+    if failed:
+        ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
+        raise _fan_error(Results(ordered), ordered)
+    result: A = acc[0]
+    return result
+
+
+async def imap(
+    fn: Callable[[T], Any],
+    items: Iterable[T] | AsyncIterable[T],
+    /,
+    *,
+    limit: int | None = None,
+    ordered: bool = False,
+    deadline: float | None = None,
+    timeout: float | None = None,
+    retry: Retry | bool | None = None,
+    on_error: str = "collect",
+    quorum: int | None = None,
+    observers: Iterable[Any] = (),
+) -> AsyncIterator[Outcome]:
+    """Yield an :class:`Outcome` per item (``outcome.index`` is the item's position).
+
+    In completion order, or input order with ``ordered=True``. Memory is O(limit): at most
+    ``limit`` calls run, and workers wait while the consumer has not taken what they made.
+    Stopping early (``break``) cancels the calls in flight.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise InvalidPolicy(f"limit: expected a positive integer or None, got {limit!r}")
+    fan = _run_options(limit, deadline, timeout, retry, on_error, observers, quorum)
+    capacity = max(1, limit or 1024)
+    ready: deque[Outcome] = deque()
+    buffer: dict[int, Outcome] = {}
+    waiters: dict[str, asyncio.Future[None] | None] = {"consumer": None}
+    space: deque[asyncio.Future[None]] = deque()
+    loop = asyncio.get_running_loop()
+
+    def wake_consumer() -> None:
+        w = waiters["consumer"]
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def deliver_unordered(o: Outcome) -> Any:
+        ready.append(o)
+        wake_consumer()
+        if len(ready) >= capacity:
+            fut = loop.create_future()
+            space.append(fut)
+            return fut
+        return None
+
+    def deliver_ordered(o: Outcome) -> None:
+        buffer[o.index] = o
+        wake_consumer()
+
+    pool = _Pool(
+        fan,
+        fn,
+        items,
+        limit,
+        deliver_ordered if ordered else deliver_unordered,
+        window=(2 * capacity) if ordered else None,
+    )
+    fan._open()
+    try:
+        await pool.start()
+        for w in pool.workers:
+            w.add_done_callback(lambda _w: wake_consumer())
+        next_index = 0
+        while True:
+            if ordered:
+                if next_index in buffer:
+                    o = buffer.pop(next_index)
+                    next_index += 1
+                    pool.release(next_index)
+                    yield o
+                    continue
+            elif ready:
+                o = ready.popleft()
+                while space and len(ready) < capacity:
+                    f = space.popleft()
+                    if not f.done():
+                        f.set_result(None)
+                yield o
+                continue
+            if all(w.done() for w in pool.workers):
+                if ordered and buffer:  # only after a stop can the buffer hold gaps
+                    next_index = min(buffer)
+                    continue
+                break
+            consumer_waiter = loop.create_future()
+            waiters["consumer"] = consumer_waiter
+            await consumer_waiter
+    finally:
+        fan._stop("cancelled")  # a no-op when the run already ended or stopped
+        try:
+            await _finish_pool(pool)
+        finally:
+            fan._close()
+    if pool.iter_error is not None:
+        raise pool.iter_error

@@ -1,0 +1,172 @@
+"""Outcome (the terminal record of one task), Status and Results (the keyed run result)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import FanError, TaskSkipped
+
+if TYPE_CHECKING:
+    from ._report import RunReport
+
+__all__ = ["Attempt", "Outcome", "Results", "Status"]
+
+
+class Status(enum.StrEnum):
+    """How a task ended."""
+
+    OK = "ok"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call of a task: when it started and ended (run clock) and how it ended."""
+
+    number: int
+    started: float
+    ended: float
+    error: BaseException | None = None
+    hedge: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The terminal record of one task.
+
+    ``started`` and ``ended`` are seconds since the run started (the run's clock);
+    both are ``None`` for a task that never started. ``reason`` says why a task was
+    skipped, cancelled or timed out (``"deadline"``, ``"timeout"``, ``"fail_fast"``,
+    ``"quorum"``, ``"budget"``, ``"cancelled"``, ``"abandoned"`` ...).
+    """
+
+    name: str
+    status: Status
+    value: Any = None
+    error: BaseException | None = None
+    reason: str | None = None
+    attempts: int = 0
+    started: float | None = None
+    ended: float | None = None
+    cost: float | None = None
+    group: str | None = None
+    index: int = 0
+    history: tuple[Attempt, ...] = ()
+    fallback: bool = False
+    tokens: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded (status ``ok``)."""
+        return self.status is Status.OK
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first call's start to the end; ``None`` if it never started."""
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+    def unwrap(self) -> Any:
+        """The value, or raise the task's error."""
+        if self.status is Status.OK:
+            return self.value
+        if self.error is not None:
+            raise self.error
+        raise TaskSkipped(self.reason or str(self.status))  # pragma: no cover - error always set
+
+    def __repr__(self) -> str:
+        extra = f", reason={self.reason!r}" if self.reason else ""
+        shown = f"value={self.value!r}" if self.ok else f"error={self.error!r}"
+        return f"Outcome(name={self.name!r}, status={self.status.value!r}, {shown}{extra})"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _RunInfo:
+    """What the report needs beyond the outcomes."""
+
+    wall: float
+    started_at: float  # wall-clock epoch seconds when the run started
+    limit: int | None = None
+    limits: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Results(Mapping[str, Outcome]):
+    """A read-only mapping of task name to :class:`Outcome`, in the order tasks were added."""
+
+    __slots__ = ("_info", "_outcomes", "_report")
+
+    def __init__(self, outcomes: Mapping[str, Outcome], info: _RunInfo | None = None) -> None:
+        self._outcomes = dict(outcomes)
+        self._info = info
+        self._report: RunReport | None = None
+
+    def __getitem__(self, name: str) -> Outcome:
+        return self._outcomes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._outcomes)
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._outcomes
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for o in self._outcomes.values():
+            counts[o.status.value] = counts.get(o.status.value, 0) + 1
+        shown = ", ".join(f"{k}={v}" for k, v in counts.items())
+        return f"<Results {len(self)} tasks: {shown or 'none'}>"
+
+    def ok_values(self) -> dict[str, Any]:
+        """``{name: value}`` of the tasks that ended ok."""
+        return {n: o.value for n, o in self._outcomes.items() if o.status is Status.OK}
+
+    def failures(self) -> dict[str, Outcome]:
+        """``{name: Outcome}`` of the tasks that did not end ok."""
+        return {n: o for n, o in self._outcomes.items() if o.status is not Status.OK}
+
+    @property
+    def all_ok(self) -> bool:
+        """True when every task ended ok (and vacuously for an empty run)."""
+        return all(o.status is Status.OK for o in self._outcomes.values())
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`FanError` (carrying these results) if any task was not ok."""
+        failed = self.failures()
+        if failed:
+            raise _fan_error(self, failed)
+
+    @property
+    def report(self) -> RunReport:
+        """The :class:`RunReport` of this run (computed once, on first use)."""
+        if self._report is None:
+            from ._report import RunReport
+
+            self._report = RunReport.from_results(self)
+        return self._report
+
+
+def _fan_error(results: Results, failed: Mapping[str, Outcome]) -> FanError:
+    errors: list[Exception] = []
+    for o in failed.values():
+        err = o.error
+        if isinstance(err, Exception):
+            errors.append(err)
+        else:
+            errors.append(TaskSkipped(o.reason or o.status.value))
+    names = ", ".join(list(failed)[:5]) + (", ..." if len(failed) > 5 else "")
+    return FanError(f"{len(failed)} of {len(results)} tasks not ok: {names}", errors, results)

@@ -1,0 +1,132 @@
+"""Retry: when and how long to wait before calling a failed task again (built on tenacity).
+
+The policy only decides; the engine sleeps and reads the clock. Each task gets its own
+``tenacity.RetryCallState``; the strategy objects are immutable and shared safely.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+from tenacity import RetryCallState
+
+from ._errors import InvalidPolicy
+
+__all__ = ["Retry"]
+
+# Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C.
+_NEVER = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+ExceptionFilter = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+def _check_number(owner: str, field: str, value: Any, *, minimum: float, strict: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise InvalidPolicy(f"{owner}.{field}: expected a number, got {value!r}")
+    if (strict and value <= minimum) or (not strict and value < minimum):
+        sign = ">" if strict else ">="
+        raise InvalidPolicy(f"{owner}.{field}: must be {sign} {minimum:g}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Call a failed task again, up to ``attempts`` calls in all.
+
+    Waits ``backoff * 2**(n-1)`` seconds before call ``n + 1``, capped at ``max_delay``
+    (with ``jitter``, a random delay between half and all of that). ``on`` is a tuple of
+    exception types or a predicate ``error -> bool``. tenacity strategies may be given
+    instead: ``stop``, ``wait`` and ``retry`` (e.g. ``tenacity.stop_after_delay(10)``);
+    ``attempts`` still bounds the number of calls.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.5
+    max_delay: float = 30.0
+    jitter: bool = True
+    on: ExceptionFilter = (Exception,)
+    stop: Any = None
+    wait: Any = None
+    retry: Any = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise InvalidPolicy(f"Retry.attempts: expected an integer >= 1, got {self.attempts!r}")
+        if self.attempts < 1:
+            raise InvalidPolicy(f"Retry.attempts: must be >= 1, got {self.attempts!r}")
+        _check_number("Retry", "backoff", self.backoff, minimum=0, strict=False)
+        _check_number("Retry", "max_delay", self.max_delay, minimum=0, strict=False)
+        on = self.on
+        if isinstance(on, type) and issubclass(on, BaseException):
+            object.__setattr__(self, "on", (on,))
+        elif isinstance(on, tuple):
+            if not on or not all(isinstance(t, type) and issubclass(t, BaseException) for t in on):
+                raise InvalidPolicy(
+                    f"Retry.on: expected exception types or a predicate, got {on!r}"
+                )
+        elif not callable(on):
+            raise InvalidPolicy(f"Retry.on: expected exception types or a predicate, got {on!r}")
+        for field in ("stop", "wait", "retry"):
+            value = getattr(self, field)
+            if value is not None and not callable(value):
+                raise InvalidPolicy(f"Retry.{field}: expected a tenacity strategy, got {value!r}")
+
+    # -- decisions (pure: the engine passes the clock in) ---------------------------------
+
+    def retries(self, error: BaseException) -> bool:
+        """Whether ``error`` is of a kind this policy retries (ignores the attempt count)."""
+        if isinstance(error, _NEVER):
+            return False
+        on = self.on
+        if isinstance(on, tuple):
+            return isinstance(error, on)
+        return bool(on(error))
+
+    def new_state(self, started: float) -> RetryCallState:
+        """A fresh per-task state; ``started`` is the run clock at the first call."""
+        state = RetryCallState(_RETRYING, None, (), {})
+        state.start_time = started
+        return state
+
+    def next_delay(self, state: RetryCallState, error: BaseException, now: float) -> float | None:
+        """Seconds to wait before the next call, or ``None`` to give up.
+
+        ``state.attempt_number`` is the number of the call that just failed with ``error``.
+        """
+        fut = tenacity.Future(state.attempt_number)
+        fut.set_exception(error)
+        state.outcome, state.outcome_timestamp = fut, now
+        if state.attempt_number >= self.attempts:
+            return None
+        if self.retry is not None:
+            if not self.retry(state):
+                return None
+            if isinstance(error, _NEVER):
+                return None
+        elif not self.retries(error):
+            return None
+        if self.stop is not None and self.stop(state):
+            return None
+        if self.wait is not None:
+            delay = float(self.wait(state))
+        else:
+            delay = min(self.max_delay, self.backoff * 2 ** (state.attempt_number - 1))
+            if self.jitter and delay > 0:
+                delay = _JITTER(delay)
+        return max(0.0, delay)
+
+
+def _equal_jitter(delay: float) -> float:
+    # half fixed, half random: spreads retries apart without collapsing a delay to zero
+    return random.uniform(delay / 2, delay)
+
+
+_JITTER: Callable[[float], float] = _equal_jitter
+
+# tenacity strategies receive a RetryCallState whose retry_object must exist; it is only
+# read (for statistics) and never mutated by the strategies used here.
+_RETRYING = tenacity.AsyncRetrying()
