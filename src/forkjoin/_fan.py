@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
+import inspect
 import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Final
@@ -48,7 +49,16 @@ from ._events import (
 )
 from ._outcome import Attempt, Outcome, Results, Status, _fan_error, _RunInfo
 from ._retry import Retry
-from ._task import _UNSET, Task, as_task, check_retry, check_timeout, close_unstarted, task
+from ._task import (
+    _DEFAULTS,
+    _UNSET,
+    Task,
+    _is_async_callable,
+    check_retry,
+    check_timeout,
+    close_unstarted,
+    task,
+)
 
 __all__ = ["Fan", "current_fan", "gather", "run"]
 
@@ -63,6 +73,9 @@ _run_ids = itertools.count(1)
 # only a ceiling on how many blocking calls can be in flight at once.
 _DEFAULT_MAX_THREADS: Final = 256
 
+# Tasks whose asyncio Task is made per loop pass in an unlimited gather (see _add_all).
+_FEED_BATCH: Final = 512
+
 _OK: Final = Status.OK
 _FAILED: Final = Status.FAILED
 _TIMED_OUT: Final = Status.TIMED_OUT
@@ -71,35 +84,55 @@ _SKIPPED: Final = Status.SKIPPED
 
 
 class _Rec:
-    """The engine's mutable record of one task while it is in the run."""
+    """The engine's mutable record of one task while it is in the run.
+
+    ``opts`` is the task's :class:`Task` (its options); the call itself is ``fn(*args)``
+    or the bare coroutine ``coro``. A ``(fn, *args)`` spec gets the shared default options,
+    so no Task object is built for it.
+    """
 
     __slots__ = (
         "args",
         "attempts",
         "cancel_reason",
+        "coro",
+        "fn",
         "group",
         "handle",
         "history",
         "index",
+        "is_async",
         "name",
+        "opts",
         "outcome",
         "priority",
         "retry",
         "started",
-        "task",
         "thread_call",
         "timeout",
     )
 
     def __init__(
-        self, name: str, t: Task, index: int, timeout: float | None, retry: Retry | None
+        self,
+        name: str,
+        fn: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        is_async: bool,
+        coro: Coroutine[Any, Any, Any] | None,
+        opts: Task,
+        index: int,
+        timeout: float | None,
+        retry: Retry | None,
     ) -> None:
         self.name = name
-        self.task = t
-        self.args = t.args
+        self.fn = fn
+        self.args = args
+        self.is_async = is_async
+        self.coro = coro
+        self.opts = opts
         self.index = index
-        self.group = t.group
-        self.priority = t.priority
+        self.group = opts.group
+        self.priority = opts.priority
         self.timeout = timeout
         self.retry = retry
         self.handle: asyncio.Task[Any] | None = None
@@ -218,6 +251,7 @@ class Fan:
         self._admit_scheduled = False
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._results: Results | None = None
+        self._feedq: deque[_Rec] = deque()
         self._stop_listeners: list[Callable[[str], None]] = []
         self._pool = False
         self._token: contextvars.Token[Fan | None] | None = None
@@ -374,7 +408,7 @@ class Fan:
         else:
             given = {k: v for k, v in options.items() if v is not _UNSET}
             t = task(fn, *args, **given)  # type: ignore[arg-type]
-        self._add(name, t)
+        self._add(name, t.fn, t.args, t.is_async, t.coro, t)
         if self._queued and not self._admit_scheduled:
             # admit on the next loop pass, so tasks spawned together start by priority
             self._admit_scheduled = True
@@ -392,28 +426,61 @@ class Fan:
         if name in self._recs:
             raise DuplicateTaskName(f"task name {name!r} is already used in this run")
 
-    def _add_all(self, tasks: Mapping[str, Task]) -> None:
-        for name, t in tasks.items():
-            self._add(name, t)
+    def _add_all(self, specs: list[_Spec]) -> None:
+        if self._limit is None and not self._grun and not self._observers:
+            # Unlimited: every task starts now, but their asyncio Tasks are made a batch per
+            # loop pass, so trivial tasks finish before the next batch is made. Live objects
+            # (and the cyclic GC's work, ~half of asyncio.gather's time at 100k) stay
+            # bounded; no task ever waits for another to finish. See bench/RESULTS.md.
+            if any(spec[5].priority for spec in specs):
+                specs = sorted(specs, key=lambda spec: -spec[5].priority)
+            feed = self._feedq
+            for spec in specs:
+                self._add(*spec, feed)
+            if feed:
+                self._feed()
+            return
+        for spec in specs:
+            self._add(*spec)
         if self._queued:
             self._admit()
 
-    def _add(self, name: str, t: Task) -> None:
-        timeout = t.timeout if t.timeout is not None else self._timeout
-        r = t.retry
+    def _feed(self) -> None:
+        feed = self._feedq
+        start = self._start
+        for _ in range(min(_FEED_BATCH, len(feed))):
+            start(feed.popleft())
+        if feed:
+            self._loop.call_soon(self._feed)
+
+    def _add(
+        self,
+        name: str,
+        fn: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        is_async: bool,
+        coro: Coroutine[Any, Any, Any] | None,
+        opts: Task,
+        feed: deque[_Rec] | None = None,
+    ) -> None:
+        timeout = opts.timeout if opts.timeout is not None else self._timeout
+        r = opts.retry
         retry = r if isinstance(r, Retry) else (None if r is False else self._retry)
-        rec = _Rec(name, t, self._seq, timeout, retry)
+        rec = _Rec(name, fn, args, is_async, coro, opts, self._seq, timeout, retry)
         self._seq += 1
         self._recs[name] = rec
         self._pending += 1
+        group = opts.group
         if self._observers:
-            self._emit(TaskQueued(self.name, self.elapsed(), name, t.group, t.priority))
+            self._emit(TaskQueued(self.name, self.elapsed(), name, group, opts.priority))
         if self._stop_reason is not None:
             self._skip(rec, self._stop_reason)
-        elif self._limit is None and (t.group is None or t.group not in self._grun):
+        elif feed is not None:
+            feed.append(rec)
+        elif self._limit is None and (group is None or group not in self._grun):
             self._start(rec)
         else:
-            heapq.heappush(self._heaps.setdefault(t.group, []), (-t.priority, rec.index, rec))
+            heapq.heappush(self._heaps.setdefault(group, []), (-opts.priority, rec.index, rec))
             self._queued += 1
 
     # -- admission -----------------------------------------------------------------------
@@ -452,16 +519,13 @@ class Fan:
         if g is not None and g in self._grun:
             self._grun[g] += 1
         self._active.add(rec)
-        rec.handle = self._loop.create_task(self._drive(rec))
+        rec.handle = self._loop.create_task(self._execute(rec, True))
 
     # -- running -------------------------------------------------------------------------
 
-    async def _drive(self, rec: _Rec) -> None:
-        outcome = await self._execute(rec)
-        self._finish(rec, outcome)
-
-    async def _execute(self, rec: _Rec) -> Outcome:
-        """Run a task's calls under its timeout and retry policy; return its Outcome.
+    async def _execute(self, rec: _Rec, finish: bool = False) -> Outcome:
+        """Run a task's calls under its timeout and retry policy; return its Outcome
+        (and write it, with ``finish``: one coroutine per task, not two).
 
         Never raises for the task's own errors or for the run's cancellations.
         """
@@ -469,7 +533,6 @@ class Fan:
         start = loop.time()
         rec.started = start
         rec.attempts = 1
-        t = rec.task
         if self._observers:
             self._emit(TaskStarted(self.name, start - self._t0, rec.name, rec.group, 1))
         status = _OK
@@ -478,12 +541,16 @@ class Fan:
         reason: str | None = None
         try:
             try:
-                value = await (self._call(rec, t) if rec.timeout is None else self._timed(rec, t))
+                # the plain path: no extra coroutine frame, no timeout scope, no tenacity
+                if rec.is_async and rec.timeout is None:
+                    value = await rec.fn(*rec.args)  # type: ignore[misc]
+                else:
+                    value = await (self._call(rec) if rec.timeout is None else self._timed(rec))
             except Exception as e:
                 # retry machinery only now that a first call has failed
-                if rec.retry is None or t.coro is not None:
+                if rec.retry is None or rec.coro is not None:
                     raise
-                value = await self._retry_loop(rec, t, e)
+                value = await self._retry_loop(rec, e)
         except asyncio.CancelledError:
             reason = rec.cancel_reason
             if reason is not None:
@@ -507,38 +574,41 @@ class Fan:
             status, error, reason = _TIMED_OUT, e, "timeout"
         except Exception as e:
             status, error = _FAILED, e
-        end = loop.time()
-        t0 = self._t0
-        return Outcome(
+        end = loop.time() - self._t0
+        start -= self._t0
+        outcome = Outcome(
             rec.name,
             status,
             value,
             error,
             reason,
             rec.attempts,
-            start - t0,
-            end - t0,
-            t.cost,
+            start,
+            end,
+            rec.opts.cost,
             rec.group,
             rec.index,
-            rec.history or (Attempt(1, start - t0, end - t0, error),),
+            rec.history,
         )
+        if finish:
+            self._finish(rec, outcome)
+        return outcome
 
-    async def _call(self, rec: _Rec, t: Task) -> Any:
-        if t.is_async:
-            return await t.fn(*rec.args)  # type: ignore[misc]
-        if t.coro is not None:
-            return await t.coro
-        result = await self._in_thread(rec, t.fn, rec.args)  # type: ignore[arg-type]
+    async def _call(self, rec: _Rec) -> Any:
+        if rec.is_async:
+            return await rec.fn(*rec.args)  # type: ignore[misc]
+        if rec.coro is not None:
+            return await rec.coro
+        result = await self._in_thread(rec, rec.fn, rec.args)  # type: ignore[arg-type]
         if asyncio.iscoroutine(result) or asyncio.isfuture(result) or hasattr(result, "__await__"):
             result = await result
         return result
 
-    async def _timed(self, rec: _Rec, t: Task) -> Any:
+    async def _timed(self, rec: _Rec) -> Any:
         timeout = rec.timeout
         try:
             async with asyncio.timeout(timeout) as cm:
-                return await self._call(rec, t)
+                return await self._call(rec)
         except TimeoutError:
             if cm.expired():
                 raise TaskTimeout(f"task {rec.name!r} timed out after {timeout:g}s") from None
@@ -555,7 +625,7 @@ class Fan:
         rec.thread_call = call
         return await self._loop.run_in_executor(executor, call)
 
-    async def _retry_loop(self, rec: _Rec, t: Task, error: Exception) -> Any:
+    async def _retry_loop(self, rec: _Rec, error: Exception) -> Any:
         policy = rec.retry
         assert policy is not None
         loop = self._loop
@@ -586,9 +656,7 @@ class Fan:
                         TaskStarted(self.name, a_start - t0, rec.name, rec.group, rec.attempts)
                     )
                 try:
-                    value = await (
-                        self._call(rec, t) if rec.timeout is None else self._timed(rec, t)
-                    )
+                    value = await (self._call(rec) if rec.timeout is None else self._timed(rec))
                 except Exception as e:
                     history.append(Attempt(rec.attempts, a_start - t0, loop.time() - t0, e))
                     error = e
@@ -615,8 +683,8 @@ class Fan:
 
     def _skip(self, rec: _Rec, reason: str) -> None:
         """Write the Outcome of a task that never started."""
-        if rec.task.coro is not None:
-            rec.task.coro.close()
+        if rec.coro is not None:
+            rec.coro.close()
         outcome = Outcome(
             rec.name,
             _SKIPPED,
@@ -670,6 +738,9 @@ class Fan:
         self._stop_reason = reason
         heaps, self._heaps = self._heaps, {}
         self._queued = 0
+        feed = self._feedq
+        while feed:
+            self._skip(feed.popleft(), reason)
         for heap in heaps.values():
             for _, _, rec in sorted(heap):
                 self._skip(rec, reason)
@@ -684,7 +755,7 @@ class Fan:
         rec.cancel_reason = reason
         rec.handle.cancel()
         if rec.started is None:
-            # its asyncio Task never ran a step, so _drive will not run: write it here
+            # its asyncio Task never ran a step, so _execute will not run: write it here
             self._running -= 1
             g = rec.group
             if g is not None and g in self._grun:
@@ -730,7 +801,11 @@ def current_fan() -> Fan:
     return fan
 
 
-def _prepare(tasks: Any, quorum: int | None) -> dict[str, Task]:
+_Spec = tuple[str, Callable[..., Any] | None, tuple[Any, ...], bool, Any, Task]
+
+
+def _prepare(tasks: Any, quorum: int | None) -> list[_Spec]:
+    """Validate everything gather() was given before anything starts (no partial runs)."""
     if not isinstance(tasks, Mapping):
         if isinstance(tasks, list | tuple):
             close_unstarted(list(tasks))
@@ -738,12 +813,34 @@ def _prepare(tasks: Any, quorum: int | None) -> dict[str, Task]:
             f"expected a mapping of task name -> task, got {type(tasks).__name__} "
             "(name your tasks: results are keyed)"
         )
+    specs: list[_Spec] = []
+    is_async: dict[int, bool] = {}  # fn id -> async? (the fns stay alive during this call)
     try:
-        specs: dict[str, Task] = {}
         for name, spec in tasks.items():
             if not isinstance(name, str):
                 raise TypeError(f"task names must be strings, got {name!r}")
-            specs[name] = as_task(f"tasks[{name!r}]", spec)
+            if isinstance(spec, Task):
+                specs.append((name, spec.fn, spec.args, spec.is_async, spec.coro, spec))
+                continue
+            if isinstance(spec, tuple):
+                if not spec or not callable(spec[0]):
+                    raise TypeError(f"tasks[{name!r}]: a tuple must be (fn, *args), got {spec!r}")
+                fn, args = spec[0], spec[1:]
+            elif inspect.iscoroutine(spec):
+                specs.append((name, None, (), False, spec, _DEFAULTS))
+                continue
+            elif callable(spec):
+                fn, args = spec, ()
+            else:
+                raise TypeError(
+                    f"tasks[{name!r}]: expected fj.task(...), (fn, *args), a callable or a "
+                    f"coroutine, got {type(spec).__name__}"
+                )
+            key = id(fn)
+            a = is_async.get(key)
+            if a is None:
+                a = is_async[key] = _is_async_callable(fn)
+            specs.append((name, fn, args, a, None, _DEFAULTS))
         if quorum is not None and quorum > len(specs):
             raise InvalidPolicy(f"quorum: {quorum} is more than the {len(specs)} tasks given")
     except BaseException:

@@ -97,6 +97,8 @@ class _Pool:
     async def _work(self) -> None:
         fan = self.fan
         t = self.template
+        fn = t.fn
+        is_async = t.is_async
         current = asyncio.current_task()
         assert current is not None
         busy = self.busy
@@ -126,8 +128,7 @@ class _Pool:
                     return
                 i = self.next_index
                 self.next_index = i + 1
-                rec = _Rec(str(i), t, i, timeout, retry)
-                rec.args = (item,)
+                rec = _Rec(str(i), fn, (item,), is_async, None, t, i, timeout, retry)
                 rec.handle = current
                 fan._running += 1
                 fan._active.add(rec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import FanError, TaskSkipped
 
@@ -25,8 +25,7 @@ class Status(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One call of a task: when it started and ended (run clock) and how it ended."""
 
     number: int
@@ -40,16 +39,9 @@ class Attempt:
         return self.error is None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The terminal record of one task.
-
-    ``started`` and ``ended`` are seconds since the run started (the run's clock);
-    both are ``None`` for a task that never started. ``reason`` says why a task was
-    skipped, cancelled or timed out (``"deadline"``, ``"timeout"``, ``"fail_fast"``,
-    ``"quorum"``, ``"budget"``, ``"cancelled"``, ``"abandoned"`` ...).
-    """
-
+# Outcome and Attempt are NamedTuples: immutable values that CPython builds in ~0.35 µs,
+# against ~2.2 µs for a frozen dataclass of the same fields — and one is built per task.
+class _OutcomeFields(NamedTuple):
     name: str
     status: Status
     value: Any = None
@@ -60,10 +52,32 @@ class Outcome:
     ended: float | None = None
     cost: float | None = None
     group: str | None = None
-    index: int = 0
-    history: tuple[Attempt, ...] = ()
+    index: int = 0  # type: ignore[assignment]  # shadows tuple.index on purpose
+    calls: tuple[Attempt, ...] = ()
     fallback: bool = False
     tokens: int | None = None
+
+
+class Outcome(_OutcomeFields):
+    """The terminal record of one task (an immutable value).
+
+    ``started`` and ``ended`` are seconds since the run started (the run's clock);
+    both are ``None`` for a task that never started. ``reason`` says why a task was
+    skipped, cancelled or timed out (``"deadline"``, ``"timeout"``, ``"fail_fast"``,
+    ``"quorum"``, ``"budget"``, ``"cancelled"``, ``"abandoned"`` ...). ``history`` holds
+    every call (:class:`Attempt`). ``index`` is the order the task was added (for
+    ``map``/``imap``, the item's position in the input).
+    """
+
+    __slots__ = ()
+
+    @property
+    def history(self) -> tuple[Attempt, ...]:
+        """Every call made, in order (empty if the task never started)."""
+        if self.calls or self.started is None or self.ended is None:
+            return self.calls
+        # one call: derived on demand rather than built for every task on the hot path
+        return (Attempt(1, self.started, self.ended, self.error),)
 
     @property
     def ok(self) -> bool:
@@ -105,12 +119,13 @@ class _RunInfo:
 class Results(Mapping[str, Outcome]):
     """A read-only mapping of task name to :class:`Outcome`, in the order tasks were added."""
 
-    __slots__ = ("_info", "_outcomes", "_report")
+    __slots__ = ("_counts", "_info", "_outcomes", "_report")
 
     def __init__(self, outcomes: Mapping[str, Outcome], info: _RunInfo | None = None) -> None:
         self._outcomes = dict(outcomes)
         self._info = info
         self._report: RunReport | None = None
+        self._counts: dict[str, int] | None = None
 
     def __getitem__(self, name: str) -> Outcome:
         return self._outcomes[name]
@@ -124,11 +139,19 @@ class Results(Mapping[str, Outcome]):
     def __contains__(self, name: object) -> bool:
         return name in self._outcomes
 
+    def counts(self) -> dict[str, int]:
+        """How many tasks ended with each status, e.g. ``{"ok": 9, "failed": 1}``."""
+        if self._counts is None:
+            counts: dict[str, int] = {}
+            for o in self._outcomes.values():
+                counts[o.status.value] = counts.get(o.status.value, 0) + 1
+            self._counts = counts
+        return dict(self._counts)
+
     def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for o in self._outcomes.values():
-            counts[o.status.value] = counts.get(o.status.value, 0) + 1
-        shown = ", ".join(f"{k}={v}" for k, v in counts.items())
+        if len(self._outcomes) > 1000 and self._counts is None:
+            return f"<Results {len(self)} tasks>"  # repr must stay cheap (asyncio calls it)
+        shown = ", ".join(f"{k}={v}" for k, v in self.counts().items())
         return f"<Results {len(self)} tasks: {shown or 'none'}>"
 
     def ok_values(self) -> dict[str, Any]:

@@ -92,6 +92,14 @@ class Task:
         return replace(self, **given) if given else self
 
 
+async def _never_called() -> None:  # pragma: no cover - placeholder fn of _DEFAULTS
+    """The fn of the shared default options; never called."""
+
+
+# The options of a task given as (fn, *args) or a bare callable: all defaults.
+_DEFAULTS = Task(_never_called)
+
+
 def task(
     fn: Callable[..., Any],
     /,
