@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ._errors import InvalidPolicy
+from ._errors import InvalidPolicy, TaskCancelled, TaskTimeout
 from ._fan import Fan, _Rec
 from ._outcome import Outcome, Results, Status, _fan_error
 from ._retry import Retry
@@ -40,8 +40,10 @@ class _Pool:
         limit: int | None,
         deliver: Callable[[Outcome], Any],
         window: int | None = None,
+        on_value: Callable[[int, Any], None] | None = None,
     ) -> None:
         self.fan = fan
+        self.on_value = on_value
         self.template = task(fn)
         self.deliver = deliver
         self.window = window
@@ -78,14 +80,104 @@ class _Pool:
         fan = self.fan
         fan._stop_listeners.append(self._on_stop)
         loop = fan._loop
-        self.workers = [loop.create_task(self._work()) for _ in range(limit)]
+        plain = (
+            self.on_value is not None
+            and self.template.is_async
+            and fan._timeout is None
+            and fan._retry is None
+            and not fan._observers
+        )
+        work = self._work_plain if plain else self._work
+        self.workers = [loop.create_task(work()) for _ in range(limit)]
 
     def _on_stop(self, reason: str) -> None:
         # items in progress are cancelled by the Fan itself (they are in fan._active);
-        # workers waiting for an item, for the window or for the consumer stop here
+        # workers waiting for an item, for the window or for the consumer stop here;
+        # plain workers (no records) are cancelled here and read the reason from the Fan
         for w in self.workers:
             if w not in self.busy and not w.done():
                 w.cancel()
+
+    async def _pull(self) -> tuple[bool, Any]:
+        """The next item as ``(True, item)``, or ``(False, None)`` at the end of the input."""
+        try:
+            if self.sync_it is not None:
+                return True, next(self.sync_it)
+            assert self.lock is not None
+            assert self.async_it is not None
+            async with self.lock:
+                return True, await anext(self.async_it)
+        except (StopIteration, StopAsyncIteration):
+            return False, None
+        except Exception as e:  # the input itself failed: the whole map fails
+            self.iter_error = e
+            self.fan._stop("aborted")
+            return False, None
+
+    async def _work_plain(self) -> None:
+        """The plain path (async fn, no timeout, retry or observer): each call is awaited
+        inline and only its value is kept; an Outcome is built only for a failure. This
+        is what makes a limited map cheaper than a Task per item (bench workload 2)."""
+        fan = self.fan
+        fn = self.template.fn
+        assert fn is not None
+        on_value = self.on_value
+        assert on_value is not None
+        sync_it = self.sync_it
+        loop = fan._loop
+        t0 = fan._t0
+        i = -1
+        start = 0.0
+        while fan._stop_reason is None:
+            i = -1
+            try:
+                if sync_it is not None:
+                    item = next(sync_it)
+                else:
+                    more, item = await self._pull()
+                    if not more:
+                        return
+                i = self.next_index
+                self.next_index = i + 1
+                start = loop.time()
+                value = await fn(item)
+            except StopIteration:
+                return
+            except asyncio.CancelledError:
+                if i >= 0:
+                    reason = fan._stop_reason or "cancelled"
+                    timed_out = reason == "deadline"
+                    status = Status.TIMED_OUT if timed_out else Status.CANCELLED
+                    error: BaseException = (
+                        TaskTimeout(f"task {i!r} stopped by the run's deadline")
+                        if timed_out
+                        else TaskCancelled(reason)
+                    )
+                    self._plain_outcome(i, status, error, reason, start - t0, loop.time() - t0)
+                return
+            except Exception as e:
+                if i < 0:  # the input itself failed: the whole map fails
+                    self.iter_error = e
+                    fan._stop("aborted")
+                    return
+                self._plain_outcome(i, Status.FAILED, e, None, start - t0, loop.time() - t0)
+                continue
+            on_value(i, value)
+
+    def _plain_outcome(
+        self,
+        i: int,
+        status: Status,
+        error: BaseException,
+        reason: str | None,
+        started: float,
+        ended: float,
+    ) -> None:
+        outcome = Outcome(str(i), status, None, error, reason, 1, started, ended, None, None, i)
+        fan = self.fan
+        fan._pending += 1  # _settle counts it down again
+        fan._settle(outcome)
+        self.deliver(outcome)
 
     def release(self, upto: int) -> None:
         """Ordered mode: the consumer has taken every item below ``upto``."""
@@ -207,19 +299,21 @@ async def map(
     ``on_error="fail_fast"`` the first failure stops the rest; ``"collect"`` runs all.
     """
     fan = _run_options(limit, deadline, timeout, retry, on_error, observers)
-    values: list[Any] = []
+    values: list[Any] = [None] * len(items) if isinstance(items, list | tuple | range) else []
     failed: dict[str, Outcome] = {}
 
-    def deliver(o: Outcome) -> None:
-        i = o.index
+    def on_value(i: int, value: Any) -> None:
         if i >= len(values):
             values.extend([None] * (i + 1 - len(values)))
+        values[i] = value
+
+    def deliver(o: Outcome) -> None:
         if o.status is _OK:
-            values[i] = o.value
+            on_value(o.index, o.value)
         else:
             failed[o.name] = o
 
-    pool = _Pool(fan, fn, items, limit, deliver)
+    pool = _Pool(fan, fn, items, limit, deliver, on_value=on_value)
     await _run_pool(pool)
     if failed:
         ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
@@ -264,18 +358,21 @@ async def map_reduce(
     failed: dict[str, Outcome] = {}
     reducer_error: list[BaseException] = []
 
+    def on_value(i: int, value: Any) -> None:
+        try:
+            acc[0] = reducer(acc[0], value)
+        except Exception as e:
+            if not reducer_error:
+                reducer_error.append(e)
+            fan._stop("aborted")
+
     def deliver(o: Outcome) -> None:
         if o.status is _OK:
-            try:
-                acc[0] = reducer(acc[0], o.value)
-            except Exception as e:
-                if not reducer_error:
-                    reducer_error.append(e)
-                fan._stop("aborted")
+            on_value(o.index, o.value)
         else:
             failed[o.name] = o
 
-    pool = _Pool(fan, fn, items, limit, deliver)
+    pool = _Pool(fan, fn, items, limit, deliver, on_value=on_value)
     await _run_pool(pool)
     if reducer_error:
         raise reducer_error[0]
