@@ -1,0 +1,210 @@
+"""The typer app: ``forkjoin run``, ``forkjoin map`` and ``forkjoin report``.
+
+Each command is a thin layer: parse, call the library, render. Exit codes: 0 all ok,
+1 some tasks not ok, 2 a bad spec or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import forkjoin as fj
+
+from ._kinds import build_plan, resolve_call
+from ._render import dumps, render_report, results_doc
+from ._spec import SetupSpec, SpecError, load_spec
+from ._template import Redactor, Vars, expand
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_USAGE", "app"]
+
+EXIT_OK = 0
+EXIT_NOT_OK = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="forkjoin",
+    help="Run many independent tasks at once under policies; get keyed results and a report.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one line to stderr; the caller raises the returned Exit (code 2)."""
+    typer.echo(f"forkjoin: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def parse_vars(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise fail(f"--var: expected key=value, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _setup(setup: SetupSpec | None, spec_dir: Path, given: dict[str, str]) -> Iterator[Any]:
+    """Enter the spec's setup (a context manager or a function returning vars)."""
+    if setup is None or (setup.skip_if_var and setup.skip_if_var in given):
+        yield {}
+        return
+    fn = resolve_call(setup.call, spec_dir)
+    made = fn(**setup.kwargs)
+    if hasattr(made, "__enter__"):
+        with made as provided:
+            yield dict(provided or {})
+    else:
+        yield dict(made or {})
+
+
+@app.command()
+def run(
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="the spec to run")],
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="set a template variable: key=value")
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="write the JSON results here, not stdout")
+    ] = None,
+    html: Annotated[Path | None, typer.Option(help="write the HTML timeline here")] = None,
+    report_json: Annotated[
+        Path | None, typer.Option("--report-json", help="save the report as JSON")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no report on stderr")] = False,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="exit 0 when some tasks are ok")
+    ] = False,
+) -> None:
+    """Run the named tasks of a TOML spec; print keyed JSON results and the report."""
+    display = str(spec_file)
+    redact = Redactor()
+    given = parse_vars(var)
+    if html is not None and not hasattr(fj.RunReport, "to_html"):
+        raise fail("--html needs RunReport.to_html, which this forkjoin version does not have")
+    spec_dir = spec_file.resolve().parent
+    try:
+        spec, keylines = load_spec(spec_file, display)
+        variables = Vars(redact)
+        variables.values["spec_dir"] = str(spec_dir)
+        variables.update(spec.vars, lambda k: (f"vars.{k}", keylines.find(("vars", k))))
+        provides = dict.fromkeys(spec.setup.provides, "") if spec.setup else {}
+        variables.update(provides, lambda k: ("setup.provides", keylines.find(("setup",))))
+        variables.update(given, lambda k: (f"--var {k}", 0))
+        if spec.aggregate is not None:
+            aggregate_fn = _resolve(spec.aggregate.call, spec_dir, keylines, "aggregate")
+        if spec.setup is not None:
+            _resolve(spec.setup.call, spec_dir, keylines, "setup")
+            expand(spec.setup.kwargs, variables, ("setup", "kwargs"), keylines.find)
+        # build once before any side effect: a bad spec runs nothing
+        build_plan(spec, keylines, variables, spec_dir)
+    except SpecError as e:
+        raise fail(redact(str(e.in_file(display)))) from None
+
+    code = EXIT_OK
+    aggregate: Any = None
+    agg_error: str | None = None
+    with _setup(spec.setup, spec_dir, given) as provided:
+        try:
+            variables.update(provided, lambda k: ("setup", keylines.find(("setup",))))
+            variables.update(given, lambda k: (f"--var {k}", 0))
+            plan = build_plan(spec, keylines, variables, spec_dir)
+        except SpecError as e:
+            raise fail(redact(str(e.in_file(display)))) from None
+        options = dict(plan.options)
+        if _accepts_progress() and _stderr_is_terminal() and not quiet:
+            options["progress"] = True
+        try:
+            results = fj.run(plan.tasks, **options)
+        except fj.Interrupted as e:
+            results = e.results
+            code = EXIT_INTERRUPTED
+        except fj.FanError as e:  # fail_fast: the results are still keyed and complete
+            results = e.results
+        if spec.aggregate is not None and code != EXIT_INTERRUPTED:
+            try:
+                aggregate = aggregate_fn(results, **spec.aggregate.kwargs)
+            except Exception as e:
+                agg_error = f"{type(e).__name__}: {e}"
+
+    doc: dict[str, Any] = {"results": results_doc(results)}
+    if spec.aggregate is not None:
+        doc["aggregate"] = aggregate if agg_error is None else {"error": agg_error}
+    text = redact(dumps(redact.value(doc), indent=2))
+    if json_file is not None:
+        json_file.write_text(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    report = results.report
+    if report_json is not None:
+        report_json.write_text(redact(report.to_json(indent=2)) + "\n")
+    if html is not None:
+        report.to_html(html)  # type: ignore[attr-defined]
+        html.write_text(redact(html.read_text()))
+    if not quiet:
+        sys.stderr.write(render_report(report, results, redact, terminal=_stderr_is_terminal()))
+        if agg_error:
+            sys.stderr.write(redact(f"aggregate failed: {agg_error}\n"))
+        sys.stderr.flush()
+    if code == EXIT_OK:
+        ok = sum(1 for o in results.values() if o.ok)
+        if agg_error or (ok < len(results) and not (allow_partial and ok > 0)):
+            code = EXIT_NOT_OK
+    raise typer.Exit(code)
+
+
+def _accepts_progress() -> bool:
+    return "progress" in inspect.signature(fj.run).parameters
+
+
+def _resolve(ref: str, spec_dir: Path, keylines: Any, key: str) -> Any:
+    try:
+        return resolve_call(ref, spec_dir)
+    except ValueError as e:
+        raise SpecError(str(e), line=keylines.find((key, "call")), path=f"{key}.call") from None
+
+
+@app.command()
+def report(
+    run_json: Annotated[Path, typer.Argument(metavar="RUN.json", help="a saved report")],
+    html: Annotated[Path | None, typer.Option(help="write the HTML timeline here")] = None,
+) -> None:
+    """Re-render a report saved with ``forkjoin run --report-json``."""
+    try:
+        data = json.loads(run_json.read_text())
+    except OSError as e:
+        raise fail(f"{run_json}: cannot read: {e.strerror or e}") from None
+    except ValueError as e:
+        raise fail(f"{run_json}: not a JSON report: {e}") from None
+    if not isinstance(data, dict) or "version" not in data:
+        raise fail(f"{run_json}: not a forkjoin report (no version field)")
+    loaded: Any = data
+    from_dict = getattr(fj.RunReport, "from_dict", None)
+    if from_dict is not None:
+        try:
+            loaded = from_dict(data)
+        except Exception as e:
+            raise fail(f"{run_json}: not a readable report: {e}") from None
+    if html is not None:
+        if not hasattr(loaded, "to_html"):
+            raise fail("--html needs RunReport.to_html, which this forkjoin version does not have")
+        loaded.to_html(html)
+    sys.stdout.write(render_report(loaded, None, Redactor(), terminal=sys.stdout.isatty()))
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,510 @@
+"""Task kinds of a spec (command, http, sql, python) and the policies, as forkjoin calls.
+
+Each kind is a plain function the engine runs like any other task; the CLI only turns a
+validated spec into ``fj.task(...)`` values and run options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import inspect
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+import forkjoin as fj
+
+from ._spec import (
+    BudgetSpec,
+    CommandTask,
+    HttpTask,
+    PythonTask,
+    RetrySpec,
+    Spec,
+    SpecError,
+    SqlTask,
+    _KeyLines,
+)
+from ._template import Vars, expand
+
+__all__ = [
+    "CommandFailed",
+    "Plan",
+    "build_plan",
+    "http_request",
+    "resolve_call",
+    "run_command",
+    "sql_query",
+]
+
+_CHUNK = 65536
+# policies that arrive with newer engine versions are looked up at run time
+_api: Any = fj
+
+
+class CommandFailed(Exception):
+    """A command exited with a code not in its ``ok_codes``."""
+
+    def __init__(self, exit_code: int, stderr: str) -> None:
+        tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
+        super().__init__(f"exit code {exit_code}" + (f": {tail[0][:200]}" if tail else ""))
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, bool]:
+    """Read a stream to its end, keeping at most ``cap`` bytes (the rest is drained)."""
+    if stream is None:
+        return b"", False
+    kept = bytearray()
+    truncated = False
+    while True:
+        chunk = await stream.read(_CHUNK)
+        if not chunk:
+            return bytes(kept), truncated
+        room = cap - len(kept)
+        if room > 0:
+            kept += chunk[:room]
+        if len(chunk) > room:
+            truncated = True
+
+
+async def run_command(
+    argv: list[str] | str,
+    *,
+    shell: bool = False,
+    ok_codes: tuple[int, ...] = (0,),
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    max_output: int = 1_000_000,
+) -> dict[str, Any]:
+    """Run a command (no shell unless ``shell``); exit code and capped stdout/stderr."""
+    full_env = {**os.environ, **env} if env else None
+    pipe_in = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
+    out, err = asyncio.subprocess.PIPE, asyncio.subprocess.PIPE
+    if shell:
+        line = argv if isinstance(argv, str) else " ".join(argv)
+        proc = await asyncio.create_subprocess_shell(
+            line, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env
+        )
+    else:
+        args = [argv] if isinstance(argv, str) else argv
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env
+        )
+    try:
+        if stdin is not None and proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(stdin.encode())
+                await proc.stdin.drain()
+            proc.stdin.close()
+        (stdout, t1), (stderr, t2) = await asyncio.gather(
+            _read_capped(proc.stdout, max_output), _read_capped(proc.stderr, max_output)
+        )
+        code = await proc.wait()
+    finally:
+        if proc.returncode is None:  # cancelled (timeout, deadline): never leave it running
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(proc.wait())
+    value = {
+        "exit_code": code,
+        "stdout": stdout.decode("utf-8", "replace"),
+        "stderr": stderr.decode("utf-8", "replace"),
+    }
+    if t1 or t2:
+        value["truncated"] = True
+    if code not in ok_codes:
+        raise CommandFailed(code, stderr.decode("utf-8", "replace"))
+    return value
+
+
+async def http_request(
+    method: str,
+    url: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, Any] | None = None,
+    json: Any = None,
+    body: str | None = None,
+    expect: tuple[int, ...] | None = None,
+    max_body: int = 1_000_000,
+    timeout: float | None = None,
+    follow_redirects: bool = False,
+) -> dict[str, Any]:
+    """One HTTP request; the value is status, headers and the JSON or text body (capped).
+
+    An unexpected status raises ``httpx.HTTPStatusError`` (so 429/503 with Retry-After
+    reach the resilience policies as the server meant them).
+    """
+    own = client is None
+    if client is None:
+        # forkjoin's own timeout governs; httpx's is a backstop just past it
+        client = httpx.AsyncClient(timeout=(timeout + 1.0) if timeout else 30.0)
+    try:
+        request = client.build_request(
+            method,
+            url,
+            headers=dict(headers or {}),
+            params={k: _param(v) for k, v in (query or {}).items()} or None,
+            json=json,
+            content=body.encode() if body is not None else None,
+        )
+        response = await client.send(request, stream=True, follow_redirects=follow_redirects)
+        try:
+            data = bytearray()
+            truncated = False
+            async for chunk in response.aiter_bytes():
+                room = max_body - len(data)
+                if room > 0:
+                    data += chunk[:room]
+                if len(chunk) > room:
+                    truncated = True
+                    break
+        finally:
+            await response.aclose()
+    finally:
+        if own:
+            await client.aclose()
+    ok = response.status_code in expect if expect else 200 <= response.status_code < 300
+    if not ok:
+        raise httpx.HTTPStatusError(
+            f"{response.status_code} {response.reason_phrase} for {method} {url}",
+            request=request,
+            response=response,
+        )
+    value: dict[str, Any] = {"status": response.status_code, "headers": dict(response.headers)}
+    text = bytes(data).decode(response.encoding or "utf-8", "replace")
+    if not truncated and "json" in response.headers.get("content-type", ""):
+        try:
+            value["json"] = response.json() if data else None
+        except ValueError:
+            value["text"] = text
+    else:
+        value["text"] = text
+    if truncated:
+        value["truncated"] = True
+    return value
+
+
+def _param(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def sqlite_query(path: str, query: str, params: Any, max_rows: int) -> list[dict[str, Any]]:
+    """Run a parameterised query on an SQLite file (in a worker thread); rows as dicts."""
+    uri = f"file:{path}?mode=rw"  # never create an empty database by mistake
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
+        conn.row_factory = sqlite3.Row
+        with conn:
+            cur = conn.execute(query, params)
+            rows = cur.fetchmany(max_rows)
+    return [dict(r) for r in rows]
+
+
+async def postgres_query(dsn: str, query: str, params: Any, max_rows: int) -> list[dict[str, Any]]:
+    """Run a parameterised query ($1, $2 ...) on PostgreSQL through asyncpg."""
+    try:
+        asyncpg: Any = importlib.import_module("asyncpg")
+    except ImportError:
+        raise RuntimeError("PostgreSQL needs asyncpg: pip install 'forkjoin[postgres]'") from None
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(query, *params)
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows[:max_rows]]
+
+
+def sql_query(dsn: str, query: str, params: Any = (), max_rows: int = 100_000) -> Any:
+    """A callable for the engine: SQLite runs sync (in a thread), PostgreSQL async."""
+    if dsn.startswith(("postgres://", "postgresql://")):
+        return postgres_query(dsn, query, list(params), max_rows)
+    return sqlite_query(_sqlite_path(dsn), query, params, max_rows)
+
+
+def _sqlite_path(dsn: str) -> str:
+    # sqlite:///relative.db, sqlite:////abs/path.db (as SQLAlchemy spells them)
+    rest = dsn[len("sqlite://") :]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    return unquote(urlsplit("x:" + rest).path) if "%" in rest else rest
+
+
+def resolve_call(ref: str, search: Path | None = None) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the callable (the spec's folder is importable)."""
+    module_name, _, attr = ref.partition(":")
+    if search is not None and str(search) not in sys.path:
+        sys.path.insert(0, str(search))
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name!r}: {e}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"{module_name!r} has no {attr!r}") from None
+    if not callable(obj):
+        raise ValueError(f"{ref!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+# -- policies ---------------------------------------------------------------------------
+
+
+def _has(name: str) -> bool:
+    return hasattr(fj, name)
+
+
+def _accepts(fn: Callable[..., Any], param: str) -> bool:
+    try:
+        return param in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins only
+        return False
+
+
+def _unavailable(feature: str, needs: str) -> str:
+    return f"{feature} needs {needs}, which this forkjoin version does not have yet"
+
+
+def to_retry(spec: RetrySpec | None) -> fj.Retry | bool | None:
+    if spec is None:
+        return None
+    if not spec.enabled:
+        return False
+    return fj.Retry(
+        attempts=spec.attempts, backoff=spec.backoff, max_delay=spec.max_delay, jitter=spec.jitter
+    )
+
+
+@dataclass
+class Plan:
+    """What ``forkjoin run`` will call: the tasks and the run's options."""
+
+    tasks: dict[str, fj.Task] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(keylines: _KeyLines, *path: str) -> dict[str, Any]:
+    return {"line": keylines.find(tuple(path)), "path": ".".join(path)}
+
+
+def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
+    """The spec's ``[run]``, ``[defaults]`` and ``[groups]`` as keywords of ``fj.run``."""
+    r = spec.run
+    opts: dict[str, Any] = {
+        "limit": r.limit,
+        "deadline": r.deadline,
+        "on_error": r.on_error,
+        "quorum": r.quorum,
+        "timeout": spec.defaults.timeout,
+    }
+    retry = to_retry(spec.defaults.retry)
+    if retry is not None:
+        opts["retry"] = retry
+    if r.quorum is not None and r.quorum > len(spec.tasks):
+        raise SpecError(
+            f"quorum {r.quorum} is larger than the number of tasks ({len(spec.tasks)})",
+            **_where(keylines, "run", "quorum"),
+        )
+    if r.budget is not None:
+        opts["budget"] = _budget(r.budget, keylines)
+    limits: dict[str, Any] = {}
+    rates: dict[str, Any] = {}
+    for name, g in spec.groups.items():
+        if g.adaptive is not None and g.adaptive.enabled:
+            if g.limit is not None:
+                raise SpecError(
+                    "set either limit or adaptive for a group, not both",
+                    **_where(keylines, "groups", name, "adaptive"),
+                )
+            if not _has("AdaptiveLimit"):
+                raise SpecError(
+                    _unavailable("an adaptive limit", "fj.AdaptiveLimit"),
+                    **_where(keylines, "groups", name, "adaptive"),
+                )
+            a = g.adaptive
+            limits[name] = _policy(
+                functools.partial(_api.AdaptiveLimit, initial=a.initial, min=a.min, max=a.max),
+                keylines,
+                "groups",
+                name,
+                "adaptive",
+            )
+        elif g.limit is not None:
+            limits[name] = g.limit
+        if g.rate is not None:
+            if not (_has("RateLimit") and _accepts(fj.run, "rates")):
+                raise SpecError(
+                    _unavailable("a rate limit", "fj.RateLimit"),
+                    **_where(keylines, "groups", name, "rate"),
+                )
+            rate = g.rate
+            rates[name] = _policy(
+                functools.partial(_api.RateLimit, rate.rate, per=rate.per, burst=rate.burst),
+                keylines,
+                "groups",
+                name,
+                "rate",
+            )
+    if limits:
+        opts["limits"] = limits
+    if rates:
+        opts["rates"] = rates
+    return opts
+
+
+def _policy(build: Callable[[], Any], keylines: _KeyLines, *path: str) -> Any:
+    try:
+        return build()
+    except (fj.InvalidPolicy, TypeError, ValueError) as e:
+        raise SpecError(str(e), **_where(keylines, *path)) from None
+
+
+def _budget(b: BudgetSpec, keylines: _KeyLines) -> Any:
+    if not (_has("Budget") and _accepts(fj.run, "budget")):
+        raise SpecError(_unavailable("a budget", "fj.Budget"), **_where(keylines, "run", "budget"))
+    return _policy(
+        functools.partial(_api.Budget, usd=b.usd, tokens=b.tokens), keylines, "run", "budget"
+    )
+
+
+def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path) -> Plan:
+    """Turn a validated spec into tasks (templates filled) and run options.
+
+    Raises :class:`SpecError` for anything wrong — before anything runs.
+    """
+    plan = Plan(options=run_options(spec, keylines))
+    for name, t in spec.tasks.items():
+        base = ("tasks", name)
+        options: dict[str, Any] = {
+            "timeout": t.timeout,
+            "group": t.group,
+            "priority": t.priority,
+            "cost": t.cost,
+        }
+        retry = to_retry(t.retry)
+        if retry is not None:
+            options["retry"] = retry
+        if t.hedge is not None and t.hedge.enabled:
+            if not t.idempotent:
+                raise SpecError(
+                    "hedging starts a duplicate call: mark the task idempotent = true",
+                    **_where(keylines, *base, "hedge"),
+                )
+            if not (_has("Hedge") and _accepts(fj.task, "hedge")):
+                raise SpecError(
+                    _unavailable("hedging", "fj.Hedge"), **_where(keylines, *base, "hedge")
+                )
+            h = t.hedge
+            options["hedge"] = _policy(
+                functools.partial(_api.Hedge, after=h.after, max_extra=h.max_extra),
+                keylines,
+                *base,
+                "hedge",
+            )
+        if t.idempotent:
+            if not _accepts(fj.task, "idempotent"):
+                raise SpecError(
+                    _unavailable("idempotent", "fj.task(idempotent=...)"),
+                    **_where(keylines, *base, "idempotent"),
+                )
+            options["idempotent"] = True
+        fn, args = _call_of(t, base, keylines, variables, spec_dir, spec)
+        plan.tasks[name] = _policy(
+            functools.partial(fj.task, fn, *args, **options),
+            keylines,
+            *base,
+        )
+    return plan
+
+
+def _call_of(
+    t: Any,
+    base: tuple[str, ...],
+    keylines: _KeyLines,
+    variables: Vars,
+    spec_dir: Path,
+    spec: Spec,
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    def fill(key: str, value: Any, *, quote: bool = False) -> Any:
+        return expand(value, variables, (*base, key), keylines.find, quote=quote)
+
+    timeout = t.timeout if t.timeout is not None else spec.defaults.timeout
+    if isinstance(t, CommandTask):
+        argv = fill("argv", t.argv, quote=t.shell)
+        argv = [str(a) for a in argv] if isinstance(argv, list) else str(argv)
+        if t.shell and isinstance(argv, list):
+            argv = " ".join(argv)
+        cwd = fill("cwd", t.cwd) if t.cwd else None
+        return (
+            functools.partial(
+                run_command,
+                argv,
+                shell=t.shell,
+                ok_codes=tuple(t.ok_codes),
+                cwd=str(spec_dir / str(cwd)) if cwd else None,
+                env={k: str(v) for k, v in fill("env", t.env).items()},
+                stdin=str(fill("stdin", t.stdin)) if t.stdin is not None else None,
+                max_output=t.max_output,
+            ),
+            (),
+        )
+    if isinstance(t, HttpTask):
+        return (
+            functools.partial(
+                http_request,
+                t.method,
+                str(fill("url", t.url)),
+                headers={k: str(v) for k, v in fill("headers", t.headers).items()},
+                query=fill("query", t.query),
+                json=fill("json", t.json_),
+                body=str(fill("body", t.body)) if t.body is not None else None,
+                expect=tuple(t.expect) if t.expect else None,
+                max_body=t.max_body,
+                timeout=timeout,
+                follow_redirects=t.follow_redirects,
+            ),
+            (),
+        )
+    if isinstance(t, SqlTask):
+        dsn = str(fill("dsn", t.dsn))
+        params = fill("params", t.params)
+        if dsn.startswith(("postgres://", "postgresql://")):
+            if isinstance(params, dict):
+                raise SpecError(
+                    "PostgreSQL takes positional params ($1, $2 ...): give a list",
+                    **_where(keylines, *base, "params"),
+                )
+            return functools.partial(postgres_query, dsn, t.query, list(params), t.max_rows), ()
+        if not dsn.startswith("sqlite://"):
+            raise SpecError(
+                f'expected "sqlite:///path.db" or "postgresql://...", got {dsn!r}',
+                **_where(keylines, *base, "dsn"),
+            )
+        path = _sqlite_path(dsn)
+        if not Path(path).is_absolute():
+            path = str(spec_dir / path) if not Path(path).exists() else path
+        return functools.partial(sqlite_query, path, t.query, params, t.max_rows), ()
+    assert isinstance(t, PythonTask)
+    try:
+        fn = resolve_call(t.call, spec_dir)
+    except ValueError as e:
+        raise SpecError(str(e), **_where(keylines, *base, "call")) from None
+    args = tuple(fill("args", t.args))
+    kwargs = fill("kwargs", t.kwargs)
+    return (functools.partial(fn, **kwargs) if kwargs else fn), args

@@ -1,0 +1,163 @@
+"""What the CLI prints: keyed JSON results and the report (rich on a terminal, plain text
+otherwise). Everything passes through the run's :class:`Redactor` before it is written."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import forkjoin as fj
+
+from ._template import Redactor
+
+__all__ = ["dumps", "outcome_doc", "render_report", "results_doc"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return repr(value)
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """JSON text for any value a task may return (non-JSON values as their repr)."""
+    return json.dumps(value, default=_default, indent=indent, ensure_ascii=False)
+
+
+def error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
+    """One Outcome as JSON: status, value or error, reason, attempts, duration, cost."""
+    doc: dict[str, Any] = {"status": o.status.value}
+    if o.ok:
+        doc["value"] = o.value
+    else:
+        doc["error"] = error_text(o.error)
+    if o.reason:
+        doc["reason"] = o.reason
+    doc["attempts"] = o.attempts
+    d = o.duration
+    doc["duration"] = round(d, 6) if d is not None else None
+    if o.cost is not None:
+        doc["cost"] = o.cost
+    if o.fallback:
+        doc["fallback"] = True
+    return doc
+
+
+def results_doc(results: Mapping[str, fj.Outcome]) -> dict[str, Any]:
+    return {name: outcome_doc(o) for name, o in results.items()}
+
+
+_STYLE = {
+    "ok": "green",
+    "failed": "red",
+    "timed_out": "yellow",
+    "cancelled": "magenta",
+    "skipped": "dim",
+}
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    if isinstance(report, dict):
+        return report
+    return dict(report.to_dict())
+
+
+def render_report(
+    report: Any,
+    outcomes: Mapping[str, fj.Outcome] | None,
+    redact: Redactor,
+    *,
+    terminal: bool,
+    width: int = 100,
+) -> str:
+    """The report as text: a rich table on a terminal, plain lines otherwise."""
+    buf = io.StringIO()
+    console = Console(
+        file=buf, force_terminal=terminal, no_color=not terminal, width=width, highlight=False
+    )
+    if outcomes:
+        table = Table(title="tasks", title_justify="left", show_edge=terminal, box=None)
+        for col in ("task", "status", "attempts", "duration", "detail"):
+            table.add_column(col, justify="right" if col in ("attempts", "duration") else "left")
+        for name, o in outcomes.items():
+            d = o.duration
+            detail = o.reason or ""
+            if not o.ok and o.error is not None:
+                detail = f"{detail + ': ' if detail else ''}{error_text(o.error)}"
+            status = o.status.value
+            table.add_row(
+                name,
+                f"[{_STYLE.get(status, '')}]{status}[/]" if terminal else status,
+                str(o.attempts),
+                f"{d:.3f}s" if d is not None else "-",
+                detail[:120],
+            )
+        console.print(table)
+    if terminal and hasattr(report, "__rich__"):
+        console.print(report)
+    elif terminal:
+        console.print(_summary_table(_report_dict(report)))
+    else:
+        console.print(str(report) if not isinstance(report, dict) else _plain(report))
+    return redact(buf.getvalue())
+
+
+def _summary_table(d: dict[str, Any]) -> Table:
+    table = Table(title="report", title_justify="left", show_header=False, box=None)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in _summary_rows(d):
+        table.add_row(key, value)
+    return table
+
+
+def _summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted((d.get("counts") or {}).items())) or "none"
+    rows = [
+        ("tasks", f"{d.get('tasks', 0)} ({counts})"),
+        ("wall", f"{d.get('wall', 0.0):.3f}s"),
+        ("sequential", f"{d.get('total_duration', 0.0):.3f}s (sum of task durations)"),
+        ("speedup", f"{d.get('speedup', 0.0):.2f}x"),
+        (
+            "concurrency",
+            f"peak {d.get('peak_concurrency', 0)}, mean {d.get('mean_concurrency', 0.0):.2f}",
+        ),
+        ("attempts", f"{d.get('attempts', 0)} ({d.get('retries', 0)} retries)"),
+    ]
+    cost = d.get("cost")
+    if isinstance(cost, dict):
+        cost = cost.get("total")
+    if cost:
+        rows.append(("cost", f"${cost:.4f} (sequential would cost the same)"))
+    reasons = d.get("reasons") or {}
+    if reasons:
+        rows.append(("reasons", ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))))
+    slowest = d.get("slowest") or []
+    if slowest and isinstance(slowest[0], dict):
+        rows.append(("slowest", f"{slowest[0].get('name')} ({slowest[0].get('duration', 0):.3f}s)"))
+    return rows
+
+
+def _plain(d: dict[str, Any]) -> str:
+    return "\n".join(f"{k:<12} {v}" for k, v in _summary_rows(d))

@@ -1,0 +1,529 @@
+"""The spec file: a TOML document of named tasks and policies, validated with pydantic.
+
+Errors are one line naming the file, the line and the key path
+(``spec.toml:14: tasks.amazon.timeout: expected a duration like "5s", got "fast"``).
+tomllib gives no positions for values, so :class:`_KeyLines` scans the text for table
+headers and keys to map a pydantic error location back to a line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = ["KINDS", "SpecError", "load_spec", "parse_duration", "parse_rate"]
+
+KINDS = ("command", "http", "sql", "python")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h)\s*$")
+_PER = {
+    "s": 1.0, "sec": 1.0, "second": 1.0,
+    "m": 60.0, "min": 60.0, "minute": 60.0,
+    "h": 3600.0, "hour": 3600.0,
+}  # fmt: skip
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)?\s*([a-z]+)\s*$")
+
+
+class SpecError(Exception):
+    """A bad spec or usage: one line naming where and what."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 path: str | None = None) -> None:  # fmt: skip
+        self.file = file
+        self.line = line
+        self.path = path
+        self.detail = message
+        where = (
+            f"{file}:{line}: "
+            if file is not None and line is not None
+            else (f"{file}: " if file is not None else "")
+        )
+        super().__init__(f"{where}{path + ': ' if path else ''}{message}")
+
+    def in_file(self, file: str) -> SpecError:
+        """The same error, naming ``file``."""
+        if self.file is not None:
+            return self
+        return SpecError(self.detail, file=file, line=self.line, path=self.path)
+
+
+def show(value: Any) -> str:
+    """A user's value as they would write it (JSON-ish, short)."""
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):  # pragma: no cover - default=str handles the rest
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- value types ------------------------------------------------------------------------
+
+
+def parse_duration(value: Any, *, zero: bool = False) -> float:
+    """Seconds from ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` or a number of seconds (> 0)."""
+    if not isinstance(value, bool):
+        seconds = -1.0
+        if isinstance(value, int | float) and math.isfinite(value):
+            seconds = float(value)
+        elif isinstance(value, str):
+            m = _DURATION_RE.match(value)
+            if m:
+                seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        if seconds > 0 or (zero and seconds == 0):
+            return seconds
+    raise PydanticCustomError(
+        "duration", 'expected a duration like "5s", got {got}', {"got": show(value)}
+    )
+
+
+def parse_rate(value: Any) -> tuple[float, float]:
+    """``(rate, per_seconds)`` from ``"5/s"``, ``"60/min"`` or ``"10/5s"``."""
+    if isinstance(value, str):
+        m = _RATE_RE.match(value)
+        if m and m.group(3) in _PER:
+            rate = float(m.group(1))
+            per = float(m.group(2) or 1) * _PER[m.group(3)]
+            if rate > 0 and per > 0:
+                return rate, per
+    raise PydanticCustomError(
+        "rate", 'expected a rate like "5/s" or "60/min", got {got}', {"got": show(value)}
+    )
+
+
+def _check(what: str, ok: Any) -> Any:
+    def validate(value: Any) -> Any:
+        if not ok(value):
+            raise PydanticCustomError("value", "expected {what}, got {got}",
+                                      {"what": what, "got": show(value)})  # fmt: skip
+        return value
+
+    return BeforeValidator(validate)
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool)
+
+
+def _is_argv(v: Any) -> bool:
+    return isinstance(v, str) or (
+        isinstance(v, list) and bool(v) and all(isinstance(a, str) for a in v)
+    )
+
+
+def _is_params(v: Any) -> bool:
+    if isinstance(v, list):
+        return all(_is_scalar(p) for p in v)
+    return isinstance(v, dict) and all(_is_scalar(p) for p in v.values())
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ZeroDuration = Annotated[float, BeforeValidator(lambda v: parse_duration(v, zero=True))]
+Scalar = Annotated[Any, _check("a string, number or boolean", _is_scalar)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def _table_or(field: str, what: str) -> Any:
+    """A before-validator: a scalar is shorthand for ``{field = scalar}``; ``false`` = off."""
+
+    def convert(value: Any) -> Any:
+        if value is False:
+            return {"enabled": False}
+        if value is True:
+            return {}
+        if isinstance(value, dict):
+            return value
+        if field and isinstance(value, int | float | str):
+            return {field: value}
+        raise PydanticCustomError("shorthand", "expected {what}, got {got}",
+                                  {"what": what, "got": show(value)})  # fmt: skip
+
+    return BeforeValidator(convert)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RetrySpec(_Model):
+    enabled: bool = True
+    attempts: PositiveInt = 3
+    backoff: ZeroDuration = 0.5
+    max_delay: Duration = 30.0
+    jitter: bool = True
+
+
+class RateSpec(_Model):
+    rate: Annotated[float, Field(gt=0)]
+    per: Duration = 1.0
+    burst: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            rate, per = parse_rate(value)
+            return {"rate": rate, "per": per}
+        if isinstance(value, dict) and isinstance(value.get("rate"), str):
+            rate, per = parse_rate(value["rate"])
+            return {**value, "rate": rate, "per": per}
+        return value
+
+
+class AdaptiveSpec(_Model):
+    enabled: bool = True
+    initial: PositiveInt = 4
+    min: PositiveInt = 1
+    max: PositiveInt = 64
+
+
+class HedgeSpec(_Model):
+    enabled: bool = True
+    after: Duration = 1.0
+    max_extra: PositiveInt = 1
+
+
+class BudgetSpec(_Model):
+    usd: Annotated[float, Field(ge=0)] | None = None
+    tokens: Annotated[int, Field(ge=0)] | None = None
+
+
+RetryField = Annotated[RetrySpec, _table_or("attempts", "a number of attempts, false or a table")]
+HedgeField = Annotated[HedgeSpec, _table_or("after", 'a delay like "300ms" or a table')]
+AdaptiveField = Annotated[AdaptiveSpec, _table_or("", "true, false or a table")]
+BudgetField = Annotated[BudgetSpec, _table_or("usd", "an amount in USD or a table")]
+
+
+class RunSpec(_Model):
+    limit: PositiveInt | None = None
+    deadline: Duration | None = None
+    on_error: Literal["collect", "fail_fast"] = "collect"
+    quorum: PositiveInt | None = None
+    budget: BudgetField | None = None
+
+
+class DefaultsSpec(_Model):
+    timeout: Duration | None = None
+    retry: RetryField | None = None
+
+
+class GroupSpec(_Model):
+    limit: PositiveInt | None = None
+    rate: RateSpec | None = None
+    adaptive: AdaptiveField | None = None
+
+
+Json = Any
+
+
+class _TaskBase(_Model):
+    group: str | None = None
+    priority: int = 0
+    timeout: Duration | None = None
+    retry: RetryField | None = None
+    cost: Annotated[float, Field(ge=0)] | None = None
+    idempotent: bool = False
+    hedge: HedgeField | None = None
+
+
+class CommandTask(_TaskBase):
+    kind: Literal["command"] = "command"
+    argv: Annotated[Any, _check("a non-empty list of strings", _is_argv)]
+    shell: bool = False
+    ok_codes: list[int] = [0]
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    stdin: str | None = None
+    max_output: PositiveInt = 1_000_000
+
+    @model_validator(mode="after")
+    def _shell_string(self) -> CommandTask:
+        if isinstance(self.argv, str) and not self.shell:
+            raise PydanticCustomError(
+                "argv", "a command line string needs shell = true; otherwise give a list"
+            )
+        return self
+
+
+class HttpTask(_TaskBase):
+    kind: Literal["http"] = "http"
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
+    url: Annotated[str, Field(pattern=r"^(https?://|\{)")]
+    headers: dict[str, str] = {}
+    query: dict[str, Scalar] = {}
+    json_: Annotated[Json, Field(alias="json")] = None
+    body: str | None = None
+    expect: list[Annotated[int, Field(ge=100, le=599)]] | None = None
+    max_body: PositiveInt = 1_000_000
+    follow_redirects: bool = False
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpTask:
+        if self.json_ is not None and self.body is not None:
+            raise PydanticCustomError("body", "give json or body, not both")
+        return self
+
+
+class SqlTask(_TaskBase):
+    kind: Literal["sql"] = "sql"
+    dsn: Annotated[str, Field(pattern=r"^(sqlite://|postgres(ql)?://|\{)")]
+    query: Annotated[str, Field(min_length=1)]
+    params: Annotated[
+        Any, _check("a list or table of strings, numbers or booleans", _is_params)
+    ] = []
+    max_rows: PositiveInt = 100_000
+
+
+class PythonTask(_TaskBase):
+    kind: Literal["python"] = "python"
+    call: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+    args: list[Json] = []
+    kwargs: dict[str, Json] = {}
+
+
+def _kind_of(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return getattr(value, "kind", None)
+    kind = value.get("kind")
+    if kind is not None:
+        return kind if isinstance(kind, str) and kind in KINDS else None
+    for key, k in (("argv", "command"), ("url", "http"), ("call", "python"), ("query", "sql")):
+        if key in value:
+            return k
+    return None
+
+
+TaskSpec = Annotated[
+    Annotated[CommandTask, Tag("command")]
+    | Annotated[HttpTask, Tag("http")]
+    | Annotated[SqlTask, Tag("sql")]
+    | Annotated[PythonTask, Tag("python")],
+    Discriminator(
+        _kind_of,
+        custom_error_type="task_kind",
+        custom_error_message='expected kind = "command", "http", "sql" or "python" '
+        "(or a task with argv, url, query or call)",
+    ),
+]
+
+
+class CallSpec(_Model):
+    call: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+    kwargs: dict[str, Json] = {}
+
+
+class SetupSpec(CallSpec):
+    """A context manager run around the tasks (e.g. local servers); it yields extra vars."""
+
+    provides: list[str] = []
+    skip_if_var: str | None = None
+
+
+class Spec(_Model):
+    run: RunSpec = RunSpec()
+    defaults: DefaultsSpec = DefaultsSpec()
+    vars: dict[str, Scalar] = {}
+    groups: dict[str, GroupSpec] = {}
+    tasks: Annotated[dict[str, TaskSpec], Field(min_length=1)]
+    setup: SetupSpec | None = None
+    aggregate: CallSpec | None = None
+
+
+# -- locations --------------------------------------------------------------------------
+
+
+def _split_key(text: str) -> list[str] | None:
+    """Dotted TOML key -> parts (handles quoted parts); None when it is not a key."""
+    parts: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n:
+            return None
+        if text[i] in "\"'":
+            q = text[i]
+            j = text.find(q, i + 1)
+            if j < 0:
+                return None
+            parts.append(text[i + 1 : j])
+            i = j + 1
+        else:
+            m = re.match(r"[A-Za-z0-9_-]+", text[i:])
+            if not m:
+                return None
+            parts.append(m.group(0))
+            i += m.end()
+        while i < n and text[i] in " \t":
+            i += 1
+        if i < n:
+            if text[i] != ".":
+                return None
+            i += 1
+    return parts or None
+
+
+class _KeyLines:
+    """Map key paths of a TOML document to the line where they are written."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        depth = 0  # open brackets of a multi-line value
+        in_string: str | None = None  # a multi-line string's quotes
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if in_string is not None:
+                if line.count(in_string) % 2 == 1:
+                    in_string = None
+                continue
+            if depth > 0:
+                depth = max(0, depth + _bracket_delta(line))
+                continue
+            if not line or line.startswith("#"):
+                continue
+            header = re.match(r"^\[\[?\s*(.*?)\s*\]\]?\s*(#.*)?$", line)
+            if header and not _has_assignment(line):
+                parts = _split_key(header.group(1))
+                if parts is not None:
+                    table = tuple(parts)
+                    self.lines.setdefault(table, lineno)
+                continue
+            eq = _assignment_at(line)
+            if eq is None:
+                continue
+            parts = _split_key(line[:eq])
+            if parts is None:
+                continue
+            path = table + tuple(parts)
+            self.lines.setdefault(path, lineno)
+            for k in range(len(table) + 1, len(path)):
+                self.lines.setdefault(path[:k], lineno)
+            value = line[eq + 1 :]
+            for q in ('"""', "'''"):
+                if value.count(q) % 2 == 1:
+                    in_string = q
+            depth = max(0, _bracket_delta(value))
+
+    def find(self, path: tuple[str, ...]) -> int:
+        for k in range(len(path), 0, -1):
+            if path[:k] in self.lines:
+                return self.lines[path[:k]]
+        return 1
+
+
+def _assignment_at(line: str) -> int | None:
+    quote: str | None = None
+    for i, c in enumerate(line):
+        if quote:
+            if c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c == "=":
+            return i
+        elif c in "[{#":
+            return None
+    return None
+
+
+def _has_assignment(line: str) -> bool:
+    return _assignment_at(line) is not None
+
+
+def _bracket_delta(text: str) -> int:
+    delta = 0
+    quote: str | None = None
+    for c in text:
+        if quote:
+            if c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            break
+        elif c in "[{":
+            delta += 1
+        elif c in "]}":
+            delta -= 1
+    return delta
+
+
+def _message(err: Any) -> str:
+    kind = err.get("type", "")
+    if kind in ("duration", "rate", "shorthand", "task_kind", "argv", "body", "value"):
+        return str(err["msg"])
+    if kind == "missing":
+        return "missing required key"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    msg = msg.replace("input should be", "expected").replace("Input should be", "expected")
+    if "input" in err and kind not in ("union_tag_invalid",):
+        msg += f", got {show(err['input'])}"
+    return msg
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    out = [str(p) for p in loc]
+    # drop pydantic's union tags and the before-validators' own names from the path
+    if len(out) > 2 and out[0] == "tasks" and out[2] in KINDS:
+        del out[2]
+    out = [p for p in out if not p.startswith(("function-", "json-or-python"))]
+    return tuple("json" if p == "json_" else p for p in out)
+
+
+def _first_error(exc: ValidationError) -> tuple[tuple[str, ...], str]:
+    errors = exc.errors(include_url=False)
+    # prefer an error that is not a union-branch mismatch (they repeat one mistake)
+    best = errors[0]
+    return _clean_loc(tuple(best["loc"])), _message(best)
+
+
+def load_spec(path: Path, display: str | None = None) -> tuple[Spec, _KeyLines]:
+    """Read and validate a spec file; raise :class:`SpecError` with file:line: path."""
+    name = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SpecError(f"cannot read the spec: {e.strerror or e}", file=name) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise SpecError("not UTF-8 text", file=name, line=line) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        line = int(m.group(1)) if m else text.count("\n") + 1
+        detail = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
+        col = f" (column {m.group(2)})" if m else ""
+        raise SpecError(f"invalid TOML: {detail}{col}", file=name, line=line) from None
+    keylines = _KeyLines(text)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        loc, message = _first_error(e)
+        raise SpecError(message, file=name, line=keylines.find(loc),
+                        path=".".join(loc) or None) from None  # fmt: skip
+    return spec, keylines
