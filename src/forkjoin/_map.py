@@ -81,8 +81,7 @@ class _Pool:
         fan._stop_listeners.append(self._on_stop)
         loop = fan._loop
         plain = (
-            self.on_value is not None
-            and self.template.is_async
+            self.template.is_async
             and fan._timeout is None
             and fan._retry is None
             and not fan._observers
@@ -116,13 +115,15 @@ class _Pool:
 
     async def _work_plain(self) -> None:
         """The plain path (async fn, no timeout, retry or observer): each call is awaited
-        inline and only its value is kept; an Outcome is built only for a failure. This
-        is what makes a limited map cheaper than a Task per item (bench workload 2)."""
+        inline, with no record per item; map and map_reduce keep only the value (an
+        Outcome is built only for a failure). This is what makes a limited map cheaper
+        than a Task per item (bench workload 2)."""
         fan = self.fan
         fn = self.template.fn
         assert fn is not None
         on_value = self.on_value
-        assert on_value is not None
+        deliver = self.deliver
+        window = self.window
         sync_it = self.sync_it
         loop = fan._loop
         t0 = fan._t0
@@ -131,6 +132,10 @@ class _Pool:
         while fan._stop_reason is None:
             i = -1
             try:
+                if window is not None:
+                    while self.next_index >= self.released + window:
+                        self.window_waiter = loop.create_future()
+                        await self.window_waiter
                 if sync_it is not None:
                     item = next(sync_it)
                 else:
@@ -162,7 +167,15 @@ class _Pool:
                     return
                 self._plain_outcome(i, Status.FAILED, e, None, start - t0, loop.time() - t0)
                 continue
-            on_value(i, value)
+            if on_value is not None:
+                on_value(i, value)
+                continue
+            o = Outcome(
+                str(i), _OK, value, None, None, 1, start - t0, loop.time() - t0, None, None, i
+            )
+            r = deliver(o)
+            if r is not None:
+                await r  # the consumer is behind: wait for room (a cancel here just ends us)
 
     def _plain_outcome(
         self,
@@ -177,7 +190,7 @@ class _Pool:
         fan = self.fan
         fan._pending += 1  # _settle counts it down again
         fan._settle(outcome)
-        self.deliver(outcome)
+        self.deliver(outcome)  # imap: never waits for room here; the next pull will
 
     def release(self, upto: int) -> None:
         """Ordered mode: the consumer has taken every item below ``upto``."""
@@ -406,7 +419,9 @@ async def imap(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise InvalidPolicy(f"limit: expected a positive integer or None, got {limit!r}")
     fan = _run_options(limit, deadline, timeout, retry, on_error, observers, quorum)
-    capacity = max(1, limit or 1024)
+    # outcomes made but not yet taken: O(limit) memory
+    capacity = 2 * max(1, limit or 1024)
+    low_water = capacity // 2
     ready: deque[Outcome] = deque()
     buffer: dict[int, Outcome] = {}
     waiters: dict[str, asyncio.Future[None] | None] = {"consumer": None}
@@ -422,9 +437,10 @@ async def imap(
         ready.append(o)
         wake_consumer()
         if len(ready) >= capacity:
-            fut = loop.create_future()
-            space.append(fut)
-            return fut
+            # one shared future for every worker waiting for room
+            if not space or space[-1].done():
+                space.append(loop.create_future())
+            return space[-1]
         return None
 
     def deliver_ordered(o: Outcome) -> None:
@@ -455,10 +471,13 @@ async def imap(
                     continue
             elif ready:
                 o = ready.popleft()
-                while space and len(ready) < capacity:
-                    f = space.popleft()
-                    if not f.done():
-                        f.set_result(None)
+                if space and len(ready) <= low_water:
+                    # wake the waiting workers together once half the room is free, not
+                    # one per item taken: a future per item costs more than the item
+                    while space:
+                        f = space.popleft()
+                        if not f.done():
+                            f.set_result(None)
                 yield o
                 continue
             if all(w.done() for w in pool.workers):
