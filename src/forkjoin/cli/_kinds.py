@@ -11,7 +11,9 @@ import contextlib
 import functools
 import importlib
 import inspect
+import json as json_module
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping
@@ -96,13 +98,16 @@ async def run_command(
     if shell:
         line = argv if isinstance(argv, str) else " ".join(argv)
         proc = await asyncio.create_subprocess_shell(
-            line, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env
-        )
+            line, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env,
+            start_new_session=True,
+        )  # fmt: skip
     else:
         args = [argv] if isinstance(argv, str) else argv
+        # its own process group, so a timeout or Ctrl-C stops the command and its children
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env
-        )
+            *args, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env,
+            start_new_session=True,
+        )  # fmt: skip
     try:
         if stdin is not None and proc.stdin is not None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -115,8 +120,8 @@ async def run_command(
         code = await proc.wait()
     finally:
         if proc.returncode is None:  # cancelled (timeout, deadline): never leave it running
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(BaseException):
                 await asyncio.shield(proc.wait())
     value = {
@@ -190,7 +195,7 @@ async def http_request(
     text = bytes(data).decode(response.encoding or "utf-8", "replace")
     if not truncated and "json" in response.headers.get("content-type", ""):
         try:
-            value["json"] = response.json() if data else None
+            value["json"] = json_module.loads(bytes(data)) if data else None
         except ValueError:
             value["text"] = text
     else:

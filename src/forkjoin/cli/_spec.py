@@ -138,7 +138,7 @@ Scalar = Annotated[Any, _check("a string, number or boolean", _is_scalar)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
-def _table_or(field: str, what: str) -> Any:
+def _table_or(field: str, what: str, types: tuple[type, ...] = ()) -> Any:
     """A before-validator: a scalar is shorthand for ``{field = scalar}``; ``false`` = off."""
 
     def convert(value: Any) -> Any:
@@ -148,7 +148,7 @@ def _table_or(field: str, what: str) -> Any:
             return {}
         if isinstance(value, dict):
             return value
-        if field and isinstance(value, int | float | str):
+        if field and isinstance(value, types):
             return {field: value}
         raise PydanticCustomError("shorthand", "expected {what}, got {got}",
                                   {"what": what, "got": show(value)})  # fmt: skip
@@ -203,10 +203,14 @@ class BudgetSpec(_Model):
     tokens: Annotated[int, Field(ge=0)] | None = None
 
 
-RetryField = Annotated[RetrySpec, _table_or("attempts", "a number of attempts, false or a table")]
-HedgeField = Annotated[HedgeSpec, _table_or("after", 'a delay like "300ms" or a table')]
+RetryField = Annotated[
+    RetrySpec, _table_or("attempts", "a number of attempts, false or a table", (int,))
+]
+HedgeField = Annotated[
+    HedgeSpec, _table_or("after", 'a delay like "300ms" or a table', (int, float, str))
+]
 AdaptiveField = Annotated[AdaptiveSpec, _table_or("", "true, false or a table")]
-BudgetField = Annotated[BudgetSpec, _table_or("usd", "an amount in USD or a table")]
+BudgetField = Annotated[BudgetSpec, _table_or("usd", "an amount in USD or a table", (int, float))]
 
 
 class RunSpec(_Model):
@@ -491,11 +495,16 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple("json" if p == "json_" else p for p in out)
 
 
-def _first_error(exc: ValidationError) -> tuple[tuple[str, ...], str]:
-    errors = exc.errors(include_url=False)
-    # prefer an error that is not a union-branch mismatch (they repeat one mistake)
-    best = errors[0]
-    return _clean_loc(tuple(best["loc"])), _message(best)
+def _first_error(exc: ValidationError, keylines: _KeyLines) -> tuple[tuple[str, ...], str]:
+    """The error written first in the document (pydantic reports in field order)."""
+    found = []
+    for err in exc.errors(include_url=False):
+        loc = _clean_loc(tuple(err["loc"]))
+        if err.get("type") in ("argv", "body"):  # a whole-task check names its key
+            loc = (*loc, str(err["type"]))
+        found.append((keylines.find(loc), loc, _message(err)))
+    _, loc, message = min(found, key=lambda f: f[0])
+    return loc, message
 
 
 def load_spec(path: Path, display: str | None = None) -> tuple[Spec, _KeyLines]:
@@ -515,7 +524,8 @@ def load_spec(path: Path, display: str | None = None) -> tuple[Spec, _KeyLines]:
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
-        line = int(m.group(1)) if m else text.count("\n") + 1
+        # "at end of document": the last line with something on it
+        line = int(m.group(1)) if m else max(1, len(text.rstrip().splitlines()))
         detail = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
         col = f" (column {m.group(2)})" if m else ""
         raise SpecError(f"invalid TOML: {detail}{col}", file=name, line=line) from None
@@ -523,7 +533,7 @@ def load_spec(path: Path, display: str | None = None) -> tuple[Spec, _KeyLines]:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
-        loc, message = _first_error(e)
+        loc, message = _first_error(e, keylines)
         raise SpecError(message, file=name, line=keylines.find(loc),
                         path=".".join(loc) or None) from None  # fmt: skip
     return spec, keylines

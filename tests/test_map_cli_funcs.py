@@ -1,0 +1,14 @@
+"""Functions that `forkjoin map --call` tests run in a child process (not tests)."""
+
+from __future__ import annotations
+
+
+async def echo(line: str) -> str:
+    """Trivial and async: keeps a 1,000,000-line map run fast."""
+    return line
+
+
+def shout(line: str) -> str:
+    if line == "boom":
+        raise ValueError("no boom allowed")
+    return line.upper()

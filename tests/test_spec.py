@@ -1,0 +1,306 @@
+"""The spec parser: values, one-line errors with file:line: key path, and fuzzing."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic_core import PydanticCustomError
+
+from forkjoin.cli._spec import SpecError, load_spec, parse_duration, parse_rate
+
+from .test_cli_helpers import invoke
+
+LOCATED = re.compile(r"^forkjoin: (?P<file>[^:\n]+):(?P<line>\d+): (?P<rest>[^\n]+)\n$")
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, text), "spec.toml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("2min", 120.0), ("1h", 3600.0),
+     ("1.5s", 1.5), (3, 3.0), (0.5, 0.5)],
+)  # fmt: skip
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["fast", "", "5", "-1s", "0s", "5 parsecs", 0, -2, True, None])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(PydanticCustomError, match="expected a duration like"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [("5/s", (5.0, 1.0)), ("60/min", (60.0, 60.0)), ("10/5s", (10.0, 5.0)), ("100/h", (100, 3600))],
+)
+def test_rates(text: str, rate: tuple[float, float]) -> None:
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("bad", ["5", "5/fortnight", "0/s", "/s", 5, "fast"])
+def test_bad_rates(bad: object) -> None:
+    with pytest.raises(PydanticCustomError, match="expected a rate like"):
+        parse_rate(bad)
+
+
+ISSUE_EXAMPLE = """\
+# research a product
+[run]
+limit = 4
+deadline = "30s"
+
+[defaults]
+timeout = "5s"
+retry = 3
+
+[vars]
+product = "headphones"
+
+[tasks.amazon]
+timeout = "fast"
+url = "https://example.com/search?q={product}"
+"""
+
+
+def test_the_issue_example_error_line(tmp_path: Path) -> None:
+    assert error_of(tmp_path, ISSUE_EXAMPLE) == (
+        'spec.toml:14: tasks.amazon.timeout: expected a duration like "5s", got "fast"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[tasks.a]\nargv = ["true"]\nbogus = 1\n', "spec.toml:3: tasks.a.bogus: unknown key"),
+        ("[tasks.a]\nshell = true\n", "spec.toml:1: tasks.a: expected kind ="),
+        ('[tasks.a]\nkind = "ftp"\n', "spec.toml:1: tasks.a: expected kind ="),
+        ('[tasks.a]\nkind = "command"\n', "spec.toml:1: tasks.a.argv: missing required key"),
+        ("[tasks.a]\nargv = []\n", "spec.toml:2: tasks.a.argv: expected a non-empty list"),
+        (
+            '[tasks.a]\nargv = "ls"\n',
+            "spec.toml:2: tasks.a.argv: a command line string needs shell",
+        ),
+        ("[run]\nlimit = 0\n[tasks.a]\nargv = ['x']\n", "spec.toml:2: run.limit: "),
+        ("[run]\nlimit = '4'\n[tasks.a]\nargv = ['x']\n", "spec.toml:2: run.limit: expected"),
+        ("[run]\non_error = 'never'\n[tasks.a]\nargv = ['x']\n", "spec.toml:2: run.on_error:"),
+        (
+            "[groups.llm]\nrate = 'lots'\n[tasks.a]\nargv = ['x']\n",
+            'spec.toml:2: groups.llm.rate: expected a rate like "5/s" or "60/min", got "lots"',
+        ),
+        ("[tasks]\na = { argv = ['x'], timeout = 'soon' }\n", "spec.toml:2: tasks.a.timeout"),
+        (
+            '[tasks."my task"]\nargv = ["x"]\n\nretry = "often"\n',
+            "spec.toml:4: tasks.my task.retry: expected a number of attempts",
+        ),
+        ("[tasks.a]\nurl = 'ftp://x'\n", "spec.toml:2: tasks.a.url: "),
+        ("[tasks.a]\nquery = 'select 1'\n", "spec.toml:1: tasks.a.dsn: missing required key"),
+        ("[tasks.a]\ncall = 'not a ref'\n", "spec.toml:2: tasks.a.call: "),
+        (
+            "[vars]\nx = {a = 1}\n[tasks.a]\nargv = ['x']\n",
+            "spec.toml:2: vars.x: expected a string, number or boolean",
+        ),
+        ("[run]\nlimit = 2\n", "spec.toml:1: tasks: missing required key"),
+        ("[tasks.a]\nargv = [\n  'x',\n  3,\n]\ntimeout = 'x'\n", "spec.toml:2: tasks.a.argv"),
+        ("[tasks.a]\nargv = ['a']\n[tasks.a]\nargv = ['b']\n", "spec.toml:3: invalid TOML"),
+        ("[tasks.a\n", "spec.toml:1: invalid TOML"),
+        ("x = 'unterminated\n", "spec.toml:1: invalid TOML"),
+    ],
+)
+def test_errors_name_the_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    message = error_of(tmp_path, text)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_multi_line_values_do_not_confuse_the_line_finder(tmp_path: Path) -> None:
+    text = (
+        '[vars]\ndoc = """\n[tasks.fake]\ntimeout = "x"\n"""\n'
+        "[tasks.real]\nargv = [\n  'a', # [tasks.other]\n  'b',\n]\ntimeout = 'never'\n"
+    )
+    assert error_of(tmp_path, text).startswith("spec.toml:11: tasks.real.timeout")
+
+
+def test_a_valid_spec_loads(tmp_path: Path) -> None:
+    spec, _ = load_spec(write(tmp_path, ISSUE_EXAMPLE.replace('"fast"', '"2s"')))
+    t = spec.tasks["amazon"]
+    assert t.kind == "http"
+    assert t.timeout == 2.0
+    assert spec.defaults.retry is not None
+    assert spec.defaults.retry.attempts == 3
+    assert spec.run.deadline == 30.0
+
+
+def test_bad_spec_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = (
+        f'[tasks.touch]\nargv = ["touch", "{marker}"]\n\n'
+        '[tasks.broken]\nargv = ["true"]\ntimeout = "fast"\n'
+    )
+    r = invoke("run", write(tmp_path, text))
+    assert r.exit_code == 2
+    assert LOCATED.match(r.stderr), r.stderr
+    assert r.stdout == ""
+    assert not marker.exists()
+
+
+def test_unknown_variable_and_missing_env_are_located(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = f'[tasks.touch]\nargv = ["touch", "{marker}"]\n[tasks.b]\nargv = ["echo", "{{nope}}"]\n'
+    r = invoke("run", write(tmp_path, text))
+    assert r.exit_code == 2
+    assert r.stderr.startswith("forkjoin: ")
+    assert ":4: tasks.b.argv.1: unknown variable {nope}" in (r.stderr)
+    text = '[tasks.b]\nurl = "http://x/"\nheaders = {auth = "${env:FORKJOIN_TEST_UNSET}"}\n'
+    r = invoke("run", write(tmp_path, text), env={"FORKJOIN_TEST_UNSET": None})  # type: ignore[dict-item]
+    assert r.exit_code == 2
+    assert ":3: tasks.b.headers.auth: environment variable FORKJOIN_TEST_UNSET is not set" in (
+        r.stderr
+    )
+    assert not marker.exists()
+
+
+def test_bad_var_option_is_usage_error(tmp_path: Path) -> None:
+    r = invoke("run", write(tmp_path, '[tasks.a]\nargv = ["true"]\n'), "--var", "novalue")
+    assert r.exit_code == 2
+    assert "--var: expected key=value" in r.stderr
+
+
+def test_hedge_needs_idempotent(tmp_path: Path) -> None:
+    text = '[tasks.a]\nargv = ["true"]\nhedge = "100ms"\n'
+    r = invoke("run", write(tmp_path, text))
+    assert r.exit_code == 2
+    assert ":3: tasks.a.hedge: hedging starts a duplicate call" in r.stderr
+
+
+def test_quorum_larger_than_the_tasks(tmp_path: Path) -> None:
+    r = invoke("run", write(tmp_path, '[run]\nquorum = 3\n[tasks.a]\nargv = ["true"]\n'))
+    assert r.exit_code == 2
+    assert ":2: run.quorum: quorum 3 is larger" in r.stderr
+
+
+def test_python_call_that_cannot_be_imported(tmp_path: Path) -> None:
+    r = invoke("run", write(tmp_path, '[tasks.a]\ncall = "no_such_module_x:f"\n'))
+    assert r.exit_code == 2
+    assert ":2: tasks.a.call: cannot import 'no_such_module_x'" in r.stderr
+
+
+# -- fuzzing: never a traceback, always exit 2 with a location -------------------------------
+
+VALID = """\
+[run]
+limit = 2
+on_error = "collect"
+
+[defaults]
+timeout = "5s"
+
+[vars]
+word = "hi"
+
+[tasks.one]
+call = "json:dumps"
+args = ["{word}"]
+
+[tasks.two]
+kind = "python"
+call = "json:loads"
+args = ["[1, 2]"]
+retry = 2
+priority = 1
+"""
+
+
+def _check_outcome(tmp_path: Path, text: str) -> None:
+    r = invoke("run", write(tmp_path, text), "--quiet")
+    assert r.exception is None, f"traceback for:\n{text}\n{r.exception!r}"
+    if r.exit_code == 2:
+        m = LOCATED.match(r.stderr)
+        assert m, f"no single located line: {r.stderr!r}"
+        assert m.group("file").endswith("spec.toml")
+        assert 1 <= int(m.group("line")) <= max(1, text.count("\n") + 1)
+    else:
+        assert r.exit_code in (0, 1), (r.exit_code, r.stderr)
+        assert "results" in r.json()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(VALID)),
+            st.integers(0, 6),
+            st.text(alphabet=string.printable + "é\x00", max_size=6),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_fuzzed_toml_never_tracebacks(tmp_path: Path, edits: list[tuple[int, int, str]]) -> None:
+    text = VALID
+    for pos, delete, insert in edits:
+        pos = min(pos, len(text))
+        text = text[:pos] + insert + text[pos + delete :]
+    _check_outcome(tmp_path, text)
+
+
+KEYS = [
+    ("run", "limit"), ("run", "deadline"), ("run", "on_error"), ("run", "quorum"),
+    ("defaults", "timeout"), ("defaults", "retry"), ("tasks.one", "timeout"),
+    ("tasks.one", "priority"), ("tasks.one", "retry"), ("tasks.one", "cost"),
+    ("tasks.one", "args"), ("tasks.one", "call"), ("tasks.two", "group"),
+    ("tasks.two", "hedge"), ("tasks.two", "idempotent"), ("vars", "word"),
+]  # fmt: skip
+VALUES = st.one_of(
+    st.integers(-5, 5).map(str),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.sampled_from(["true", "false", '"fast"', '"5s"', '"0ms"', "[]", "{}", '"x:y"', "[1, 'a']"]),
+    st.text(alphabet=string.ascii_letters + " {}$", max_size=8).map(lambda s: f'"{s}"'),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.sampled_from(KEYS), VALUES)
+def test_bad_values_point_at_their_line(tmp_path: Path, key: tuple[str, str], value: str) -> None:
+    table, name = key
+    lines = VALID.splitlines()
+    header = lines.index(f"[{table}]")
+    # replace the key if the table has it, else add it under the header
+    for i in range(header + 1, len(lines)):
+        if lines[i].startswith("["):
+            lines.insert(header + 1, f"{name} = {value}")
+            line = header + 2
+            break
+        if lines[i].startswith(f"{name} ="):
+            lines[i] = f"{name} = {value}"
+            line = i + 1
+            break
+    text = "\n".join(lines) + "\n"
+    r = invoke("run", write(tmp_path, text), "--quiet")
+    assert r.exception is None, f"traceback for {key}={value}: {r.exception!r}"
+    if r.exit_code == 2:
+        m = LOCATED.match(r.stderr)
+        assert m, r.stderr
+        if f"{table}.{name}:" in m.group("rest") or f"{table}.{name}." in m.group("rest"):
+            assert int(m.group("line")) == line, (text, r.stderr)
+    else:
+        assert r.exit_code in (0, 1)
