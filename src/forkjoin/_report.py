@@ -1,41 +1,190 @@
-"""RunReport: what ran, how long, how concurrently, and what it cost."""
+"""RunReport: what ran, in what order, how long, how concurrently, what it cost.
+
+A report is a pure function of a run's :class:`Results` (or of its saved JSON): it keeps
+one row per task (with every call) and the run's settings, and derives every figure from
+those. So ``RunReport.from_dict(report.to_dict())`` is the same report, and the HTML
+timeline, the text table and the CLI can all be re-rendered from a saved JSON file.
+The schema is documented in docs/report-schema.md (``version`` field).
+"""
 
 from __future__ import annotations
 
+import heapq
+import io
 import json
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._outcome import Results
+    from rich.console import RenderableType
 
-__all__ = ["RunReport"]
+    from ._outcome import Outcome, Results
 
-SCHEMA_VERSION = 1
+__all__ = ["CallRow", "RunReport", "TaskRow"]
+
+SCHEMA_VERSION = 2
+_TOP = 5  # how many slowest tasks / stragglers a report names
+_ERROR_CHARS = 300
 
 
-def _peak_concurrency(intervals: list[tuple[float, float]]) -> int:
-    # sweep over start/end points; an end at the same instant as a start frees first
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """One call of a task: run-clock start/end, its error text (None if ok), hedge flag."""
+
+    number: int
+    started: float
+    ended: float
+    error: str | None = None
+    hedge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task of the report. ``started``/``ended`` are run-clock seconds (None: never ran).
+
+    Values and arguments are never kept (they may hold secrets); errors are kept as text.
+    """
+
+    name: str
+    status: str
+    group: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    started: float | None = None
+    ended: float | None = None
+    cost: float | None = None
+    tokens: int | None = None
+    fallback: bool = False
+    error: str | None = None
+    calls: tuple[CallRow, ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    text = str(error)
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text[:_ERROR_CHARS]
+
+
+def _row_from_outcome(o: Outcome) -> TaskRow:
+    calls = tuple(
+        CallRow(
+            a.number,
+            a.started,
+            a.ended,
+            _error_text(a.error),
+            bool(getattr(a, "hedge", False)),
+        )
+        for a in o.history
+    )
+    return TaskRow(
+        name=o.name,
+        status=o.status.value,
+        group=o.group,
+        reason=o.reason,
+        attempts=o.attempts,
+        started=o.started,
+        ended=o.ended,
+        cost=o.cost,
+        tokens=getattr(o, "tokens", None),
+        fallback=bool(getattr(o, "fallback", False)),
+        error=None if o.status.value == "ok" else _error_text(o.error),
+        calls=calls,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """Policy settings as JSON values (objects without a JSON form become their repr)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def _budget_limit(budget: Any) -> float | None:
+    """The cap of a Budget-like object (``usd``, ``limit``, ``total`` or a number)."""
+    if budget is None:
+        return None
+    if isinstance(budget, int | float) and not isinstance(budget, bool):
+        return float(budget)
+    if isinstance(budget, Mapping):
+        for key in ("usd", "limit", "total", "cost", "max"):
+            v = budget.get(key)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return float(v)
+        return None
+    for attr in ("usd", "limit", "total", "cost", "max"):
+        v = getattr(budget, attr, None)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def concurrency_steps(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, int]]:
+    """How many intervals are open over time: ``[(t, n), ...]``, n holding from t on.
+
+    An interval ending at the same instant another starts frees its slot first.
+    """
     points: list[tuple[float, int]] = []
     for s, e in intervals:
         points.append((s, 1))
         points.append((e, -1))
-    points.sort()
-    peak = cur = 0
-    for _, d in points:
+    points.sort(key=lambda p: (p[0], p[1]))
+    steps: list[tuple[float, int]] = []
+    cur = 0
+    for t, d in points:
         cur += d
-        if cur > peak:
-            peak = cur
-    return peak
+        if steps and steps[-1][0] == t:
+            steps[-1] = (t, cur)
+        else:
+            steps.append((t, cur))
+    return steps
+
+
+def _packed_makespan(durations: list[float], slots: int | None) -> float:
+    """The wall time of these durations packed longest-first into ``slots`` parallel slots
+    (exact for equal durations: N tasks of d under limit L take ceil(N / L) * d)."""
+    if not durations:
+        return 0.0
+    if slots is None or slots >= len(durations):
+        return max(durations)
+    free = [0.0] * slots
+    for d in sorted(durations, reverse=True):
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return max(free)
 
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
-    """Summary of one run.
+    """Summary of one run, derived from one row per task (:class:`TaskRow`).
 
-    ``total_duration`` is the sum of task durations — what running them one after another
-    would have taken; ``speedup`` is ``total_duration / wall``.
+    Time: ``wall``; ``total_duration`` is the sum of task durations — what running them one
+    after another would have taken; ``speedup`` = total_duration / wall; ``ideal_speedup``
+    is what the same durations would reach packed perfectly into the run's limits;
+    ``time_saved`` = total_duration - wall. Concurrency: ``peak_concurrency``,
+    ``mean_concurrency`` (= running tasks averaged over the wall time), ``utilisation``
+    (mean running / limit, overall and per group). Outcomes: ``counts`` by status,
+    ``reasons``, ``attempts``, ``retries``, ``hedged``, ``fallbacks``. Cost: ``cost``
+    (total; a sequential run would have cost the same), ``cost_by_group``, ``budget`` and
+    ``skipped_for_budget``. Tail: ``slowest`` tasks and the ``stragglers`` still running
+    once 90 % of the tasks had ended (they set the wall time), from ``tail_start`` on.
+
+    Print it (a text table), ``console.print`` it (rich), save it with :meth:`to_json`,
+    read it back with :meth:`load`, draw its timeline with :meth:`to_html`.
     """
 
     wall: float
@@ -52,97 +201,477 @@ class RunReport:
     slowest: list[tuple[str, float]] = field(default_factory=list)
     started_at: float = 0.0
     limit: int | None = None
+    limits: dict[str, int] = field(default_factory=dict)
+    ideal_speedup: float = 0.0
+    time_saved: float = 0.0
+    utilisation: float | None = None
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hedged: int = 0
+    fallbacks: int = 0
+    cost_by_group: dict[str, float] = field(default_factory=dict)
+    tokens: int | None = None
+    budget: float | None = None
+    skipped_for_budget: list[str] = field(default_factory=list)
+    stragglers: list[tuple[str, float]] = field(default_factory=list)
+    tail_start: float | None = None
+    rows: tuple[TaskRow, ...] = ()
+    run: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    # -- building ------------------------------------------------------------------------
 
     @classmethod
     def from_results(cls, results: Results) -> RunReport:
+        """The report of a finished run."""
         info = results._info
+        rows = [_row_from_outcome(o) for o in results.values()]
+        if info is None:
+            return cls.from_rows(rows)
+        extra = dict(info.extra)
+        budget = getattr(info, "budget", None)
+        if budget is None:
+            budget = extra.pop("budget", None)
+        return cls.from_rows(
+            rows,
+            wall=info.wall,
+            started_at=info.started_at,
+            limit=info.limit,
+            limits=dict(info.limits),
+            budget=_budget_limit(budget),
+            run=extra.pop("run", None),
+            options=_jsonable(extra),
+        )
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Iterable[TaskRow],
+        *,
+        wall: float | None = None,
+        started_at: float = 0.0,
+        limit: int | None = None,
+        limits: Mapping[str, int] | None = None,
+        budget: float | None = None,
+        run: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> RunReport:
+        """Derive every figure from task rows and the run's settings."""
+        rows = tuple(rows)
+        limits = dict(limits or {})
         intervals: list[tuple[float, float]] = []
         counts: dict[str, int] = {}
         reasons: dict[str, int] = {}
-        total = 0.0
-        attempts = retries = 0
+        attempts = retries = hedged = fallbacks = 0
         cost = 0.0
+        tokens: int | None = None
+        cost_by_group: dict[str, float] = {}
         durations: list[tuple[str, float]] = []
-        for name, o in results.items():
-            counts[o.status.value] = counts.get(o.status.value, 0) + 1
-            if o.reason:
-                reasons[o.reason] = reasons.get(o.reason, 0) + 1
-            attempts += o.attempts
-            retries += max(0, o.attempts - 1)
-            if o.cost is not None:
-                cost += o.cost
-            if o.started is not None and o.ended is not None:
-                intervals.append((o.started, o.ended))
-                d = o.ended - o.started
-                total += d
-                durations.append((name, d))
-        if info is not None:
-            wall = info.wall
-        elif intervals:
-            wall = max(e for _, e in intervals) - min(s for s, _ in intervals)
-        else:
-            wall = 0.0
+        by_group: dict[str, list[tuple[float, float]]] = {}
+        skipped_for_budget: list[str] = []
+        for r in rows:
+            counts[r.status] = counts.get(r.status, 0) + 1
+            if r.reason:
+                reasons[r.reason] = reasons.get(r.reason, 0) + 1
+                if r.reason == "budget" and r.status == "skipped":
+                    skipped_for_budget.append(r.name)
+            attempts += r.attempts
+            hedges = sum(1 for c in r.calls if c.hedge)
+            hedged += hedges
+            retries += max(0, r.attempts - 1 - hedges)
+            if r.fallback:
+                fallbacks += 1
+            if r.cost is not None:
+                cost += r.cost
+                g = r.group if r.group is not None else ""
+                cost_by_group[g] = cost_by_group.get(g, 0.0) + r.cost
+            if r.tokens is not None:
+                tokens = (tokens or 0) + r.tokens
+            if r.started is not None and r.ended is not None:
+                iv = (r.started, r.ended)
+                intervals.append(iv)
+                durations.append((r.name, r.ended - r.started))
+                if r.group is not None:
+                    by_group.setdefault(r.group, []).append(iv)
+        total = math.fsum(d for _, d in durations)
+        if wall is None:
+            wall = max(e for _, e in intervals) - min(s for s, _ in intervals) if intervals else 0.0
+        steps = concurrency_steps(intervals)
+        peak = max((n for _, n in steps), default=0)
+        mean = total / wall if wall > 0 else 0.0
+
+        # the ideal: the same durations packed into the limits' slots
+        ideal_wall = _packed_makespan([d for _, d in durations], limit)
+        for g, ivs in by_group.items():
+            gl = limits.get(g)
+            if gl is not None:
+                ideal_wall = max(ideal_wall, _packed_makespan([e - s for s, e in ivs], gl))
+        groups: dict[str, dict[str, Any]] = {}
+        for g, ivs in by_group.items():
+            gsum = math.fsum(e - s for s, e in ivs)
+            gmean = gsum / wall if wall > 0 else 0.0
+            gl = limits.get(g)
+            groups[g] = {
+                "tasks": len(ivs),
+                "limit": gl,
+                "peak": max((n for _, n in concurrency_steps(ivs)), default=0),
+                "mean": gmean,
+                "utilisation": (gmean / gl) if gl else None,
+                "cost": cost_by_group.get(g),
+            }
+
         durations.sort(key=lambda nd: nd[1], reverse=True)
+        stragglers, tail_start = _tail(rows)
         return cls(
             wall=wall,
             total_duration=total,
             speedup=(total / wall) if wall > 0 else 0.0,
-            peak_concurrency=_peak_concurrency(intervals),
-            mean_concurrency=(total / wall) if wall > 0 else 0.0,
-            tasks=len(results),
+            peak_concurrency=peak,
+            mean_concurrency=mean,
+            tasks=len(rows),
             counts=counts,
             reasons=reasons,
             attempts=attempts,
             retries=retries,
             cost=cost,
-            slowest=durations[:5],
-            started_at=info.started_at if info is not None else 0.0,
-            limit=info.limit if info is not None else None,
+            slowest=durations[:_TOP],
+            started_at=started_at,
+            limit=limit,
+            limits=limits,
+            ideal_speedup=(total / ideal_wall) if ideal_wall > 0 else 0.0,
+            time_saved=total - wall,
+            utilisation=(mean / limit) if limit else None,
+            groups=groups,
+            hedged=hedged,
+            fallbacks=fallbacks,
+            cost_by_group=cost_by_group,
+            tokens=tokens,
+            budget=budget,
+            skipped_for_budget=skipped_for_budget,
+            stragglers=stragglers,
+            tail_start=tail_start,
+            rows=rows,
+            run=run,
+            options=dict(options or {}),
         )
 
+    # -- derived views -------------------------------------------------------------------
+
+    @property
+    def concurrency(self) -> list[tuple[float, int]]:
+        """Tasks running over time, as steps ``[(t, n), ...]`` (n holds from t on)."""
+        return concurrency_steps(
+            (r.started, r.ended) for r in self.rows if r.started is not None and r.ended is not None
+        )
+
+    def task(self, name: str) -> TaskRow:
+        """The row of the task called ``name`` (KeyError if there is none)."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    # -- JSON ----------------------------------------------------------------------------
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (schema ``version`` 1)."""
+        """A JSON-ready dict; the schema (``version`` 2) is in docs/report-schema.md."""
         return {
             "version": SCHEMA_VERSION,
+            "run": self.run,
             "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat()
             if self.started_at
             else None,
             "wall": self.wall,
             "total_duration": self.total_duration,
             "speedup": self.speedup,
+            "ideal_speedup": self.ideal_speedup,
+            "time_saved": self.time_saved,
             "peak_concurrency": self.peak_concurrency,
             "mean_concurrency": self.mean_concurrency,
             "limit": self.limit,
+            "limits": dict(self.limits),
+            "utilisation": self.utilisation,
+            "groups": {g: dict(v) for g, v in self.groups.items()},
             "tasks": self.tasks,
             "counts": dict(self.counts),
             "reasons": dict(self.reasons),
             "attempts": self.attempts,
             "retries": self.retries,
-            "cost": self.cost,
+            "hedged": self.hedged,
+            "fallbacks": self.fallbacks,
+            "cost": {
+                "total": self.cost,
+                "sequential": self.cost,
+                "by_group": dict(self.cost_by_group),
+                "tokens": self.tokens,
+                "budget": self.budget,
+                "skipped_for_budget": list(self.skipped_for_budget),
+            },
             "slowest": [{"name": n, "duration": d} for n, d in self.slowest],
+            "tail": {
+                "start": self.tail_start,
+                "stragglers": [{"name": n, "ended": e} for n, e in self.stragglers],
+            },
+            "options": dict(self.options),
+            "rows": [_row_dict(r) for r in self.rows],
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as JSON text."""
+        """:meth:`to_dict` as JSON text (keyword arguments go to ``json.dumps``)."""
         return json.dumps(self.to_dict(), **kwargs)
 
-    def __str__(self) -> str:
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path``; returns the path."""
+        p = Path(path)
+        p.write_text(self.to_json(indent=1) + "\n", encoding="utf-8")
+        return p
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
+        """Re-read a report saved with :meth:`to_dict` (schema version 1 or 2).
+
+        Raises ValueError naming the field when the document is not a report.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"report: expected a JSON object, got {type(data).__name__}")
+        version = data.get("version")
+        if version not in (1, SCHEMA_VERSION):
+            raise ValueError(f"report: unsupported schema version {version!r} (expected 1 or 2)")
+        started_at = 0.0
+        if data.get("started_at"):
+            try:
+                started_at = datetime.fromisoformat(str(data["started_at"])).timestamp()
+            except ValueError as e:
+                raise ValueError(f"report.started_at: {e}") from None
+        raw_rows = data.get("rows") or []
+        if not isinstance(raw_rows, list):
+            raise ValueError("report.rows: expected a list of task rows")
+        rows = [_row_from_dict(i, r) for i, r in enumerate(raw_rows)]
+        cost = data.get("cost")
+        budget = cost.get("budget") if isinstance(cost, Mapping) else None
+        if version == 1 and not rows:
+            # version 1 kept only the summary: carry it as it was
+            return cls(
+                wall=float(data.get("wall") or 0.0),
+                total_duration=float(data.get("total_duration") or 0.0),
+                speedup=float(data.get("speedup") or 0.0),
+                peak_concurrency=int(data.get("peak_concurrency") or 0),
+                mean_concurrency=float(data.get("mean_concurrency") or 0.0),
+                tasks=int(data.get("tasks") or 0),
+                counts=dict(data.get("counts") or {}),
+                reasons=dict(data.get("reasons") or {}),
+                attempts=int(data.get("attempts") or 0),
+                retries=int(data.get("retries") or 0),
+                cost=float(cost or 0.0) if not isinstance(cost, Mapping) else 0.0,
+                slowest=[(s["name"], float(s["duration"])) for s in data.get("slowest") or []],
+                started_at=started_at,
+                limit=data.get("limit"),
+            )
+        return cls.from_rows(
+            rows,
+            wall=float(data.get("wall") or 0.0),
+            started_at=started_at,
+            limit=data.get("limit"),
+            limits=dict(data.get("limits") or {}),
+            budget=budget,
+            run=data.get("run"),
+            options=dict(data.get("options") or {}),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunReport:
+        """Read a report saved as JSON (by :meth:`save`, ``to_json`` or the CLI)."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: not JSON ({e.msg} at line {e.lineno})") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+
+    # -- rendering -----------------------------------------------------------------------
+
+    def to_html(self, path: str | Path | None = None, *, title: str | None = None) -> str:
+        """The self-contained HTML timeline page; written to ``path`` when given."""
+        from ._html import render_html
+
+        page = render_html(self.to_dict(), title=title)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The report as ``(label, text)`` lines: what ``str()`` and rich both show."""
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "none"
         lines = [
-            f"tasks        {self.tasks} ({counts})",
-            f"wall         {self.wall:.3f}s",
-            f"sequential   {self.total_duration:.3f}s (sum of task durations)",
-            f"speedup      {self.speedup:.2f}x",
-            f"concurrency  peak {self.peak_concurrency}, mean {self.mean_concurrency:.2f}",
-            f"attempts     {self.attempts} ({self.retries} retries)",
+            ("tasks", f"{self.tasks} ({counts})"),
+            ("wall", f"{self.wall:.3f}s"),
+            (
+                "sequential",
+                f"{self.total_duration:.3f}s (sum of task durations; saved {self.time_saved:.3f}s)",
+            ),
+            (
+                "speedup",
+                f"{self.speedup:.2f}x (ideal under the limits {self.ideal_speedup:.2f}x)",
+            ),
         ]
-        if self.cost:
-            lines.append(f"cost         ${self.cost:.4f} (sequential would cost the same)")
+        conc = f"peak {self.peak_concurrency}, mean {self.mean_concurrency:.2f}"
+        if self.limit is not None and self.utilisation is not None:
+            conc += f", limit {self.limit} ({self.utilisation:.0%} used)"
+        lines.append(("concurrency", conc))
+        for g, info in sorted(self.groups.items()):
+            text = f"{info['tasks']} tasks, peak {info['peak']}, mean {info['mean']:.2f}"
+            if info.get("limit"):
+                text += f", limit {info['limit']} ({info['utilisation']:.0%} used)"
+            lines.append((f"  group {g}", text))
+        extra = []
+        if self.hedged:
+            extra.append(f"{self.hedged} hedged")
+        if self.fallbacks:
+            extra.append(f"{self.fallbacks} fallbacks")
+        lines.append(
+            (
+                "attempts",
+                f"{self.attempts} ({self.retries} retries{''.join(', ' + e for e in extra)})",
+            )
+        )
         if self.reasons:
             lines.append(
-                "reasons      " + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items()))
+                ("reasons", ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())))
             )
+        if self.cost or self.budget is not None:
+            text = (
+                f"${self.cost:.4f} (sequential would cost the same ${self.cost:.4f}; "
+                f"time saved {self.time_saved:.3f}s)"
+            )
+            lines.append(("cost", text))
+            named = {g: c for g, c in self.cost_by_group.items() if g}
+            if named:
+                lines.append(
+                    (
+                        "  by group",
+                        ", ".join(f"{g} ${c:.4f}" for g, c in sorted(named.items())),
+                    )
+                )
+            if self.tokens:
+                lines.append(("  tokens", str(self.tokens)))
+        if self.budget is not None:
+            text = f"${self.budget:.4f}, spent ${self.cost:.4f}"
+            if self.skipped_for_budget:
+                shown = ", ".join(self.skipped_for_budget[:5])
+                more = len(self.skipped_for_budget) - 5
+                text += f"; skipped {len(self.skipped_for_budget)}: {shown}"
+                text += f", +{more} more" if more > 0 else ""
+            lines.append(("budget", text))
         if self.slowest:
-            name, d = self.slowest[0]
-            lines.append(f"slowest      {name} ({d:.3f}s)")
-        return "\n".join(lines)
+            lines.append(("slowest", ", ".join(f"{n} {d:.3f}s" for n, d in self.slowest[:3])))
+        if self.stragglers and self.tail_start is not None:
+            tail = self.wall - self.tail_start if self.wall else 0.0
+            names = ", ".join(n for n, _ in self.stragglers[:3])
+            lines.append(("tail", f"{names} ({tail:.3f}s after 90% of tasks had ended)"))
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(f"{k:<12} {v}" for k, v in self.summary_rows())
+
+    def __rich__(self) -> RenderableType:
+        from rich.table import Table
+
+        table = Table(title="forkjoin run", title_justify="left", show_header=False, box=None)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        for k, v in self.summary_rows():
+            table.add_row(k, v)
+        return table
+
+    def render(self, *, terminal: bool | None = None, width: int = 100) -> str:
+        """The report as text for a terminal (rich table, colours) or plain lines.
+
+        ``terminal=None`` asks whether stdout is a terminal.
+        """
+        if terminal is None:
+            import sys
+
+            terminal = sys.stdout.isatty()
+        if not terminal:
+            return str(self) + "\n"
+        from rich.console import Console
+
+        buf = io.StringIO()
+        Console(file=buf, force_terminal=True, width=width, highlight=False).print(self)
+        return buf.getvalue()
+
+
+def _tail(rows: tuple[TaskRow, ...]) -> tuple[list[tuple[str, float]], float | None]:
+    """The stragglers: tasks still running once 90 % of the tasks that ran had ended."""
+    ran = [r for r in rows if r.started is not None and r.ended is not None]
+    if not ran:
+        return [], None
+    ends = sorted(r.ended for r in ran)  # type: ignore[type-var]
+    k = min(len(ran) - 1, int(len(ran) * 0.9))
+    # one task alone is its own tail
+    tail_start = min(r.started for r in ran) if k == 0 else ends[k - 1]  # type: ignore[type-var]
+    late = [r for r in ran if r.ended > tail_start]  # type: ignore[operator]
+    late.sort(key=lambda r: r.ended, reverse=True)  # type: ignore[arg-type, return-value]
+    return [(r.name, r.ended) for r in late[:_TOP]], tail_start  # type: ignore[misc]
+
+
+def _row_dict(r: TaskRow) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "group": r.group,
+        "status": r.status,
+        "reason": r.reason,
+        "attempts": r.attempts,
+        "started": r.started,
+        "ended": r.ended,
+        "duration": r.duration,
+        "cost": r.cost,
+        "tokens": r.tokens,
+        "fallback": r.fallback,
+        "error": r.error,
+        "calls": [
+            {
+                "number": c.number,
+                "started": c.started,
+                "ended": c.ended,
+                "error": c.error,
+                "hedge": c.hedge,
+            }
+            for c in r.calls
+        ],
+    }
+
+
+def _row_from_dict(i: int, d: Any) -> TaskRow:
+    where = f"report.rows[{i}]"
+    if not isinstance(d, Mapping) or "name" not in d or "status" not in d:
+        raise ValueError(f"{where}: expected an object with 'name' and 'status'")
+    try:
+        calls = tuple(
+            CallRow(
+                int(c["number"]),
+                float(c["started"]),
+                float(c["ended"]),
+                c.get("error"),
+                bool(c.get("hedge", False)),
+            )
+            for c in d.get("calls") or []
+        )
+        return TaskRow(
+            name=str(d["name"]),
+            status=str(d["status"]),
+            group=d.get("group"),
+            reason=d.get("reason"),
+            attempts=int(d.get("attempts") or 0),
+            started=None if d.get("started") is None else float(d["started"]),
+            ended=None if d.get("ended") is None else float(d["ended"]),
+            cost=None if d.get("cost") is None else float(d["cost"]),
+            tokens=None if d.get("tokens") is None else int(d["tokens"]),
+            fallback=bool(d.get("fallback", False)),
+            error=d.get("error"),
+            calls=calls,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{where} ({d.get('name')!r}): bad field: {e}") from None
