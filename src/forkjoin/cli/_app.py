@@ -60,13 +60,16 @@ def _stderr_is_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def _setup(setup: SetupSpec | None, spec_dir: Path, given: dict[str, str]) -> Iterator[Any]:
-    """Enter the spec's setup (a context manager or a function returning vars)."""
+def _setup(
+    setup: SetupSpec | None, kwargs: dict[str, Any], spec_dir: Path, given: dict[str, str]
+) -> Iterator[Any]:
+    """Enter the spec's setup (a context manager or a function returning vars); its
+    kwargs have their templates filled."""
     if setup is None or (setup.skip_if_var and setup.skip_if_var in given):
         yield {}
         return
     fn = resolve_call(setup.call, spec_dir)
-    made = fn(**setup.kwargs)
+    made = fn(**kwargs)
     if hasattr(made, "__enter__"):
         with made as provided:
             yield dict(provided or {})
@@ -104,14 +107,18 @@ def run(
         variables = Vars(redact)
         variables.values["spec_dir"] = str(spec_dir)
         variables.update(spec.vars, lambda k: (f"vars.{k}", keylines.find(("vars", k))))
-        provides = dict.fromkeys(spec.setup.provides, "") if spec.setup else {}
+        # names a setup provides are placeholders until it has run (so templates check now)
+        provides = {
+            k: "" for k in (spec.setup.provides if spec.setup else []) if k not in variables.values
+        }
         variables.update(provides, lambda k: ("setup.provides", keylines.find(("setup",))))
         variables.update(given, lambda k: (f"--var {k}", 0))
         if spec.aggregate is not None:
             aggregate_fn = _resolve(spec.aggregate.call, spec_dir, keylines, "aggregate")
+        setup_kwargs: dict[str, Any] = {}
         if spec.setup is not None:
             _resolve(spec.setup.call, spec_dir, keylines, "setup")
-            expand(spec.setup.kwargs, variables, ("setup", "kwargs"), keylines.find)
+            setup_kwargs = expand(spec.setup.kwargs, variables, ("setup", "kwargs"), keylines.find)
         # build once before any side effect: a bad spec runs nothing
         build_plan(spec, keylines, variables, spec_dir)
     except SpecError as e:
@@ -120,7 +127,7 @@ def run(
     code = EXIT_OK
     aggregate: Any = None
     agg_error: str | None = None
-    with _setup(spec.setup, spec_dir, given) as provided:
+    with _setup(spec.setup, setup_kwargs, spec_dir, given) as provided:
         try:
             variables.update(provided, lambda k: ("setup", keylines.find(("setup",))))
             variables.update(given, lambda k: (f"--var {k}", 0))
@@ -156,7 +163,8 @@ def run(
     if report_json is not None:
         report_json.write_text(redact(report.to_json(indent=2)) + "\n")
     if html is not None:
-        report.to_html(html)  # type: ignore[attr-defined]
+        report_any: Any = report  # to_html arrives with the observability work
+        report_any.to_html(html)
         html.write_text(redact(html.read_text()))
     if not quiet:
         sys.stderr.write(render_report(report, results, redact, terminal=_stderr_is_terminal()))

@@ -202,7 +202,10 @@ async def _map(
     started = time.perf_counter()
     client: httpx.AsyncClient | None = None
     if http is not None:
-        client = httpx.AsyncClient(timeout=(options.get("timeout") or 30.0) + 1.0)
+        client = httpx.AsyncClient(
+            timeout=(options.get("timeout") or 30.0) + 1.0,
+            limits=httpx.Limits(max_connections=options["limit"]),
+        )
         fn = _request(http[0], http[1], client)
     assert fn is not None
     try:
