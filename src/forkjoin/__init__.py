@@ -17,6 +17,7 @@ from ._errors import (
 from ._events import (
     AttemptFailed,
     Event,
+    LimitChanged,
     Observer,
     RunFinished,
     RunStarted,
@@ -27,6 +28,12 @@ from ._events import (
 from ._fan import Fan, current_fan, gather, run
 from ._map import imap, map, map_reduce
 from ._outcome import Attempt, Outcome, Results, Status
+from ._policies._adaptive import AdaptiveLimit
+from ._policies._budget import Budget, charge
+from ._policies._group import Group
+from ._policies._hedge import Hedge
+from ._policies._rate import RateLimit
+from ._policies._retry_after import RetryAfter
 from ._report import RunReport
 from ._retry import Retry
 from ._task import Task, task
@@ -34,20 +41,27 @@ from ._task import Task, task
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveLimit",
     "Attempt",
     "AttemptFailed",
+    "Budget",
     "DuplicateTaskName",
     "Event",
     "Fan",
     "FanClosed",
     "FanError",
     "ForkjoinError",
+    "Group",
+    "Hedge",
     "Interrupted",
     "InvalidPolicy",
+    "LimitChanged",
     "Observer",
     "Outcome",
+    "RateLimit",
     "Results",
     "Retry",
+    "RetryAfter",
     "RunFinished",
     "RunReport",
     "RunStarted",
@@ -60,6 +74,7 @@ __all__ = [
     "TaskStarted",
     "TaskTimeout",
     "__version__",
+    "charge",
     "current_fan",
     "gather",
     "imap",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AttemptFailed",
     "Event",
+    "LimitChanged",
     "Observer",
     "RunFinished",
     "RunStarted",
@@ -68,6 +69,16 @@ class AttemptFailed(Event):
     attempt: int
     error: BaseException
     delay: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitChanged(Event):
+    """A group's adaptive concurrency limit changed to ``limit`` (``why``: "grow" or
+    "overload")."""
+
+    group: str
+    limit: int
+    why: str
 
 
 @dataclass(frozen=True, slots=True)

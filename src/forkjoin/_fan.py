@@ -48,6 +48,12 @@ from ._events import (
     TaskStarted,
 )
 from ._outcome import Attempt, Outcome, Results, Status, _fan_error, _RunInfo
+from ._policies._adaptive import AdaptiveLimit
+from ._policies._budget import Budget
+from ._policies._group import Group
+from ._policies._hedge import Hedge
+from ._policies._rate import RateLimit
+from ._policies._runtime import RunPolicies, check_run_options
 from ._retry import Retry
 from ._task import (
     _DEFAULTS,
@@ -105,6 +111,7 @@ class _Rec:
         "name",
         "opts",
         "outcome",
+        "pol",
         "priority",
         "retry",
         "started",
@@ -142,6 +149,7 @@ class _Rec:
         self.history: tuple[Attempt, ...] = ()
         self.outcome: Outcome | None = None
         self.thread_call: _ThreadCall | None = None
+        self.pol: Any = None  # a TaskPolicy when a policy wraps the call (else None)
 
 
 class _ThreadCall:
@@ -186,14 +194,18 @@ class Fan:
     - ``on_error``: ``"collect"`` (default) or ``"fail_fast"`` (the first failure cancels
       the rest and leaving the block raises :class:`FanError`);
     - ``quorum``: stop once this many tasks are ok (the rest: cancelled / skipped);
-    - ``observers``: objects with ``on_event(event)``, told every event.
+    - ``observers``: objects with ``on_event(event)``, told every event;
+    - resilience policies: ``budget`` (:class:`Budget`), ``rate`` (a :class:`RateLimit`
+      for the whole run), ``rates`` (``{group: RateLimit}``), ``groups``
+      (``{group: Group(...)}``); a ``limits`` value may be an :class:`AdaptiveLimit`.
+      A task's own option wins over its group's, which wins over the run's.
     """
 
     def __init__(
         self,
         *,
         limit: int | None = None,
-        limits: Mapping[str, int] | None = None,
+        limits: Mapping[str, int | AdaptiveLimit] | None = None,
         deadline: float | None = None,
         timeout: float | None = None,
         retry: Retry | bool | None = None,
@@ -201,17 +213,44 @@ class Fan:
         quorum: int | None = None,
         observers: Iterable[Any] = (),
         name: str | None = None,
+        budget: Budget | None = None,
+        rate: RateLimit | None = None,
+        rates: Mapping[str, RateLimit] | None = None,
+        groups: Mapping[str, Group] | None = None,
     ) -> None:
         self._limit = _check_limit("limit", limit)
+        check_run_options(limits, rates, groups, budget, rate)
         group_limits: dict[str, int] = {}
+        adaptive: dict[str, AdaptiveLimit] = {}
+        for g, settings in (groups or {}).items():
+            if isinstance(settings.limit, AdaptiveLimit):
+                adaptive[g] = settings.limit
+                group_limits[g] = settings.limit.initial
+            elif settings.limit is not None:
+                group_limits[g] = settings.limit
         if limits is not None:
             if not isinstance(limits, Mapping):
                 raise InvalidPolicy(f"limits: expected a mapping of group -> limit, got {limits!r}")
             for g, v in limits.items():
                 if not isinstance(g, str):
                     raise InvalidPolicy(f"limits: group names must be strings, got {g!r}")
-                group_limits[g] = _check_limit(f"limits[{g!r}]", v)  # type: ignore[assignment]
+                if isinstance(v, AdaptiveLimit):
+                    adaptive[g] = v
+                    group_limits[g] = v.initial
+                    continue
+                adaptive.pop(g, None)
+                checked = _check_limit(f"limits[{g!r}]", v)
+                if checked is None:  # like limit=None: no limit for that group
+                    group_limits.pop(g, None)
+                else:
+                    group_limits[g] = checked
         self._group_limits = group_limits
+        # policy state for this run; None when no run-level policy is set (the plain path)
+        self._pol: RunPolicies | None = None
+        if budget is not None or rate is not None or rates or groups or adaptive:
+            self._pol = RunPolicies(
+                self, budget=budget, rate=rate, rates=rates, groups=groups, adaptive=adaptive
+            )
         self._deadline = check_timeout("deadline", deadline)
         self._timeout = check_timeout("timeout", timeout)
         run_retry = check_retry("retry", retry)
@@ -310,6 +349,7 @@ class Fan:
             "timeout": self._timeout,
             "on_error": self._on_error,
             "quorum": self._quorum,
+            **(self._pol.options() if self._pol is not None else {}),
         }
 
     async def _drain(self) -> None:
@@ -353,6 +393,7 @@ class Fan:
             started_at=self._wall0,
             limit=self._limit,
             limits=dict(self._group_limits),
+            extra=self._pol.report() if self._pol is not None else {},
         )
 
     @property
@@ -384,11 +425,17 @@ class Fan:
         group: str | None = _UNSET,
         priority: int = _UNSET,
         cost: float | None = _UNSET,
+        tokens: float | None = _UNSET,
+        weight: float = _UNSET,
+        idempotent: bool = _UNSET,
+        hedge: Hedge | None = _UNSET,
+        fallback: Callable[..., Any] | None = _UNSET,
     ) -> None:
         """Add a task named ``name`` that calls ``fn(*args)`` to the running run.
 
         ``fn`` may also be a :class:`Task` (its options, overridden by any given here) or a
-        coroutine object. Works from inside a running task too (dynamic fan-out).
+        coroutine object. Works from inside a running task too (dynamic fan-out). The
+        options are those of :func:`forkjoin.task`.
         """
         self._check_open()
         if self._pool:
@@ -400,6 +447,11 @@ class Fan:
             "group": group,
             "priority": priority,
             "cost": cost,
+            "tokens": tokens,
+            "weight": weight,
+            "idempotent": idempotent,
+            "hedge": hedge,
+            "fallback": fallback,
         }
         if isinstance(fn, Task):
             if args:
@@ -467,6 +519,8 @@ class Fan:
         r = opts.retry
         retry = r if isinstance(r, Retry) else (None if r is False else self._retry)
         rec = _Rec(name, fn, args, is_async, coro, opts, self._seq, timeout, retry)
+        if self._pol is not None or opts.policied:
+            self._policies().prepare(rec)
         self._seq += 1
         self._recs[name] = rec
         self._pending += 1
@@ -484,6 +538,12 @@ class Fan:
         else:
             heapq.heappush(self._heaps.setdefault(group, []), (-opts.priority, rec.index, rec))
             self._queued += 1
+
+    def _policies(self) -> RunPolicies:
+        pol = self._pol
+        if pol is None:  # a task-level policy (hedge, fallback...) in a run without any
+            pol = self._pol = RunPolicies(self)
+        return pol
 
     # -- admission -----------------------------------------------------------------------
 
@@ -516,12 +576,18 @@ class Fan:
             self._start(best[2])
 
     def _start(self, rec: _Rec) -> None:
+        pol = rec.pol
+        if pol is not None and not pol.admit():
+            self._skip(rec, "budget")  # its estimate does not fit what is left
+            return
         self._running += 1
         g = rec.group
         if g is not None and g in self._grun:
             self._grun[g] += 1
         self._active.add(rec)
-        rec.handle = self._loop.create_task(self._execute(rec, True))
+        rec.handle = self._loop.create_task(
+            self._execute(rec, True) if pol is None else pol.run_task()
+        )
 
     # -- running -------------------------------------------------------------------------
 
@@ -873,13 +939,17 @@ async def gather(
     /,
     *,
     limit: int | None = None,
-    limits: Mapping[str, int] | None = None,
+    limits: Mapping[str, int | AdaptiveLimit] | None = None,
     deadline: float | None = None,
     timeout: float | None = None,
     retry: Retry | bool | None = None,
     on_error: str = "collect",
     quorum: int | None = None,
     observers: Iterable[Any] = (),
+    budget: Budget | None = None,
+    rate: RateLimit | None = None,
+    rates: Mapping[str, RateLimit] | None = None,
+    groups: Mapping[str, Group] | None = None,
 ) -> Results:
     """Run named tasks concurrently; return every task's Outcome, keyed by name.
 
@@ -898,6 +968,10 @@ async def gather(
             on_error=on_error,
             quorum=quorum,
             observers=observers,
+            budget=budget,
+            rate=rate,
+            rates=rates,
+            groups=groups,
         )
     except BaseException:
         if isinstance(tasks, Mapping):
@@ -914,13 +988,17 @@ def run(
     /,
     *,
     limit: int | None = None,
-    limits: Mapping[str, int] | None = None,
+    limits: Mapping[str, int | AdaptiveLimit] | None = None,
     deadline: float | None = None,
     timeout: float | None = None,
     retry: Retry | bool | None = None,
     on_error: str = "collect",
     quorum: int | None = None,
     observers: Iterable[Any] = (),
+    budget: Budget | None = None,
+    rate: RateLimit | None = None,
+    rates: Mapping[str, RateLimit] | None = None,
+    groups: Mapping[str, Group] | None = None,
 ) -> Results:
     """:func:`gather` for sync code: runs an event loop until every task has ended.
 
@@ -947,6 +1025,10 @@ def run(
             on_error=on_error,
             quorum=quorum,
             observers=observers,
+            budget=budget,
+            rate=rate,
+            rates=rates,
+            groups=groups,
         )
     except BaseException:
         if isinstance(tasks, Mapping):

@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any, TypeVar
 
-from ._errors import InvalidPolicy, TaskCancelled, TaskTimeout
+from ._errors import InvalidPolicy, TaskCancelled, TaskSkipped, TaskTimeout
 from ._fan import Fan, _Rec
 from ._outcome import Outcome, Results, Status, _fan_error
+from ._policies._budget import Budget
+from ._policies._group import Group
+from ._policies._rate import RateLimit
 from ._retry import Retry
 from ._task import task
 
@@ -85,6 +95,7 @@ class _Pool:
             and fan._timeout is None
             and fan._retry is None
             and not fan._observers
+            and fan._pol is None
         )
         work = self._work_plain if plain else self._work
         self.workers = [loop.create_task(work()) for _ in range(limit)]
@@ -235,11 +246,25 @@ class _Pool:
                 self.next_index = i + 1
                 rec = _Rec(str(i), fn, (item,), is_async, None, t, i, timeout, retry)
                 rec.handle = current
+                pol = None
+                if fan._pol is not None:
+                    fan._pol.prepare(rec)
+                    pol = rec.pol
+                    if pol is not None and not pol.admit():
+                        skipped = Outcome(
+                            rec.name, Status.SKIPPED, None, TaskSkipped("budget"), "budget"
+                        )
+                        fan._pending += 1  # _settle counts it down again
+                        fan._settle(skipped._replace(index=i))
+                        r = self.deliver(skipped._replace(index=i))
+                        if r is not None:
+                            await r
+                        continue
                 fan._running += 1
                 fan._active.add(rec)
                 busy.add(current)
                 try:
-                    outcome = await fan._execute(rec)
+                    outcome = await (fan._execute(rec) if pol is None else pol.execute())
                 finally:
                     busy.discard(current)
                     fan._running -= 1
@@ -262,8 +287,10 @@ def _run_options(
     on_error: str,
     observers: Iterable[Any],
     quorum: int | None = None,
+    policies: dict[str, Any] | None = None,
 ) -> Fan:
     fan = Fan(
+        **(policies or {}),
         limit=limit,
         deadline=deadline,
         timeout=timeout,
@@ -274,6 +301,16 @@ def _run_options(
     )
     fan._pool = True
     return fan
+
+
+def _pols(
+    budget: Budget | None,
+    rate: RateLimit | None,
+    rates: Mapping[str, RateLimit] | None,
+    groups: Mapping[str, Group] | None,
+) -> dict[str, Any]:
+    """The run-level policy keywords given to map/imap/map_reduce (as for fj.Fan)."""
+    return {"budget": budget, "rate": rate, "rates": rates, "groups": groups}
 
 
 async def _finish_pool(pool: _Pool) -> None:
@@ -303,6 +340,10 @@ async def map(
     retry: Retry | bool | None = None,
     on_error: str = "fail_fast",
     observers: Iterable[Any] = (),
+    budget: Budget | None = None,
+    rate: RateLimit | None = None,
+    rates: Mapping[str, RateLimit] | None = None,
+    groups: Mapping[str, Group] | None = None,
 ) -> list[Any]:
     """``[await fn(item) for item in items]``, concurrently, values in input order.
 
@@ -311,7 +352,16 @@ async def map(
     that were not ok (keyed by the item's index as a string). With the default
     ``on_error="fail_fast"`` the first failure stops the rest; ``"collect"`` runs all.
     """
-    fan = _run_options(limit, deadline, timeout, retry, on_error, observers)
+    fan = _run_options(
+        limit,
+        deadline,
+        timeout,
+        retry,
+        on_error,
+        observers,
+        None,
+        _pols(budget, rate, rates, groups),
+    )
     values: list[Any] = [None] * len(items) if isinstance(items, list | tuple | range) else []
     failed: dict[str, Outcome] = {}
 
@@ -359,6 +409,10 @@ async def map_reduce(
     retry: Retry | bool | None = None,
     on_error: str = "fail_fast",
     observers: Iterable[Any] = (),
+    budget: Budget | None = None,
+    rate: RateLimit | None = None,
+    rates: Mapping[str, RateLimit] | None = None,
+    groups: Mapping[str, Group] | None = None,
 ) -> A:
     """Fold ``reducer(acc, value)`` over the values of ``fn(item)`` as they complete.
 
@@ -366,7 +420,16 @@ async def map_reduce(
     The reducer should be associative and commutative (``operator.add``, a Counter update).
     Raises :class:`FanError` if any call is not ok.
     """
-    fan = _run_options(limit, deadline, timeout, retry, on_error, observers)
+    fan = _run_options(
+        limit,
+        deadline,
+        timeout,
+        retry,
+        on_error,
+        observers,
+        None,
+        _pols(budget, rate, rates, groups),
+    )
     acc: list[Any] = [initial]
     failed: dict[str, Outcome] = {}
     reducer_error: list[BaseException] = []
@@ -409,6 +472,10 @@ async def imap(
     on_error: str = "collect",
     quorum: int | None = None,
     observers: Iterable[Any] = (),
+    budget: Budget | None = None,
+    rate: RateLimit | None = None,
+    rates: Mapping[str, RateLimit] | None = None,
+    groups: Mapping[str, Group] | None = None,
 ) -> AsyncIterator[Outcome]:
     """Yield an :class:`Outcome` per item (``outcome.index`` is the item's position).
 
@@ -418,7 +485,16 @@ async def imap(
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise InvalidPolicy(f"limit: expected a positive integer or None, got {limit!r}")
-    fan = _run_options(limit, deadline, timeout, retry, on_error, observers, quorum)
+    fan = _run_options(
+        limit,
+        deadline,
+        timeout,
+        retry,
+        on_error,
+        observers,
+        quorum,
+        _pols(budget, rate, rates, groups),
+    )
     # outcomes made but not yet taken: O(limit) memory
     capacity = 2 * max(1, limit or 1024)
     low_water = capacity // 2

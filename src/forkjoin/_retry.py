@@ -6,6 +6,7 @@ The policy only decides; the engine sleeps and reads the clock. Each task gets i
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Callable
@@ -16,11 +17,13 @@ import tenacity
 from tenacity import RetryCallState
 
 from ._errors import InvalidPolicy
+from ._policies._retry_after import retry_after_of
 
 __all__ = ["Retry"]
 
-# Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C.
-_NEVER = (KeyboardInterrupt, SystemExit, GeneratorExit)
+# Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C. (The run's
+# deadline reaches a task as a cancellation, and the engine never retries after a stop.)
+_NEVER = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 ExceptionFilter = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
@@ -38,7 +41,9 @@ class Retry:
     """Call a failed task again, up to ``attempts`` calls in all.
 
     Waits ``backoff * 2**(n-1)`` seconds before call ``n + 1``, capped at ``max_delay``
-    (with ``jitter``, a random delay between half and all of that). ``on`` is a tuple of
+    (with ``jitter``, a random delay between half and all of that). When the error carries
+    a server's delay (:class:`RetryAfter`, or an httpx 429/503 with ``Retry-After``), the
+    wait is at least that delay: ``max_delay`` caps only this backoff. ``on`` is a tuple of
     exception types or a predicate ``error -> bool``. tenacity strategies may be given
     instead: ``stop``, ``wait`` and ``retry`` (e.g. ``tenacity.stop_after_delay(10)``);
     ``attempts`` still bounds the number of calls.
@@ -117,6 +122,9 @@ class Retry:
             delay = min(self.max_delay, self.backoff * 2 ** (state.attempt_number - 1))
             if self.jitter and delay > 0:
                 delay = _JITTER(delay)
+        server = retry_after_of(error)
+        if server is not None and server > delay:
+            delay = server  # the server's word is never capped by max_delay
         return max(0.0, delay)
 
 

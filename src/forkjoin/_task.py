@@ -12,6 +12,7 @@ from types import FunctionType
 from typing import Any
 
 from ._errors import InvalidPolicy
+from ._policies._hedge import Hedge
 from ._retry import Retry
 
 __all__ = ["Task", "task"]
@@ -71,6 +72,13 @@ class Task:
     cost: float | None = None
     coro: Coroutine[Any, Any, Any] | None = field(default=None, repr=False)
     is_async: bool = field(default=False, repr=False)
+    tokens: float | None = None
+    weight: float = 1
+    idempotent: bool = False
+    hedge: Hedge | None = None
+    fallback: Callable[..., Any] | None = None
+    # True when a policy may need to wrap the call (so the engine checks only this)
+    policied: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_timeout("task.timeout", self.timeout)
@@ -85,6 +93,30 @@ class Task:
             or not self.cost >= 0
         ):
             raise InvalidPolicy(f"task.cost: expected a number >= 0, got {self.cost!r}")
+        if self.tokens is not None and not _nonneg(self.tokens):
+            raise InvalidPolicy(f"task.tokens: expected a number >= 0, got {self.tokens!r}")
+        if not _nonneg(self.weight) or self.weight == 0:
+            raise InvalidPolicy(f"task.weight: expected a number > 0, got {self.weight!r}")
+        if not isinstance(self.idempotent, bool):
+            raise InvalidPolicy(f"task.idempotent: expected True or False, got {self.idempotent!r}")
+        if self.hedge is not None:
+            if not isinstance(self.hedge, Hedge):
+                raise InvalidPolicy(f"task.hedge: expected fj.Hedge(...), got {self.hedge!r}")
+            if not self.idempotent:
+                raise InvalidPolicy(
+                    "task.hedge: a hedged task is called twice at once; mark it "
+                    "idempotent=True if that is safe"
+                )
+        if self.fallback is not None and not callable(self.fallback):
+            raise InvalidPolicy(f"task.fallback: expected a callable, got {self.fallback!r}")
+        policied = (
+            self.group is not None
+            or self.hedge is not None
+            or self.fallback is not None
+            or self.cost is not None
+            or self.tokens is not None
+        )
+        object.__setattr__(self, "policied", policied)
         if self.coro is None:
             if not callable(self.fn):
                 raise TypeError(f"task: expected a callable, got {self.fn!r}")
@@ -94,6 +126,15 @@ class Task:
         """A copy with some options replaced (``None`` values are ignored)."""
         given = {k: v for k, v in options.items() if v is not _UNSET}
         return replace(self, **given) if given else self
+
+
+def _nonneg(value: Any) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and value >= 0
+        and not math.isinf(value)
+    )
 
 
 async def _never_called() -> None:  # pragma: no cover - placeholder fn of _DEFAULTS
@@ -113,19 +154,39 @@ def task(
     group: str | None = None,
     priority: int = 0,
     cost: float | None = None,
+    tokens: float | None = None,
+    weight: float = 1,
+    idempotent: bool = False,
+    hedge: Hedge | None = None,
+    fallback: Callable[..., Any] | None = None,
 ) -> Task:
     """Describe a call of ``fn(*args)`` with its options.
 
     ``fn`` may be async or sync (a sync ``fn`` runs in a worker thread; if it returns an
     awaitable, that is awaited on the loop). Pass keyword arguments for ``fn`` with
-    :func:`functools.partial`. ``retry=False`` turns a run's default retry off for this task.
+    :func:`functools.partial`. ``retry=False`` turns a run's default retry off for this task
+    (``None`` inherits the group's or run's). ``cost``/``tokens``: estimates reserved
+    against the run's :class:`Budget`; ``weight``: what a :class:`RateLimit` counts for each
+    call; ``hedge``: a :class:`Hedge` (needs ``idempotent=True``); ``fallback``: called with
+    the task's arguments when the task has failed for good.
     """
+    extra: dict[str, Any] = {
+        "tokens": tokens,
+        "weight": weight,
+        "idempotent": idempotent,
+        "hedge": hedge,
+        "fallback": fallback,
+    }
     if inspect.iscoroutine(fn):
         if args:
             fn.close()
             raise TypeError("task: a coroutine object takes no arguments")
-        return Task(None, (), timeout, retry, group, priority, cost, coro=fn)
-    return Task(fn, args, timeout, retry, group, priority, cost)
+        try:
+            return Task(None, (), timeout, retry, group, priority, cost, coro=fn, **extra)
+        except BaseException:
+            fn.close()
+            raise
+    return Task(fn, args, timeout, retry, group, priority, cost, **extra)
 
 
 def as_task(where: str, spec: Any) -> Task:
