@@ -436,3 +436,95 @@ argv = ["sh", "-c", "touch {started}; sleep 30"]
     assert results["quick"]["status"] == "ok"
     assert results["long"]["status"] == "cancelled"
     assert "tasks" in err
+
+
+HEDGED = '''
+import time
+from pathlib import Path
+
+def first_call_slow(marker):
+    """The first call hangs; a duplicate answers at once (the slow-tail shape)."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("1")
+        time.sleep(5)
+        return "slow"
+    return "fast"
+'''
+
+
+@pytest.mark.skipif(not hasattr(fj, "Hedge"), reason="hedging lands with the resilience work")
+def test_hedge_wins_with_a_duplicate(tmp_path: Path) -> None:
+    (tmp_path / "hedged_fj_test.py").write_text(HEDGED)
+    text = f"""
+[tasks.search]
+call = "hedged_fj_test:first_call_slow"
+args = ["{tmp_path / "marker"}"]
+idempotent = true
+hedge = "100ms"
+timeout = "10s"
+"""
+    started = time.monotonic()
+    r = invoke("run", spec(tmp_path, text), "--quiet")
+    assert r.exit_code == 0, r.stdout
+    assert r.json()["results"]["search"]["value"] == "fast"
+    assert time.monotonic() - started < 4  # the 5 s first call was not waited for
+
+
+@pytest.mark.skipif(not hasattr(fj, "Budget"), reason="budgets land with the resilience work")
+def test_budget_skips_what_it_cannot_pay_for(tmp_path: Path) -> None:
+    text = """
+[run]
+budget = 1.0
+limit = 1
+
+[tasks.first]
+argv = ["true"]
+cost = 0.6
+priority = 2
+
+[tasks.second]
+argv = ["true"]
+cost = 0.6
+priority = 1
+"""
+    r = invoke("run", spec(tmp_path, text), "--report-json", tmp_path / "r.json")
+    results = r.json()["results"]
+    assert results["first"]["status"] == "ok"
+    assert results["second"]["status"] == "skipped"
+    assert results["second"]["reason"] == "budget"
+    assert r.exit_code == 1
+    assert "budget" in r.stderr
+
+
+def test_html_timeline_from_run_and_report(tmp_path: Path) -> None:
+    if not hasattr(fj.RunReport, "to_html"):
+        r = invoke("run", spec(tmp_path, '[tasks.a]\nargv = ["true"]\n'), "--html", "x.html")
+        assert r.exit_code == 2
+        return
+    page = tmp_path / "run.html"
+    saved = tmp_path / "run.json"
+    text = '[vars]\nk = "${env:FJ_HTML_SECRET}"\n[tasks.a]\nargv = ["echo", "{k}"]\n'
+    r = invoke(
+        "run", spec(tmp_path, text), "--html", page, "--report-json", saved, "--quiet",
+        env={"FJ_HTML_SECRET": "hunter2-secret"},
+    )  # fmt: skip
+    assert r.exit_code == 0
+    html = page.read_text()
+    assert html.lstrip().lower().startswith("<!doctype html")
+    assert "hunter2-secret" not in html + saved.read_text() + r.stdout
+    again = tmp_path / "again.html"
+    shown = invoke("report", saved, "--html", again)
+    assert shown.exit_code == 0
+    assert again.read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_terminal_report_is_a_rich_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forkjoin.cli import _app
+
+    monkeypatch.setattr(_app, "_stderr_is_terminal", lambda: True)
+    r = invoke("run", spec(tmp_path, '[tasks.a]\nargv = ["true"]\n'))
+    assert r.exit_code == 0
+    assert "\x1b[" in r.stderr  # styled for a terminal
+    assert "\x1b[" not in r.stdout  # the JSON stays plain
+    assert json.loads(r.stdout)["results"]["a"]["status"] == "ok"

@@ -304,3 +304,55 @@ def test_bad_values_point_at_their_line(tmp_path: Path, key: tuple[str, str], va
             assert int(m.group("line")) == line, (text, r.stderr)
     else:
         assert r.exit_code in (0, 1)
+
+
+def test_policies_reach_the_library(tmp_path: Path) -> None:
+    import forkjoin as fj
+    from forkjoin.cli._kinds import build_plan
+    from forkjoin.cli._template import Redactor, Vars
+
+    needed = ("RateLimit", "AdaptiveLimit", "Budget", "Hedge")
+    if not all(hasattr(fj, n) for n in needed):
+        pytest.skip("the resilience policies are not in this version")
+    text = """
+[run]
+limit = 8
+rate = "100/min"
+budget = { usd = 2.5, tokens = 1000 }
+
+[defaults]
+timeout = "2s"
+retry = { attempts = 4, backoff = "100ms", max_delay = "1s" }
+
+[groups.llm]
+adaptive = { initial = 2, max = 16 }
+rate = "5/s"
+
+[groups.db]
+limit = 3
+
+[tasks.a]
+call = "json:dumps"
+args = [1]
+group = "llm"
+cost = 0.1
+idempotent = true
+hedge = { after = "250ms", max_extra = 2 }
+retry = false
+"""
+    spec, keylines = load_spec(write(tmp_path, text))
+    plan = build_plan(spec, keylines, Vars(Redactor()), tmp_path)
+    o = plan.options
+    assert o["limit"] == 8
+    assert o["timeout"] == 2.0
+    assert o["retry"] == fj.Retry(attempts=4, backoff=0.1, max_delay=1.0)
+    assert isinstance(o["rate"], fj.RateLimit)
+    assert isinstance(o["budget"], fj.Budget)
+    assert isinstance(o["limits"]["llm"], fj.AdaptiveLimit)
+    assert o["limits"]["db"] == 3
+    assert isinstance(o["rates"]["llm"], fj.RateLimit)
+    t = plan.tasks["a"]
+    assert t.retry is False
+    assert t.group == "llm"
+    assert t.cost == 0.1
+    assert isinstance(getattr(t, "hedge", None), fj.Hedge)

@@ -337,6 +337,17 @@ def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
         )
     if r.budget is not None:
         opts["budget"] = _budget(r.budget, keylines)
+    if r.rate is not None:
+        if not (_has("RateLimit") and _accepts(fj.run, "rate")):
+            raise SpecError(
+                _unavailable("a rate limit", "fj.RateLimit"), **_where(keylines, "run", "rate")
+            )
+        opts["rate"] = _policy(
+            functools.partial(_api.RateLimit, r.rate.rate, per=r.rate.per, burst=r.rate.burst),
+            keylines,
+            "run",
+            "rate",
+        )
     limits: dict[str, Any] = {}
     rates: dict[str, Any] = {}
     for name, g in spec.groups.items():

@@ -128,6 +128,8 @@ def map_command(
     if len(chosen) != 1:
         raise fail("map: give exactly one of `-- ARGV...`, --http METHOD URL or --call mod:fn")
     options: dict[str, Any] = {"limit": limit, "ordered": ordered}
+    if not quiet and sys.stderr.isatty() and "progress" in inspect.signature(fj.imap).parameters:
+        options["progress"] = True  # drawn on stderr only: the JSON lines stay clean
     try:
         if timeout is not None:
             options["timeout"] = parse_duration(timeout)

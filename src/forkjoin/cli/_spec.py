@@ -215,6 +215,7 @@ BudgetField = Annotated[BudgetSpec, _table_or("usd", "an amount in USD or a tabl
 
 class RunSpec(_Model):
     limit: PositiveInt | None = None
+    rate: RateSpec | None = None
     deadline: Duration | None = None
     on_error: Literal["collect", "fail_fast"] = "collect"
     quorum: PositiveInt | None = None

@@ -1,0 +1,774 @@
+"""The benchmark harness: ``python -m bench [--quick | --full] [--out FILE]``.
+
+Method (issue 3):
+
+- every (workload, contender, size, loop) configuration runs in a fresh subprocess, once per
+  repeat; repeats are interleaved (pass 1 runs every configuration, then pass 2, ...), so
+  a burst of load on this shared machine hits every contender alike rather than one;
+- the child times only the fan-out itself (``time.perf_counter`` inside the running loop,
+  after imports and set-up, after a ``gc.collect()``), checks its results, and prints JSON;
+- peak RSS is that subprocess's own ``ru_maxrss``, read by the parent with ``os.wait4``
+  on the child's pid (``RUSAGE_CHILDREN`` would be the maximum over all children so far);
+  the child also reports its ``ru_maxrss`` just before the timed region, so the table can
+  show what the workload itself added (ΔRSS);
+- the figure is the median over the repeats, in µs per task (or seconds for a makespan),
+  and every figure is also given as a ratio to a baseline measured in the same run:
+  absolute times drift on a shared machine, ratios hold.
+
+``--quick`` (CI's smoke test: tiny sizes, one repeat, two configurations at a time) only
+checks that every contender runs and is correct; it exits non-zero when a contender crashes,
+returns wrong results or hangs, never because the machine is slow. ``--full`` writes
+bench/RESULTS.md (and the raw figures beside it, as RESULTS.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import workloads
+from bench.workloads import Skip, Workload
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+PEERS = ("aiometer", "anyio", "trio", "langchain-core", "uvloop", "aiolimiter", "tenacity")
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Config:
+    workload: int
+    contender: str
+    n: int
+    loop: str  # "asyncio", "uvloop", "trio" or "-" (a sync contender)
+
+
+@dataclass
+class Agg:
+    """The repeats of one configuration, summarised."""
+
+    config: Config
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and not self.errors
+
+    def median(self, key: str = "seconds") -> float:
+        return statistics.median(r[key] for r in self.runs)
+
+    def worst(self, key: str) -> float:
+        return max(r[key] for r in self.runs)
+
+    @property
+    def us_per_task(self) -> float:
+        return self.median() / self.config.n * 1e6
+
+    @property
+    def rss(self) -> float:
+        """Peak RSS of the subprocess, bytes (median over repeats)."""
+        return statistics.median(r["rss_peak_kb"] for r in self.runs) * 1024
+
+    @property
+    def rss_delta(self) -> float:
+        """What the timed workload added to the peak, bytes (median over repeats)."""
+        return (
+            statistics.median(max(0, r["rss_peak_kb"] - r["rss_before_kb"]) for r in self.runs)
+            * 1024
+        )
+
+
+# -- the child ----------------------------------------------------------------------------
+
+
+def child(spec: str) -> int:
+    """Run one configuration once; print one JSON line."""
+    cfg = Config(**json.loads(spec))
+    w = workloads.get(cfg.workload)
+    c = w.contender(cfg.contender)
+    params = dict(w.params)
+    try:
+        for mod in c.modules():
+            importlib.import_module(mod)
+        if cfg.loop == "uvloop":
+            import uvloop
+
+            factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+        else:
+            factory = None
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if c.runtime == "asyncio":
+            with asyncio.Runner(loop_factory=factory) as runner:
+                result = runner.run(c.fn(cfg.n, params))
+        elif c.runtime == "trio":
+            import trio
+
+            result = trio.run(c.fn, cfg.n, params)
+        else:
+            result = c.fn(cfg.n, params)
+    except Skip as e:
+        print(json.dumps({"skipped": str(e)}))
+        return 0
+    result["rss_before_kb"] = rss_before
+    result["rss_self_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(result))
+    return 0
+
+
+# -- the parent ---------------------------------------------------------------------------
+
+
+# where the children import forkjoin from: the working tree (None) or an exported revision
+_SRC: Path | None = None
+
+
+def child_env() -> dict[str, str]:
+    paths = [str(ROOT)] if _SRC is None else [str(_SRC), str(ROOT)]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+
+
+def export_revision(rev: str) -> Path:
+    """``src/forkjoin`` as of git revision ``rev``, in a temporary directory: the children
+    then measure what is committed there, not what someone is editing right now."""
+    dest = Path(tempfile.mkdtemp(prefix="forkjoin-bench-"))
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "src/forkjoin"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "src"
+
+
+# children running now: killed if the harness itself is stopped (Ctrl-C, SIGTERM)
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def run_child(cfg: Config, timeout: float) -> dict[str, Any]:
+    """Run one configuration in a fresh interpreter; its figures, or {"error": ...}."""
+    cmd = [sys.executable, "-m", "bench.run", "--child", json.dumps(asdict(cfg))]
+    env = child_env()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=env)
+        _LIVE.add(proc)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            # wait4 on this pid: the rusage of this child alone (its own peak RSS)
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            raise
+        finally:
+            timer.cancel()
+            _LIVE.discard(proc)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        why = f"killed after {timeout:g} s (hang?)" if proc.returncode < 0 else "crashed"
+        tail = "\n".join(stderr.strip().splitlines()[-12:])
+        return {"error": f"{why}, exit {proc.returncode}:\n{tail}"}
+    try:
+        result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"no result printed; stdout={stdout[-500:]!r} stderr={stderr[-500:]!r}"}
+    result["rss_peak_kb"] = usage.ru_maxrss  # kilobytes on Linux
+    return result
+
+
+def plan(
+    mode: str, chosen: Iterable[Workload], only: str | None, uvloop: bool, notes: list[str]
+) -> list[Config]:
+    have_uvloop = importlib.util.find_spec("uvloop") is not None
+    if uvloop and not have_uvloop:
+        notes.append("uvloop is not installed: every contender runs on the stock loop only.")
+    configs: list[Config] = []
+    for w in chosen:
+        if w.available is not None and (reason := w.available()) is not None:
+            notes.append(f"Workload {w.id} ({w.title}) skipped: {reason}.")
+            continue
+        for c in w.contenders:
+            if only and only not in c.key and c.key != w.baseline:
+                continue
+            reason = c.skip_reason()
+            if reason is not None:
+                notes.append(f"Workload {w.id}: {c.label} skipped: {reason}.")
+                continue
+            for n in w.sizes[mode]:
+                if mode == "full" and c.max_n is not None and n > c.max_n:
+                    continue
+                if c.runtime == "asyncio":
+                    loops = ["asyncio"]
+                    uv_sizes = (w.uvloop_sizes or {}).get(mode, ())
+                    small = mode != "full" or c.uvloop_max_n is None or n <= c.uvloop_max_n
+                    if uvloop and have_uvloop and c.uvloop and n in uv_sizes and small:
+                        loops.append("uvloop")
+                else:
+                    loops = ["trio" if c.runtime == "trio" else "-"]
+                configs.extend(Config(w.id, c.key, n, loop) for loop in loops)
+        capped = [
+            f"{c.label} (≤ {c.max_n:,})"
+            for c in w.contenders
+            if c.max_n is not None and any(n > c.max_n for n in w.sizes[mode])
+        ]
+        if mode == "full" and capped:
+            notes.append(
+                f"Workload {w.id}: to keep the full run near 20 minutes, not run at the "
+                f"larger sizes: {', '.join(capped)}."
+            )
+    return configs
+
+
+def execute(
+    configs: list[Config], repeats: dict[int, int], jobs: int, timeout: float, progress: bool
+) -> dict[Config, Agg]:
+    aggs = {cfg: Agg(cfg) for cfg in configs}
+    passes = max(repeats[cfg.workload] for cfg in configs) if configs else 0
+    todo = [cfg for p in range(passes) for cfg in configs if p < repeats[cfg.workload]]
+    started = time.monotonic()
+    done = 0
+    lock = threading.Lock()
+
+    def one(cfg: Config) -> None:
+        nonlocal done
+        agg = aggs[cfg]
+        if agg.skipped or agg.errors:
+            return
+        result = run_child(cfg, timeout)
+        with lock:
+            done += 1
+            if "error" in result:
+                agg.errors.append(result["error"])
+                tag = "ERROR"
+            elif "skipped" in result:
+                agg.skipped = result["skipped"]
+                tag = "skipped"
+            else:
+                agg.runs.append(result)
+                tag = f"{result['seconds'] / cfg.n * 1e6:10.2f} µs/task"
+            if progress:
+                print(
+                    f"[{time.monotonic() - started:6.0f}s {done}/{len(todo)}] "
+                    f"w{cfg.workload} {cfg.contender:<22} n={cfg.n:<8,} {cfg.loop:<7} {tag}",
+                    flush=True,
+                )
+
+    if jobs <= 1:
+        for cfg in todo:
+            one(cfg)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as ex:
+            list(ex.map(one, todo))
+    return aggs
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def _mb(b: float) -> str:
+    return f"{b / MB:,.0f}"
+
+
+def _x(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def _git(ref: str | None) -> str:
+    """Which forkjoin the children import, in words."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", ref or "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if ref is not None:
+            return f"git {rev} (`--ref {ref}`: that revision's src/forkjoin, exported)"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src/forkjoin"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    if not dirty:
+        return f"git {rev} (working tree, clean)"
+    files = ", ".join(line[3:] for line in dirty)
+    return f"git {rev} + uncommitted changes in {files}"
+
+
+def machine(ref: str | None) -> dict[str, str]:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for dist in PEERS:
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{dist} (absent)")
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": platform.platform(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "forkjoin": _git(ref),
+        "peers": ", ".join(versions),
+        "load": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def _find(aggs: dict[Config, Agg], w: int, c: str, n: int, loop: str = "asyncio") -> Agg | None:
+    agg = aggs.get(Config(w, c, n, loop))
+    return agg if agg is not None and agg.ok else None
+
+
+def _ratio_base(w: Workload, aggs: dict[Config, Agg], n: int) -> Agg | None:
+    if w.baseline == "ideal":
+        return None
+    base = w.contender(w.baseline)
+    loop = {"trio": "trio", "sync": "-"}.get(base.runtime, "asyncio")
+    return _find(aggs, w.id, w.baseline, n, loop)
+
+
+def workload_table(w: Workload, aggs: dict[Config, Agg]) -> list[str]:
+    rows = [a for a in aggs.values() if a.config.workload == w.id]
+    if not rows:
+        return []
+    labels = {c.key: c.label for c in w.contenders}
+    order = {c.key: i for i, c in enumerate(w.contenders)}
+    loop_order = {"asyncio": 0, "-": 0, "trio": 0, "uvloop": 1}
+    rows.sort(key=lambda a: (a.config.n, loop_order[a.config.loop], order[a.config.contender]))
+    out = [f"### {w.id}. {w.title}", "", w.description + ".", ""]
+    if w.unit == "rate":
+        out += [
+            "| n | contender | loop | achieved /s (median) | % of limit | worst 1-s window "
+            "(max) | first-second starts (max) | makespan s | peak RSS MB |",
+            "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        rate = w.params["rate"]
+        for a in rows:
+            c = a.config
+            if not a.ok:
+                out.append(
+                    f"| {c.n:,} | {labels[c.contender]} | {c.loop} | "
+                    f"{'skipped' if a.skipped else 'ERROR'} | | | | | |"
+                )
+                continue
+            ach = a.median("achieved")
+            out.append(
+                f"| {c.n:,} | {labels[c.contender]} | {c.loop} | {ach:.1f} | "
+                f"{ach / rate:.1%} | {a.worst('worst_window'):.0f} | "
+                f"{a.worst('first_window'):.0f} | {a.median():.3f} | {_mb(a.rss)} |"
+            )
+    else:
+        if w.unit == "s":
+            head = (
+                "median s | × ideal | ratio to baseline"
+                if w.baseline != "ideal"
+                else "median s | × ideal"
+            )
+        else:
+            head = "median µs/task | ratio to baseline"
+        cols = head.count("|") + 1
+        out += [
+            f"| n | contender | loop | {head} | peak RSS MB | RSS ratio | ΔRSS MB |",
+            "| ---: | --- | --- |" + " ---: |" * (cols + 3),
+        ]
+        for a in rows:
+            c = a.config
+            if not a.ok:
+                what = f"skipped: {a.skipped}" if a.skipped else "ERROR"
+                out.append(
+                    f"| {c.n:,} | {labels[c.contender]} | {c.loop} | {what} |" + " |" * (cols + 2)
+                )
+                continue
+            base = _ratio_base(w, aggs, c.n)
+            is_base = c.contender == w.baseline and base is a
+            name = f"**{labels[c.contender]}** (baseline)" if is_base else labels[c.contender]
+            rss_ratio = _x(a.rss / base.rss) if base is not None else "–"
+            if w.unit == "s":
+                assert w.ideal is not None
+                cells = [f"{a.median():.3f}", _x(a.median() / w.ideal(c.n))]
+                if w.baseline != "ideal":
+                    cells.append(_x(a.median() / base.median()) if base else "–")
+            else:
+                cells = [f"{a.us_per_task:.2f}", _x(a.median() / base.median()) if base else "–"]
+            out.append(
+                f"| {c.n:,} | {name} | {c.loop} | {' | '.join(cells)} | {_mb(a.rss)} | "
+                f"{rss_ratio} | {_mb(a.rss_delta)} |"
+            )
+    if w.note:
+        out += ["", w.note]
+    return [*out, ""]
+
+
+@dataclass
+class Floor:
+    workload: int
+    text: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+
+
+def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
+    get = workloads.get
+    res: list[Floor] = []
+
+    def ref_n(wid: int) -> int:
+        sizes = get(wid).sizes[mode]
+        under = [n for n in sizes if n <= 100_000]
+        return max(under) if under else min(sizes)
+
+    def add(
+        wid: int,
+        text: str,
+        value: float | None,
+        ok: Callable[[float], bool],
+        fmt: Callable[[float], str],
+    ) -> None:
+        if value is None:
+            res.append(Floor(wid, text, "not measured", None))
+        else:
+            res.append(Floor(wid, text, fmt(value), ok(value)))
+
+    def ratio(a: Agg | None, b: Agg | None, key: str = "time") -> float | None:
+        if a is None or b is None:
+            return None
+        return a.median() / b.median() if key == "time" else a.rss / b.rss
+
+    n = ref_n(1)
+    fj, raw = _find(aggs, 1, "fj.gather", n), _find(aggs, 1, "asyncio.gather", n)
+    add(
+        1,
+        f"`fj.gather`, {n:,} trivial tasks: time ≤ 1.5× raw `asyncio.gather`",
+        ratio(fj, raw),
+        lambda v: v <= 1.5,
+        _x,
+    )
+    add(
+        1,
+        f"`fj.gather`, {n:,} trivial tasks: peak RSS ≤ 1.3× raw `asyncio.gather`",
+        ratio(fj, raw, "rss"),
+        lambda v: v <= 1.3,
+        _x,
+    )
+
+    n = ref_n(2)
+    fjm = _find(aggs, 2, "fj.map", n)
+    add(
+        2,
+        f"`fj.map(limit=100)`, {n:,} trivial tasks: ≤ 0.5× gather + Semaphore",
+        ratio(fjm, _find(aggs, 2, "gather+sem", n)),
+        lambda v: v <= 0.5,
+        _x,
+    )
+    aio = [
+        a
+        for a in (_find(aggs, 2, "aiometer.run_all", n), _find(aggs, 2, "aiometer.amap", n))
+        if a is not None
+    ]
+    fastest = min(aio, key=lambda a: a.median()) if aio else None
+    add(
+        2,
+        "… ≥ 8× faster than aiometer (its faster entry point)",
+        ratio(fastest, fjm),
+        lambda v: v >= 8,
+        lambda v: f"{v:.1f}× faster",
+    )
+    add(
+        2,
+        "… ≥ 40× faster than LangChain `abatch`",
+        ratio(_find(aggs, 2, "langchain", n), fjm),
+        lambda v: v >= 40,
+        lambda v: f"{v:.1f}× faster",
+    )
+
+    w3 = get(3)
+    for key in ("fj.map", "fj.gather"):
+        for n in w3.sizes[mode]:
+            a = _find(aggs, 3, key, n)
+            assert w3.ideal is not None
+            add(
+                3,
+                f"makespan, `{key}(limit=50)`, {n:,} × 10 ms: ≤ 1.08× ideal",
+                a.median() / w3.ideal(n) if a else None,
+                lambda v: v <= 1.08,
+                _x,
+            )
+
+    sizes = get(4).sizes[mode]
+    small, big = min(sizes), max(sizes)
+    a_big, a_small = _find(aggs, 4, "fj.imap", big), _find(aggs, 4, "fj.imap", small)
+    add(
+        4,
+        f"`fj.imap` over {big:,} items, limit 100: peak RSS ≤ 60 MB",
+        a_big.rss / MB if a_big else None,
+        lambda v: v <= 60,
+        lambda v: f"{v:.1f} MB",
+    )
+    add(
+        4,
+        f"… flat in n: peak RSS at {big:,} ≤ 1.1× at {small:,}",
+        ratio(a_big, a_small, "rss"),
+        lambda v: v <= 1.1,
+        _x,
+    )
+
+    n5, n1 = ref_n(5), ref_n(1)
+    add(
+        5,
+        f"policies on, {n5:,} tasks: `fj.gather` ≤ 2.5× its workload-1 time ({n1:,} tasks)",
+        ratio(_find(aggs, 5, "fj.gather", n5), _find(aggs, 1, "fj.gather", n1))
+        if n5 == n1
+        else None,
+        lambda v: v <= 2.5,
+        _x,
+    )
+
+    w6 = get(6)
+    for key in ("fj.map", "fj.gather"):
+        for n in w6.sizes[mode]:
+            add(
+                6,
+                f"blocking calls, `{key}`, {n} × `time.sleep(0.01)`: ≤ 1.1× "
+                "`ThreadPoolExecutor.map`",
+                ratio(_find(aggs, 6, key, n), _find(aggs, 6, "tpe.map", n, "-")),
+                lambda v: v <= 1.1,
+                _x,
+            )
+
+    w7 = get(7)
+    rate = w7.params["rate"]
+    for n in w7.sizes[mode]:
+        a = _find(aggs, 7, "fj.RateLimit", n)
+        add(
+            7,
+            f"rate accuracy, {n} tasks at {rate}/s: worst 1-s window ≤ {rate}",
+            a.worst("worst_window") if a else None,
+            lambda v: v <= rate,
+            lambda v: f"{v:.0f}",
+        )
+        add(
+            7,
+            f"… first-second burst ≤ {rate}",
+            a.worst("first_window") if a else None,
+            lambda v: v <= rate,
+            lambda v: f"{v:.0f}",
+        )
+        add(
+            7,
+            f"… achieved ≥ 97% of {rate}/s",
+            a.median("achieved") / rate if a else None,
+            lambda v: v >= 0.97,
+            lambda v: f"{v:.1%}",
+        )
+    return res
+
+
+def floors_table(fl: list[Floor]) -> list[str]:
+    out = ["| workload | floor | measured | result |", "| ---: | --- | ---: | --- |"]
+    for f in fl:
+        verdict = "n/a" if f.passed is None else ("PASS" if f.passed else "**FAIL**")
+        out.append(f"| {f.workload} | {f.text} | {f.measured} | {verdict} |")
+    return out
+
+
+def render(
+    mode: str,
+    command: str,
+    info: dict[str, str],
+    repeats: dict[int, int],
+    aggs: dict[Config, Agg],
+    notes: list[str],
+    elapsed: float,
+) -> str:
+    chosen = sorted({a.config.workload for a in aggs.values()})
+    reps = ", ".join(f"w{w}: {repeats[w]}" for w in chosen)
+    out = [
+        "# forkjoin benchmark results",
+        "",
+        "Written by `bench/run.py`; method in its docstring. Every configuration ran in a "
+        "fresh subprocess; figures are medians over the repeats; ratios are to the "
+        "workload's baseline measured in the same run (the machine is shared and noisy: "
+        "absolute figures drift, ratios hold). Peak RSS is the subprocess's own "
+        "`ru_maxrss` (interpreter and imports included); ΔRSS is what the timed workload "
+        "added to it.",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {info['cores']} cores ({info['cpu']}), {info['python']}, {info['os']}",
+        f"- date: {info['date']}; forkjoin: {info['forkjoin']}",
+        f"- peers: {info['peers']}",
+        f"- repeats per configuration: {reps}; load average at the start: {info['load']}; "
+        f"the run took {elapsed / 60:.1f} min",
+        "",
+    ]
+    if mode == "quick":
+        out += [
+            "> `--quick`: tiny sizes and one repeat — a smoke test of the harness, "
+            "not a measurement.",
+            "",
+        ]
+    out += ["## Floors (issue 3; stock asyncio loop)", "", *floors_table(floors(aggs, mode)), ""]
+    out += ["## Results", ""]
+    for w in workloads.ALL:
+        out += workload_table(w, aggs)
+    errors = [a for a in aggs.values() if a.errors]
+    if notes or errors:
+        out += ["## Notes", ""]
+        out += [f"- {n}" for n in notes]
+        for a in errors:
+            first = a.errors[0].splitlines()[0]
+            out.append(
+                f"- ERROR in workload {a.config.workload}, {a.config.contender}, "
+                f"n={a.config.n}, {a.config.loop}: {first}"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--quick",
+        action="store_const",
+        dest="mode",
+        const="quick",
+        help="tiny sizes, one repeat: a smoke test (the default)",
+    )
+    g.add_argument(
+        "--full",
+        action="store_const",
+        dest="mode",
+        const="full",
+        help="the real sizes and repeats (about 20 minutes on 2 cores)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="markdown file to write (default: bench/RESULTS.md "
+        "for --full; --quick prints only, unless given)",
+    )
+    p.add_argument("--workloads", help="comma-separated workload numbers (default: all)")
+    p.add_argument("--only", help="only contenders whose key contains this (plus baselines)")
+    p.add_argument("--repeats", type=int, help="repeats per configuration (overrides)")
+    p.add_argument("--jobs", type=int, help="configurations run at once (quick: 2, full: 1)")
+    p.add_argument("--no-uvloop", action="store_true", help="skip the uvloop variants")
+    p.add_argument("--timeout", type=float, help="seconds before a configuration counts as hung")
+    p.add_argument(
+        "--ref",
+        help="measure forkjoin as committed at this git revision (e.g. "
+        "HEAD) instead of the working tree",
+    )
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child is not None:
+        return child(args.child)
+    mode = args.mode or "quick"
+    try:
+        ids = [int(x) for x in args.workloads.split(",")] if args.workloads else None
+        chosen = [workloads.get(i) for i in ids] if ids else list(workloads.ALL)
+    except (ValueError, KeyError):
+        p.error(
+            f"--workloads: expected numbers from 1 to {len(workloads.ALL)}, got {args.workloads!r}"
+        )
+    if args.repeats is not None and args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    repeats = {w.id: args.repeats or w.repeats[mode] for w in chosen}
+    jobs = args.jobs or (2 if mode == "quick" else 1)
+    timeout = args.timeout or (120.0 if mode == "quick" else 900.0)
+    out = args.out if args.out is not None else (RESULTS if mode == "full" else None)
+
+    global _SRC
+    if args.ref is not None:
+        try:
+            _SRC = export_revision(args.ref)
+        except (OSError, subprocess.CalledProcessError) as e:
+            p.error(f"--ref: cannot export src/forkjoin at {args.ref!r}: {e}")
+        # the availability checks (e.g. "has forkjoin a RateLimit?") must see that revision too
+        sys.path.insert(0, str(_SRC))
+    notes: list[str] = []
+    info = machine(args.ref)
+    configs = plan(mode, chosen, args.only, not args.no_uvloop, notes)
+    command = ".venv/bin/python -m bench " + " ".join(argv) if argv else ".venv/bin/python -m bench"
+    print(
+        f"{len(configs)} configurations, {sum(repeats[c.workload] for c in configs)} runs "
+        f"({mode}, {jobs} at a time)",
+        flush=True,
+    )
+    t0 = time.monotonic()
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        aggs = execute(configs, repeats, jobs, timeout, progress=True)
+    finally:
+        for proc in list(_LIVE):  # only with --jobs > 1: other threads' children
+            proc.kill()
+        if _SRC is not None:
+            shutil.rmtree(_SRC.parent, ignore_errors=True)
+    text = render(mode, command, info, repeats, aggs, notes, time.monotonic() - t0)
+    if out is not None:
+        out.write_text(text)
+        raw = {f"w{c.workload}/{c.contender}/{c.n}/{c.loop}": asdict(a) for c, a in aggs.items()}
+        out.with_suffix(".json").write_text(
+            json.dumps({"machine": info, "results": raw}, indent=1, default=str)
+        )
+        print(f"wrote {out}")
+    else:
+        print(text)
+    failed = [a for a in aggs.values() if a.errors]
+    for a in failed:
+        print(
+            f"ERROR w{a.config.workload} {a.config.contender} n={a.config.n} "
+            f"{a.config.loop}:\n{a.errors[0]}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
