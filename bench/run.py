@@ -752,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(_SRC.parent, ignore_errors=True)
     text = render(mode, command, info, repeats, aggs, notes, time.monotonic() - t0)
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         raw = {f"w{c.workload}/{c.contender}/{c.n}/{c.loop}": asdict(a) for c, a in aggs.items()}
         out.with_suffix(".json").write_text(
