@@ -26,7 +26,9 @@ from ._events import (
     TaskStarted,
 )
 from ._fan import Fan, current_fan, gather, run
+from ._logging import LogObserver
 from ._map import imap, map, map_reduce
+from ._otel import OtelObserver
 from ._outcome import Attempt, Outcome, Results, Status
 from ._policies._adaptive import AdaptiveLimit
 from ._policies._budget import Budget, charge
@@ -34,6 +36,7 @@ from ._policies._group import Group
 from ._policies._hedge import Hedge
 from ._policies._rate import RateLimit
 from ._policies._retry_after import RetryAfter
+from ._progress import ProgressObserver
 from ._report import RunReport
 from ._retry import Retry
 from ._task import Task, task
@@ -56,8 +59,11 @@ __all__ = [
     "Interrupted",
     "InvalidPolicy",
     "LimitChanged",
+    "LogObserver",
     "Observer",
+    "OtelObserver",
     "Outcome",
+    "ProgressObserver",
     "RateLimit",
     "Results",
     "Retry",

@@ -195,6 +195,8 @@ class Fan:
       the rest and leaving the block raises :class:`FanError`);
     - ``quorum``: stop once this many tasks are ok (the rest: cancelled / skipped);
     - ``observers``: objects with ``on_event(event)``, told every event;
+    - ``progress``: True for a live display on stderr when it is a terminal (or a
+      :class:`ProgressObserver`);
     - resilience policies: ``budget`` (:class:`Budget`), ``rate`` (a :class:`RateLimit`
       for the whole run), ``rates`` (``{group: RateLimit}``), ``groups``
       (``{group: Group(...)}``); a ``limits`` value may be an :class:`AdaptiveLimit`.
@@ -217,6 +219,7 @@ class Fan:
         rate: RateLimit | None = None,
         rates: Mapping[str, RateLimit] | None = None,
         groups: Mapping[str, Group] | None = None,
+        progress: bool | Any = False,
     ) -> None:
         self._limit = _check_limit("limit", limit)
         check_run_options(limits, rates, groups, budget, rate)
@@ -265,6 +268,10 @@ class Fan:
             raise InvalidPolicy(f"quorum: expected an integer >= 1, got {quorum!r}")
         self._quorum = quorum
         obs = tuple(observers)
+        if progress:  # the live display is one more observer; nothing at all when off
+            from ._progress import with_progress
+
+            obs = with_progress(obs, progress)
         for o in obs:
             if not callable(getattr(o, "on_event", None)):
                 raise InvalidPolicy(f"observers: {o!r} has no on_event(event) method")
@@ -950,6 +957,7 @@ async def gather(
     rate: RateLimit | None = None,
     rates: Mapping[str, RateLimit] | None = None,
     groups: Mapping[str, Group] | None = None,
+    progress: bool | Any = False,
 ) -> Results:
     """Run named tasks concurrently; return every task's Outcome, keyed by name.
 
@@ -972,6 +980,7 @@ async def gather(
             rate=rate,
             rates=rates,
             groups=groups,
+            progress=progress,
         )
     except BaseException:
         if isinstance(tasks, Mapping):
@@ -999,6 +1008,7 @@ def run(
     rate: RateLimit | None = None,
     rates: Mapping[str, RateLimit] | None = None,
     groups: Mapping[str, Group] | None = None,
+    progress: bool | Any = False,
 ) -> Results:
     """:func:`gather` for sync code: runs an event loop until every task has ended.
 
@@ -1029,6 +1039,7 @@ def run(
             rate=rate,
             rates=rates,
             groups=groups,
+            progress=progress,
         )
     except BaseException:
         if isinstance(tasks, Mapping):

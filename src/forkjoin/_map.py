@@ -313,6 +313,16 @@ def _pols(
     return {"budget": budget, "rate": rate, "rates": rates, "groups": groups}
 
 
+def _observed(observers: Iterable[Any], progress: Any, items: Any) -> Iterable[Any]:
+    """The observers plus the live display ``progress=`` asks for (total known if sized)."""
+    if not progress:
+        return observers
+    from ._progress import with_progress
+
+    total = len(items) if isinstance(items, list | tuple | range) else None
+    return with_progress(observers, progress, total)
+
+
 async def _finish_pool(pool: _Pool) -> None:
     """Wait for every worker; on outer cancellation stop the run first, then re-raise."""
     fan = pool.fan
@@ -344,6 +354,7 @@ async def map(
     rate: RateLimit | None = None,
     rates: Mapping[str, RateLimit] | None = None,
     groups: Mapping[str, Group] | None = None,
+    progress: bool | Any = False,
 ) -> list[Any]:
     """``[await fn(item) for item in items]``, concurrently, values in input order.
 
@@ -358,7 +369,7 @@ async def map(
         timeout,
         retry,
         on_error,
-        observers,
+        _observed(observers, progress, items),
         None,
         _pols(budget, rate, rates, groups),
     )
@@ -413,6 +424,7 @@ async def map_reduce(
     rate: RateLimit | None = None,
     rates: Mapping[str, RateLimit] | None = None,
     groups: Mapping[str, Group] | None = None,
+    progress: bool | Any = False,
 ) -> A:
     """Fold ``reducer(acc, value)`` over the values of ``fn(item)`` as they complete.
 
@@ -426,7 +438,7 @@ async def map_reduce(
         timeout,
         retry,
         on_error,
-        observers,
+        _observed(observers, progress, items),
         None,
         _pols(budget, rate, rates, groups),
     )
@@ -476,6 +488,7 @@ async def imap(
     rate: RateLimit | None = None,
     rates: Mapping[str, RateLimit] | None = None,
     groups: Mapping[str, Group] | None = None,
+    progress: bool | Any = False,
 ) -> AsyncIterator[Outcome]:
     """Yield an :class:`Outcome` per item (``outcome.index`` is the item's position).
 
@@ -491,7 +504,7 @@ async def imap(
         timeout,
         retry,
         on_error,
-        observers,
+        _observed(observers, progress, items),
         quorum,
         _pols(budget, rate, rates, groups),
     )

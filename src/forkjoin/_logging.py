@@ -1,0 +1,180 @@
+"""Logs: one stdlib ``logging`` record per state change of a run (an observer).
+
+Records go to the ``forkjoin.tasks`` logger (under ``forkjoin``), which has a
+NullHandler: quiet unless the application configures logging. Each record carries its
+fields in ``extra`` (``event``, ``run``, ``task``, ``group``, ``attempt``, ``status``,
+``reason``, ``duration``, ``cost``, ``error``, ``delay``), so structured formatters can use
+them. Task values and arguments are never logged — they may hold secrets — unless
+``log_values=True`` (then an ok task's value is in ``extra["value"]``, as its repr).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._events import (
+    AttemptFailed,
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskQueued,
+    TaskStarted,
+)
+
+__all__ = ["LogObserver"]
+
+# quiet unless the application configures logging (the engine's own "forkjoin" logger, which
+# reports broken observers, keeps logging's last-resort output)
+logging.getLogger("forkjoin.tasks").addHandler(logging.NullHandler())
+
+_VALUE_CHARS = 500
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class LogObserver:
+    """Logs every state change of a run through stdlib logging.
+
+    ``fj.gather(tasks, observers=[fj.LogObserver()])``. Levels: run start/end and task ends
+    at ``level`` (INFO), a task that did not end ok and a failed call at WARNING, queued and
+    started at DEBUG. ``logger`` defaults to ``logging.getLogger("forkjoin.tasks")``. A
+    record is built only when the logger is enabled for its level.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | str | None = None,
+        *,
+        level: int = logging.INFO,
+        log_values: bool = False,
+    ) -> None:
+        if logger is None:
+            logger = "forkjoin.tasks"
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.level = level
+        self.log_values = log_values
+
+    def on_event(self, event: Event) -> None:
+        log = self.logger
+        if isinstance(event, TaskFinished):
+            o = event.outcome
+            bad = o.status.value != "ok"
+            level = logging.WARNING if bad else self.level
+            if not log.isEnabledFor(level):
+                return
+            extra: dict[str, Any] = {
+                "event": "task_finished",
+                "run": event.run,
+                "task": o.name,
+                "group": o.group,
+                "attempt": o.attempts,
+                "status": o.status.value,
+                "reason": o.reason,
+                "duration": o.duration,
+                "cost": o.cost,
+                "error": _error_text(o.error) if bad else None,
+            }
+            if self.log_values and not bad:
+                extra["value"] = repr(o.value)[:_VALUE_CHARS]
+            if bad:
+                log.log(
+                    level,
+                    "task %s %s%s after %d attempt(s): %s",
+                    o.name,
+                    o.status.value,
+                    f" ({o.reason})" if o.reason else "",
+                    o.attempts,
+                    extra["error"],
+                    extra=extra,
+                )
+            else:
+                log.log(
+                    level,
+                    "task %s ok in %.3fs (%d attempt(s))",
+                    o.name,
+                    o.duration or 0.0,
+                    o.attempts,
+                    extra=extra,
+                )
+        elif isinstance(event, TaskStarted):
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "task %s started (attempt %d)",
+                    event.name,
+                    event.attempt,
+                    extra={
+                        "event": "task_started",
+                        "run": event.run,
+                        "task": event.name,
+                        "group": event.group,
+                        "attempt": event.attempt,
+                        "status": "running",
+                    },
+                )
+        elif isinstance(event, AttemptFailed):
+            if log.isEnabledFor(logging.WARNING):
+                err = _error_text(event.error)
+                then = "no retry" if event.delay is None else f"retry in {event.delay:.3f}s"
+                log.warning(
+                    "task %s attempt %d failed: %s; %s",
+                    event.name,
+                    event.attempt,
+                    err,
+                    then,
+                    extra={
+                        "event": "attempt_failed",
+                        "run": event.run,
+                        "task": event.name,
+                        "group": event.group,
+                        "attempt": event.attempt,
+                        "status": "retrying" if event.delay is not None else "failed",
+                        "error": err,
+                        "delay": event.delay,
+                    },
+                )
+        elif isinstance(event, TaskQueued):
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "task %s queued",
+                    event.name,
+                    extra={
+                        "event": "task_queued",
+                        "run": event.run,
+                        "task": event.name,
+                        "group": event.group,
+                        "status": "queued",
+                    },
+                )
+        elif isinstance(event, RunStarted):
+            if log.isEnabledFor(self.level):
+                options = {k: v for k, v in event.options.items() if v not in (None, {}, ())}
+                log.log(
+                    self.level,
+                    "run %s started %s",
+                    event.run,
+                    options,
+                    extra={"event": "run_started", "run": event.run, "status": "running"},
+                )
+        elif isinstance(event, RunFinished) and log.isEnabledFor(self.level):
+            counts = event.results.counts()
+            log.log(
+                self.level,
+                "run %s finished in %.3fs: %s",
+                event.run,
+                event.time,
+                ", ".join(f"{k} {v}" for k, v in counts.items()) or "no tasks",
+                extra={
+                    "event": "run_finished",
+                    "run": event.run,
+                    "status": "finished",
+                    "duration": event.time,
+                    "counts": counts,
+                },
+            )

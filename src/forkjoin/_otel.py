@@ -1,0 +1,150 @@
+"""OpenTelemetry traces: a span per run and per task call (an observer).
+
+Needs the ``forkjoin[otel]`` extra (opentelemetry-api); it is imported only when an
+:class:`OtelObserver` is made, so the core never needs it. Without an SDK configured the
+API's no-op tracer makes this nearly free.
+
+Spans: ``forkjoin.run`` (parented under the caller's current span when the run starts),
+and under it one ``forkjoin.task`` span per call of a task, with the attributes
+``forkjoin.task``, ``forkjoin.group``, ``forkjoin.attempt``, ``forkjoin.status``,
+``forkjoin.reason``, ``forkjoin.cost`` and ``forkjoin.hedge``. A task that never ran is an
+event (``forkjoin.task.skipped``) on the run span. Times come from the run's clock, so the
+spans line up with the report.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ._events import (
+    AttemptFailed,
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskStarted,
+)
+
+__all__ = ["OtelObserver"]
+
+
+class OtelObserver:
+    """Makes OpenTelemetry spans from a run's events.
+
+    ``fj.gather(tasks, observers=[fj.OtelObserver()])``. ``tracer`` defaults to
+    ``trace.get_tracer("forkjoin", tracer_provider=tracer_provider)``. A task's span is
+    the current span while its call runs, so spans the task makes nest under it.
+    One observer follows one run at a time.
+    """
+
+    def __init__(self, tracer: Any = None, *, tracer_provider: Any = None) -> None:
+        try:
+            from opentelemetry import context, trace
+        except ImportError as e:  # pragma: no cover - exercised without the extra only
+            raise ImportError(
+                "fj.OtelObserver needs OpenTelemetry: pip install 'forkjoin[otel]'"
+            ) from e
+        self._trace = trace
+        self._context = context
+        if tracer is None:
+            from . import __version__
+
+            tracer = trace.get_tracer("forkjoin", __version__, tracer_provider=tracer_provider)
+        self.tracer = tracer
+        self._run_span: Any = None
+        self._run_ctx: Any = None
+        self._epoch_ns = 0
+        self._open: dict[tuple[str, int], Any] = {}
+        self._last: dict[str, int] = {}
+
+    def _ns(self, t: float) -> int:
+        return self._epoch_ns + int(t * 1e9)
+
+    def on_event(self, event: Event) -> None:
+        trace = self._trace
+        if isinstance(event, TaskStarted):
+            if self._run_ctx is None:
+                return
+            span = self.tracer.start_span(
+                "forkjoin.task",
+                context=self._run_ctx,
+                start_time=self._ns(event.time),
+                attributes={
+                    "forkjoin.task": event.name,
+                    "forkjoin.group": event.group or "",
+                    "forkjoin.attempt": event.attempt,
+                    "forkjoin.hedge": bool(getattr(event, "hedge", False)),
+                },
+            )
+            self._open[(event.name, event.attempt)] = span
+            self._last[event.name] = event.attempt
+            # the engine tells us this from inside the task's own asyncio Task (a context of
+            # its own), so the task's spans nest under this one; that context dies with the
+            # task or is overwritten by the next call, so nothing needs detaching
+            self._context.attach(trace.set_span_in_context(span, self._run_ctx))
+        elif isinstance(event, AttemptFailed):
+            span = self._open.pop((event.name, event.attempt), None)
+            if span is None:
+                return
+            span.set_attribute("forkjoin.status", "failed")
+            span.record_exception(event.error)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(event.error)[:200]))
+            span.end(end_time=self._ns(event.time))
+        elif isinstance(event, TaskFinished):
+            o = event.outcome
+            last = self._last.pop(o.name, None)
+            if last is None:
+                if self._run_span is not None:
+                    self._run_span.add_event(
+                        "forkjoin.task.skipped",
+                        {"forkjoin.task": o.name, "forkjoin.reason": o.reason or ""},
+                        timestamp=self._ns(event.time),
+                    )
+                return
+            status = o.status.value
+            for attempt in range(1, last + 1):
+                span = self._open.pop((o.name, attempt), None)
+                if span is None:
+                    continue
+                span.set_attribute("forkjoin.status", status)
+                if o.reason:
+                    span.set_attribute("forkjoin.reason", o.reason)
+                if o.cost is not None:
+                    span.set_attribute("forkjoin.cost", float(o.cost))
+                if status != "ok":
+                    if o.error is not None:
+                        span.record_exception(o.error)
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, status))
+                span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
+        elif isinstance(event, RunStarted):
+            self._epoch_ns = time.time_ns()
+            opts = {
+                f"forkjoin.{k}": v
+                for k, v in event.options.items()
+                if isinstance(v, bool | int | float | str)
+            }
+            # started in the caller's context: parented under its current span
+            self._run_span = self.tracer.start_span(
+                "forkjoin.run",
+                start_time=self._epoch_ns,
+                attributes={"forkjoin.run": event.run, **opts},
+            )
+            self._run_ctx = trace.set_span_in_context(self._run_span)
+        elif isinstance(event, RunFinished):
+            span = self._run_span
+            if span is None:
+                return
+            for s in self._open.values():  # never left open, whatever happened
+                s.end(end_time=self._ns(event.time))
+            self._open.clear()
+            self._last.clear()
+            counts = event.results.counts()
+            span.set_attribute("forkjoin.tasks", len(event.results))
+            for k, v in counts.items():
+                span.set_attribute(f"forkjoin.count.{k}", v)
+            cost = sum(o.cost for o in event.results.values() if o.cost is not None)
+            if cost:
+                span.set_attribute("forkjoin.cost", float(cost))
+            span.end(end_time=self._ns(event.time))
+            self._run_span = self._run_ctx = None
