@@ -330,6 +330,20 @@ def test_group_limit_without_overall_limit(vrun) -> None:
     assert results["t9"].started == 0.0
 
 
+def test_group_limit_none_means_unlimited(vrun) -> None:
+    """``limits={"g": None}`` reads like ``limit=None``: no limit for that group (it used to
+    be accepted and then crash admission with a TypeError)."""
+    gauge = Gauge()
+
+    async def main() -> fj.Results:
+        tasks = {f"t{i}": fj.task(gauge.work, f"t{i}", "g", 1, group="g") for i in range(4)}
+        return await fj.gather(tasks, limit=3, limits={"g": None, "h": 1})
+
+    results = vrun(main())
+    assert results.all_ok
+    assert gauge.group_peak["g"] == 3
+
+
 def test_limit_holds_with_dynamic_spawns(vrun) -> None:
     gauge = Gauge()
 
