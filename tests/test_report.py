@@ -227,3 +227,60 @@ def test_ideal_speedup_never_beats_the_bounds(durations: list[float], limit: int
     rep = RunReport.from_rows(rows, wall=sum(durations), limit=limit)
     assert rep.ideal_speedup <= min(limit, len(durations)) + 1e-9
     assert rep.ideal_speedup >= 1.0 - 1e-9
+
+
+def test_resilience_policies_in_a_real_run(vrun: Any) -> None:
+    calls = {"n": 0}
+
+    async def hedged() -> int:
+        calls["n"] += 1
+        await asyncio.sleep(5 if calls["n"] == 1 else 1)
+        return calls["n"]
+
+    async def broken() -> str:
+        raise ConnectionError("down")
+
+    async def cached() -> str:
+        return "cached"
+
+    async def main() -> fj.Results:
+        return await fj.gather(
+            {
+                "h": fj.task(hedged, hedge=fj.Hedge(after=0.5), idempotent=True, cost=0.1),
+                "f": fj.task(broken, fallback=cached, cost=0.1),
+                "a": fj.task(_sleep, 1.0, cost=0.5),
+                "b": fj.task(_sleep, 1.0, cost=0.5),
+            },
+            budget=fj.Budget(usd=0.75),
+            limit=1,
+        )
+
+    rep = vrun(main()).report
+    assert rep.hedged == 1
+    assert rep.retries == 0
+    assert rep.fallbacks == 1
+    assert rep.budget == 0.75
+    assert rep.skipped_for_budget == ["a", "b"]
+    assert rep.options["budget"]["skipped"] == 2
+    hedge_calls = [c for c in rep.task("h").calls if c.hedge]
+    assert len(hedge_calls) == 1
+    text = str(rep)
+    assert "1 hedged" in text
+    assert "budget       $0.7500, spent $0.3000; skipped 2: a, b" in text
+    assert RunReport.from_dict(rep.to_dict()).to_dict() == rep.to_dict()
+
+
+def test_the_call_a_deadline_cut_is_a_row_of_its_own(vrun: Any) -> None:
+    async def main() -> fj.Results:
+        return await fj.gather(
+            {"t": fj.task(_sleep, 1.0, True, retry=fj.Retry(attempts=3, backoff=0))},
+            deadline=1.5,
+        )
+
+    row = vrun(main()).report.task("t")
+    assert row.status == "timed_out"
+    assert [c.number for c in row.calls] == [1, 2]
+    assert row.calls[0].error == "ValueError: boom"
+    assert row.calls[1].error is not None
+    assert row.calls[1].error.startswith("TaskTimeout")
+    assert (row.calls[1].started, row.calls[1].ended) == (pytest.approx(1.0), pytest.approx(1.5))

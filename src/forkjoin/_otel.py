@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ._errors import TaskCancelled
 from ._events import (
     AttemptFailed,
     Event,
@@ -61,6 +62,24 @@ class OtelObserver:
     def _ns(self, t: float) -> int:
         return self._epoch_ns + int(t * 1e9)
 
+    def _hedge_span(self, o: Any, call: Any) -> None:
+        won = call.error is None
+        span = self.tracer.start_span(
+            "forkjoin.task",
+            context=self._run_ctx,
+            start_time=self._ns(call.started),
+            attributes={
+                "forkjoin.task": o.name,
+                "forkjoin.group": o.group or "",
+                "forkjoin.attempt": call.number,
+                "forkjoin.hedge": True,
+                "forkjoin.status": "ok"
+                if won
+                else ("cancelled" if isinstance(call.error, TaskCancelled) else "failed"),
+            },
+        )
+        span.end(end_time=self._ns(call.ended))
+
     def on_event(self, event: Event) -> None:
         trace = self._trace
         if isinstance(event, TaskStarted):
@@ -103,9 +122,16 @@ class OtelObserver:
                     )
                 return
             status = o.status.value
+            calls = o.history
+            lost = {c.number for c in calls if not c.hedge and c.error is not None}
             for attempt in range(1, last + 1):
                 span = self._open.pop((o.name, attempt), None)
                 if span is None:
+                    continue
+                if status == "ok" and attempt in lost:
+                    # a hedge answered first and this call was cancelled
+                    span.set_attribute("forkjoin.status", "cancelled")
+                    span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
                     continue
                 span.set_attribute("forkjoin.status", status)
                 if o.reason:
@@ -117,6 +143,10 @@ class OtelObserver:
                         span.record_exception(o.error)
                     span.set_status(trace.Status(trace.StatusCode.ERROR, status))
                 span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
+            # hedged calls are not events of their own: they are in the Outcome's history
+            for c in calls:
+                if c.hedge:
+                    self._hedge_span(o, c)
         elif isinstance(event, RunStarted):
             self._epoch_ns = time.time_ns()
             opts = {

@@ -88,6 +88,12 @@ def _row_from_outcome(o: Outcome) -> TaskRow:
         )
         for a in o.history
     )
+    numbers = {c.number for c in calls if not c.hedge}
+    if calls and o.ended is not None and len(numbers) < o.attempts and o.status.value != "ok":
+        # the call in flight when the run stopped the task (deadline, fail-fast...) is not
+        # in the engine's history: it ran from the last recorded call's end to the end
+        last = max(c.ended for c in calls)
+        calls = (*calls, CallRow(o.attempts, min(last, o.ended), o.ended, _error_text(o.error)))
     return TaskRow(
         name=o.name,
         status=o.status.value,
@@ -230,7 +236,7 @@ class RunReport:
         extra = dict(info.extra)
         budget = getattr(info, "budget", None)
         if budget is None:
-            budget = extra.pop("budget", None)
+            budget = extra.get("budget")  # the snapshot stays in options, for the detail
         return cls.from_rows(
             rows,
             wall=info.wall,
@@ -275,9 +281,12 @@ class RunReport:
                 if r.reason == "budget" and r.status == "skipped":
                     skipped_for_budget.append(r.name)
             attempts += r.attempts
-            hedges = sum(1 for c in r.calls if c.hedge)
-            hedged += hedges
-            retries += max(0, r.attempts - 1 - hedges)
+            if r.calls:
+                # a hedge shares its call's number; each further number is a retry
+                hedged += sum(1 for c in r.calls if c.hedge)
+                retries += max(0, len({c.number for c in r.calls if not c.hedge}) - 1)
+            else:
+                retries += max(0, r.attempts - 1)
             if r.fallback:
                 fallbacks += 1
             if r.cost is not None:
@@ -556,6 +565,10 @@ class RunReport:
                 )
             if self.tokens:
                 lines.append(("  tokens", str(self.tokens)))
+        detail = self.options.get("budget")
+        if self.budget is None and isinstance(detail, Mapping) and detail.get("tokens"):
+            text = f"{detail['tokens']} tokens, spent {detail.get('spent_tokens')}"
+            lines.append(("budget", text))
         if self.budget is not None:
             text = f"${self.budget:.4f}, spent ${self.cost:.4f}"
             if self.skipped_for_budget:
@@ -564,6 +577,14 @@ class RunReport:
                 text += f"; skipped {len(self.skipped_for_budget)}: {shown}"
                 text += f", +{more} more" if more > 0 else ""
             lines.append(("budget", text))
+        adaptive = self.options.get("adaptive")
+        if isinstance(adaptive, Mapping) and adaptive:
+            text = ", ".join(
+                f"{g} limit {a.get('limit')} ({a.get('cuts', 0)} cuts)"
+                for g, a in sorted(adaptive.items())
+                if isinstance(a, Mapping)
+            )
+            lines.append(("adaptive", text))
         if self.slowest:
             lines.append(("slowest", ", ".join(f"{n} {d:.3f}s" for n, d in self.slowest[:3])))
         if self.stragglers and self.tail_start is not None:

@@ -1,0 +1,108 @@
+"""LogObserver: one structured record per state change, quiet by default, no values."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+import forkjoin as fj
+
+
+async def _work(x: str, fail: bool = False) -> str:
+    await asyncio.sleep(1)
+    if fail:
+        raise ValueError("broken")
+    return x.upper()
+
+
+def _run(vrun: Any, obs: fj.LogObserver) -> fj.Results:
+    return vrun(  # type: ignore[no-any-return]
+        fj.gather(
+            {
+                "a": fj.task(_work, "s3cret-arg", cost=0.5, group="api"),
+                "b": fj.task(_work, "x", True, retry=fj.Retry(attempts=2, backoff=0)),
+            },
+            observers=[obs],
+        )
+    )
+
+
+def test_one_structured_record_per_state_change(
+    vrun: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="forkjoin")
+    _run(vrun, fj.LogObserver())
+    events = [
+        (getattr(r, "event", None), getattr(r, "task", None), getattr(r, "attempt", None))
+        for r in caplog.records
+    ]
+    assert events[0] == ("run_started", None, None)
+    assert events[-1] == ("run_finished", None, None)
+    assert sorted(events[1:-1]) == sorted(
+        [
+            ("task_queued", "a", None),
+            ("task_queued", "b", None),
+            ("task_started", "a", 1),
+            ("task_started", "b", 1),
+            ("attempt_failed", "b", 1),
+            ("task_started", "b", 2),
+            ("attempt_failed", "b", 2),
+            ("task_finished", "a", 1),
+            ("task_finished", "b", 2),
+        ]
+    )
+    done = {r.task: r for r in caplog.records if r.event == "task_finished"}  # type: ignore[attr-defined]
+    a, b = done["a"], done["b"]
+    assert (a.status, a.duration, a.cost, a.group, a.levelno) == ("ok", 1.0, 0.5, "api", 20)
+    assert (b.status, b.attempt, b.error, b.levelno) == ("failed", 2, "ValueError: broken", 30)
+    assert a.name == "forkjoin.tasks"
+    assert a.getMessage() == "task a ok in 1.000s (1 attempt(s))"
+    retry = next(r for r in caplog.records if r.event == "attempt_failed")  # type: ignore[attr-defined]
+    assert retry.getMessage() == "task b attempt 1 failed: ValueError: broken; retry in 0.000s"
+    # values and arguments never reach the logs unless asked
+    assert all("s3cret" not in r.getMessage().lower() for r in caplog.records)
+    assert all(not hasattr(r, "value") for r in caplog.records)
+
+
+def test_values_only_when_asked(vrun: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="forkjoin")
+    _run(vrun, fj.LogObserver(log_values=True))
+    done = next(r for r in caplog.records if getattr(r, "task", None) == "a")
+    assert done.value == "'S3CRET-ARG'"  # type: ignore[attr-defined]
+
+
+def test_levels_filter_before_building_records(
+    vrun: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="forkjoin")
+    _run(vrun, fj.LogObserver())
+    assert {r.event for r in caplog.records} == {"attempt_failed", "task_finished"}  # type: ignore[attr-defined]
+    assert {r.levelno for r in caplog.records} == {logging.WARNING}
+
+
+def test_a_custom_logger_and_level(vrun: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="myapp")
+    _run(vrun, fj.LogObserver("myapp.fan", level=logging.DEBUG))
+    ok = next(r for r in caplog.records if getattr(r, "task", None) == "a"
+              and r.event == "task_finished")  # type: ignore[attr-defined]
+    assert ok.name == "myapp.fan"
+    assert ok.levelno == logging.DEBUG
+
+
+def test_quiet_by_default() -> None:
+    # no logging configured: even failures print nothing (logging's last resort stays silent)
+    script = (
+        "import forkjoin as fj\n"
+        "def bad(): raise ValueError('no')\n"
+        "fj.run({'a': bad}, observers=[fj.LogObserver()])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == ""
+    assert done.stderr == ""
