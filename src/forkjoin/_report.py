@@ -57,7 +57,7 @@ class TaskRow:
     started: float | None = None
     ended: float | None = None
     cost: float | None = None
-    tokens: int | None = None
+    tokens: float | None = None
     fallback: bool = False
     error: str | None = None
     calls: tuple[CallRow, ...] = ()
@@ -215,7 +215,7 @@ class RunReport:
     hedged: int = 0
     fallbacks: int = 0
     cost_by_group: dict[str, float] = field(default_factory=dict)
-    tokens: int | None = None
+    tokens: float | None = None
     budget: float | None = None
     skipped_for_budget: list[str] = field(default_factory=list)
     stragglers: list[tuple[str, float]] = field(default_factory=list)
@@ -269,7 +269,7 @@ class RunReport:
         reasons: dict[str, int] = {}
         attempts = retries = hedged = fallbacks = 0
         cost = 0.0
-        tokens: int | None = None
+        tokens: float | None = None
         cost_by_group: dict[str, float] = {}
         durations: list[tuple[str, float]] = []
         by_group: dict[str, list[tuple[float, float]]] = {}
@@ -689,7 +689,7 @@ def _row_from_dict(i: int, d: Any) -> TaskRow:
             started=None if d.get("started") is None else float(d["started"]),
             ended=None if d.get("ended") is None else float(d["ended"]),
             cost=None if d.get("cost") is None else float(d["cost"]),
-            tokens=None if d.get("tokens") is None else int(d["tokens"]),
+            tokens=None if d.get("tokens") is None else float(d["tokens"]),
             fallback=bool(d.get("fallback", False)),
             error=d.get("error"),
             calls=calls,
