@@ -20,10 +20,8 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
-
-import httpx
 
 import forkjoin as fj
 
@@ -39,6 +37,9 @@ from ._spec import (
     _KeyLines,
 )
 from ._template import Vars, expand
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CommandFailed",
@@ -156,6 +157,8 @@ async def http_request(
     An unexpected status raises ``httpx.HTTPStatusError`` (so 429/503 with Retry-After
     reach the resilience policies as the server meant them).
     """
+    import httpx  # imported when first needed: it is a third of the CLI's start-up time
+
     own = client is None
     if client is None:
         # forkjoin's own timeout governs; httpx's is a backstop just past it
@@ -211,6 +214,8 @@ async def http_request(
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     # loading the CA bundle takes ~90 ms: once per process, not once per task
+    import httpx
+
     return httpx.create_ssl_context()
 
 

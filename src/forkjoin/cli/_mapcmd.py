@@ -16,10 +16,9 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-import httpx
 import typer
 from pydantic_core import PydanticCustomError
 
@@ -29,6 +28,9 @@ from ._app import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, app, fail
 from ._kinds import http_request, resolve_call, run_command
 from ._render import dumps, error_text
 from ._spec import parse_duration, parse_rate
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["map_command"]
 
@@ -204,6 +206,8 @@ async def _map(
     started = time.perf_counter()
     client: httpx.AsyncClient | None = None
     if http is not None:
+        import httpx
+
         client = httpx.AsyncClient(
             timeout=(options.get("timeout") or 30.0) + 1.0,
             limits=httpx.Limits(max_connections=options["limit"]),
