@@ -356,3 +356,13 @@ retry = false
     assert t.group == "llm"
     assert t.cost == 0.1
     assert isinstance(getattr(t, "hedge", None), fj.Hedge)
+
+
+def test_a_var_option_reading_a_missing_env_var(tmp_path: Path) -> None:
+    spec = write(tmp_path, '[tasks.a]\nargv = ["echo", "{k}"]\n')
+    r = invoke("run", spec, "--var", "k=${env:FJ_SURELY_UNSET}", env={"FJ_SURELY_UNSET": None})  # type: ignore[dict-item]
+    assert r.exit_code == 2
+    assert r.stderr == "forkjoin: --var k: environment variable FJ_SURELY_UNSET is not set\n"
+    r = invoke("run", spec, "--var", "k=${env:FJ_SET}", env={"FJ_SET": "hidden-value"})
+    assert r.exit_code == 0
+    assert r.json()["results"]["a"]["value"]["stdout"] == "***\n"

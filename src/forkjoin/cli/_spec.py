@@ -58,7 +58,7 @@ class SpecError(Exception):
 
     def in_file(self, file: str) -> SpecError:
         """The same error, naming ``file``."""
-        if self.file is not None:
+        if self.file is not None or self.line == 0:  # line 0: the command line, not the file
             return self
         return SpecError(self.detail, file=file, line=self.line, path=self.path)
 
