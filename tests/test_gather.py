@@ -546,3 +546,24 @@ def test_coroutines_closed_on_fail_fast_and_invalid_policy(vrun) -> None:
         vrun(main())
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+def test_results_keep_added_order_when_priorities_differ(vrun) -> None:
+    """Priorities decide who starts first, never the order of the Results or the indexes."""
+    rec = Recorder()
+
+    async def main() -> tuple[fj.Results, fj.Results, fj.Results]:
+        tasks = {
+            "low": fj.task(value_after, "L", 1, priority=-1),
+            "high": fj.task(value_after, "H", 1, priority=5),
+            "mid": fj.task(value_after, "M", 1),
+        }
+        unlimited = await fj.gather(tasks)
+        limited = await fj.gather(dict(tasks), limit=1)
+        observed = await fj.gather(dict(tasks), observers=[rec])
+        return unlimited, limited, observed
+
+    for results in vrun(main()):
+        assert list(results) == ["low", "high", "mid"]
+        assert [o.index for o in results.values()] == [0, 1, 2]
+        assert results.ok_values() == {"low": "L", "high": "H", "mid": "M"}

@@ -491,11 +491,15 @@ class Fan:
             # loop pass, so trivial tasks finish before the next batch is made. Live objects
             # (and the cyclic GC's work, ~half of asyncio.gather's time at 100k) stay
             # bounded; no task ever waits for another to finish. See bench/RESULTS.md.
-            if any(spec[5].priority for spec in specs):
-                specs = sorted(specs, key=lambda spec: -spec[5].priority)
             feed = self._feedq
             for spec in specs:
                 self._add(*spec, feed)
+            if any(spec[5].priority for spec in specs):
+                # higher priorities get their asyncio Tasks first; the records were added
+                # in the given order, which Results and Outcome.index keep
+                by_priority = sorted(feed, key=lambda rec: -rec.priority)
+                feed.clear()
+                feed.extend(by_priority)
             if feed:
                 self._feed()
             return
