@@ -18,9 +18,9 @@ import typer
 
 import forkjoin as fj
 
-from ._kinds import build_plan, resolve_call
+from ._kinds import build_plan, resolve_call, warm_http
 from ._render import dumps, render_report, results_doc
-from ._spec import SetupSpec, SpecError, load_spec
+from ._spec import HttpTask, SetupSpec, SpecError, load_spec
 from ._template import Redactor, Vars, expand
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_USAGE", "app"]
@@ -134,6 +134,8 @@ def run(
             plan = build_plan(spec, keylines, variables, spec_dir)
         except SpecError as e:
             raise fail(redact(str(e.in_file(display)))) from None
+        if any(isinstance(t, HttpTask) for t in spec.tasks.values()):
+            warm_http()
         options = dict(plan.options)
         if _accepts_progress() and _stderr_is_terminal() and not quiet:
             options["progress"] = True

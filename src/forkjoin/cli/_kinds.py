@@ -46,9 +46,11 @@ __all__ = [
     "Plan",
     "build_plan",
     "http_request",
+    "postgres_query",
     "resolve_call",
     "run_command",
-    "sql_query",
+    "sqlite_query",
+    "warm_http",
 ]
 
 _CHUNK = 65536
@@ -211,6 +213,15 @@ async def http_request(
     return value
 
 
+def warm_http() -> None:
+    """Do httpx's one-time work (imports of its transport stack, the CA bundle: ~1 s on a
+    busy machine) before a run starts, so it never counts against the first task's timeout
+    or stalls the event loop."""
+    import httpx
+
+    httpx.AsyncClient(verify=_ssl_context())  # builds (and imports) the transport
+
+
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     # loading the CA bundle takes ~90 ms: once per process, not once per task
@@ -246,13 +257,6 @@ async def postgres_query(dsn: str, query: str, params: Any, max_rows: int) -> li
     finally:
         await conn.close()
     return [dict(r) for r in rows[:max_rows]]
-
-
-def sql_query(dsn: str, query: str, params: Any = (), max_rows: int = 100_000) -> Any:
-    """A callable for the engine: SQLite runs sync (in a thread), PostgreSQL async."""
-    if dsn.startswith(("postgres://", "postgresql://")):
-        return postgres_query(dsn, query, list(params), max_rows)
-    return sqlite_query(_sqlite_path(dsn), query, params, max_rows)
 
 
 def _sqlite_path(dsn: str) -> str:

@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 import forkjoin as fj
 
 from ._app import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, app, fail
-from ._kinds import http_request, resolve_call, run_command
+from ._kinds import http_request, resolve_call, run_command, warm_http
 from ._render import dumps, error_text
 from ._spec import parse_duration, parse_rate
 
@@ -148,6 +148,7 @@ def map_command(
         options["rate"] = api.RateLimit(per_second[0], per=per_second[1])
     method_url: tuple[str, str] | None = None
     if http:
+        warm_http()
         method_url = (http[0].upper(), http[1])
         if not method_url[1].startswith(("http://", "https://")):
             raise fail(f"map: --http: expected an http(s) URL, got {http[1]!r}")
