@@ -157,3 +157,28 @@ def test_a_million_lines_stream_with_flat_memory(inputs: dict[int, Path], tmp_pa
     # 10x the input, the same memory (within 15 MiB): nothing grows with the input
     print(f"peak RSS: 100k lines {small} KiB ({t_small:.1f}s), 1M lines {big} KiB ({t_big:.1f}s)")
     assert big - small < 15 * 1024, (small, big)
+
+
+def test_interrupt_exits_130_after_what_was_written() -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [*FORKJOIN, "map", "--limit", "2", "--", "sleep"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        proc.stdin.write("0\n30\n")
+        proc.stdin.close()
+        first = json.loads(proc.stdout.readline())  # written while `sleep 30` still runs
+        assert first == {**first, "input": "0", "status": "ok"}
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
+        assert time.monotonic() - started < 10  # the running command was stopped
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
