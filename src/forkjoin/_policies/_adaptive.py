@@ -45,13 +45,24 @@ class AdaptiveState:
     the last cut is ignored, so one burst of rejections cuts the limit only once.
     """
 
-    __slots__ = ("_epoch", "_slow_start", "_successes", "cuts", "limit", "policy")
+    __slots__ = (
+        "_cut_at",
+        "_epoch",
+        "_slow_start",
+        "_successes",
+        "cuts",
+        "limit",
+        "policy",
+        "rtt",
+    )
 
     def __init__(self, policy: AdaptiveLimit) -> None:
         self.policy = policy
         self.limit = policy.initial
         self.cuts = 0
+        self.rtt = 0.0  # smoothed duration of successful calls: one round trip
         self._epoch = 0
+        self._cut_at = float("-inf")
         self._successes = 0
         self._slow_start = True
 
@@ -59,8 +70,9 @@ class AdaptiveState:
         """Token for a call starting now."""
         return self._epoch
 
-    def succeeded(self, token: int) -> bool:
-        """A call ended well; True if the limit grew."""
+    def succeeded(self, token: int, duration: float = 0.0) -> bool:
+        """A call ended well after ``duration`` seconds; True if the limit grew."""
+        self.rtt = duration if self.rtt == 0.0 else 0.8 * self.rtt + 0.2 * duration
         if token != self._epoch:
             return False
         self._successes += 1
@@ -71,10 +83,16 @@ class AdaptiveState:
             return True
         return False
 
-    def overloaded(self, token: int) -> bool:
-        """A call saw an overload signal; True if the limit was cut."""
-        if token != self._epoch:
-            return False  # started before the last cut: that cut already answered it
+    def overloaded(self, token: int, now: float = 0.0) -> bool:
+        """A call saw an overload signal at ``now``; True if the limit was cut.
+
+        Ignored if the call started before the last cut, or if the last cut is less than
+        a round trip old (a retry of a rejected call must not cut again before the
+        server has even felt the previous cut).
+        """
+        if token != self._epoch or now - self._cut_at < self.rtt:
+            return False  # that cut already answered it
+        self._cut_at = now
         self._epoch += 1
         self._slow_start = False
         self._successes = 0

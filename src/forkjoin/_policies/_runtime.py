@@ -270,7 +270,7 @@ class TaskPolicy:
                 self._signal(g, token, e)
             raise
         self.history.append(Attempt(number, start - t0, loop.time() - t0, None, hedge))
-        if adaptive is not None and adaptive.succeeded(token):
+        if adaptive is not None and adaptive.succeeded(token, loop.time() - start):
             self._limit_changed(g, "grow")  # type: ignore[arg-type]
         return value
 
@@ -281,7 +281,7 @@ class TaskPolicy:
         if delay:
             g.paused_until = max(g.paused_until, loop.time() + delay)
         adaptive = g.adaptive
-        if adaptive is not None and is_overload(error) and adaptive.overloaded(token):
+        if adaptive is not None and is_overload(error) and adaptive.overloaded(token, loop.time()):
             self._limit_changed(g, "overload")
 
     def _limit_changed(self, g: GroupState, why: str) -> None:
@@ -417,7 +417,8 @@ class TaskPolicy:
         return outcome._replace(
             cost=usd,
             tokens=None if tokens is None else round(tokens),
-            calls=tuple(self.history) or outcome.calls,
+            # in start order (a hedge that won is appended first, when it ended)
+            calls=tuple(sorted(self.history, key=lambda a: a.started)) or outcome.calls,
         )
 
     async def _fallback(self, outcome: Outcome) -> Outcome:
