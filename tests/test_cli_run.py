@@ -528,3 +528,31 @@ def test_terminal_report_is_a_rich_table(tmp_path: Path, monkeypatch: pytest.Mon
     assert "\x1b[" in r.stderr  # styled for a terminal
     assert "\x1b[" not in r.stdout  # the JSON stays plain
     assert json.loads(r.stdout)["results"]["a"]["status"] == "ok"
+
+
+def test_a_failing_setup_or_module_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken_setup_fj_test.py").write_text(
+        "def serve():\n    raise OSError('port 80 is taken')\n"
+    )
+    (tmp_path / "broken_import_fj_test.py").write_text("raise RuntimeError('bad module')\n")
+    marker = tmp_path / "ran"
+    text = f"""
+[setup]
+call = "broken_setup_fj_test:serve"
+
+[tasks.touch]
+argv = ["touch", "{marker}"]
+"""
+    r = invoke("run", spec(tmp_path, text))
+    assert r.exception is None
+    assert r.exit_code == 1
+    assert r.stderr == (
+        "forkjoin: setup broken_setup_fj_test:serve failed: OSError: port 80 is taken\n"
+    )
+    assert not marker.exists()
+    r = invoke("run", spec(tmp_path, '[tasks.a]\ncall = "broken_import_fj_test:f"\n'))
+    assert r.exit_code == 2
+    assert r.stderr.endswith(
+        "spec.toml:2: tasks.a.call: importing 'broken_import_fj_test' failed: "
+        "RuntimeError: bad module\n"
+    )

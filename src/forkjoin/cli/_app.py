@@ -20,7 +20,7 @@ import forkjoin as fj
 
 from ._kinds import build_plan, resolve_call, warm_http
 from ._render import dumps, render_report, results_doc
-from ._spec import HttpTask, SetupSpec, SpecError, load_spec
+from ._spec import HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
 from ._template import Redactor, Vars, expand
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_USAGE", "app"]
@@ -59,6 +59,10 @@ def _stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+class SetupFailed(Exception):
+    """The spec's setup raised: nothing was run."""
+
+
 @contextlib.contextmanager
 def _setup(
     setup: SetupSpec | None, kwargs: dict[str, Any], spec_dir: Path, given: dict[str, str]
@@ -69,12 +73,20 @@ def _setup(
         yield {}
         return
     fn = resolve_call(setup.call, spec_dir)
-    made = fn(**kwargs)
-    if hasattr(made, "__enter__"):
-        with made as provided:
-            yield dict(provided or {})
+    try:
+        made = fn(**kwargs)
+        manager = made if hasattr(made, "__enter__") else contextlib.nullcontext(made)
+        provided = manager.__enter__()
+        values = dict(provided or {})
+    except Exception as e:
+        raise SetupFailed(f"setup {setup.call} failed: {type(e).__name__}: {e}") from e
+    try:
+        yield values
+    except BaseException:
+        if not manager.__exit__(*sys.exc_info()):
+            raise
     else:
-        yield dict(made or {})
+        manager.__exit__(None, None, None)
 
 
 @app.command()
@@ -114,7 +126,7 @@ def run(
         variables.update(provides, lambda k: ("setup.provides", keylines.find(("setup",))))
         variables.update(given, lambda k: (f"--var {k}", 0))
         if spec.aggregate is not None:
-            aggregate_fn = _resolve(spec.aggregate.call, spec_dir, keylines, "aggregate")
+            _resolve(spec.aggregate.call, spec_dir, keylines, "aggregate")
         setup_kwargs: dict[str, Any] = {}
         if spec.setup is not None:
             _resolve(spec.setup.call, spec_dir, keylines, "setup")
@@ -124,33 +136,13 @@ def run(
     except SpecError as e:
         raise fail(redact(str(e.in_file(display)))) from None
 
-    code = EXIT_OK
-    aggregate: Any = None
-    agg_error: str | None = None
-    with _setup(spec.setup, setup_kwargs, spec_dir, given) as provided:
-        try:
-            variables.update(provided, lambda k: ("setup", keylines.find(("setup",))))
-            variables.update(given, lambda k: (f"--var {k}", 0))
-            plan = build_plan(spec, keylines, variables, spec_dir)
-        except SpecError as e:
-            raise fail(redact(str(e.in_file(display)))) from None
-        if any(isinstance(t, HttpTask) for t in spec.tasks.values()):
-            warm_http()
-        options = dict(plan.options)
-        if _accepts_progress() and _stderr_is_terminal() and not quiet:
-            options["progress"] = True
-        try:
-            results = fj.run(plan.tasks, **options)
-        except fj.Interrupted as e:
-            results = e.results
-            code = EXIT_INTERRUPTED
-        except fj.FanError as e:  # fail_fast: the results are still keyed and complete
-            results = e.results
-        if spec.aggregate is not None and code != EXIT_INTERRUPTED:
-            try:
-                aggregate = aggregate_fn(results, **spec.aggregate.kwargs)
-            except Exception as e:
-                agg_error = f"{type(e).__name__}: {e}"
+    try:
+        results, code, aggregate, agg_error = _run_with_setup(
+            spec, keylines, variables, given, setup_kwargs, spec_dir, display, redact, quiet
+        )
+    except SetupFailed as e:
+        typer.echo(redact(f"forkjoin: {e}"), err=True)
+        raise typer.Exit(EXIT_NOT_OK) from None
 
     doc: dict[str, Any] = {"results": results_doc(results)}
     if spec.aggregate is not None:
@@ -178,6 +170,48 @@ def run(
         if agg_error or (ok < len(results) and not (allow_partial and ok > 0)):
             code = EXIT_NOT_OK
     raise typer.Exit(code)
+
+
+def _run_with_setup(
+    spec: Spec,
+    keylines: _KeyLines,
+    variables: Vars,
+    given: dict[str, str],
+    setup_kwargs: dict[str, Any],
+    spec_dir: Path,
+    display: str,
+    redact: Redactor,
+    quiet: bool,
+) -> tuple[fj.Results, int, Any, str | None]:
+    code = EXIT_OK
+    aggregate: Any = None
+    agg_error: str | None = None
+    with _setup(spec.setup, setup_kwargs, spec_dir, given) as provided:
+        try:
+            variables.update(provided, lambda k: ("setup", keylines.find(("setup",))))
+            variables.update(given, lambda k: (f"--var {k}", 0))
+            plan = build_plan(spec, keylines, variables, spec_dir)
+        except SpecError as e:
+            raise fail(redact(str(e.in_file(display)))) from None
+        if any(isinstance(t, HttpTask) for t in spec.tasks.values()):
+            warm_http()
+        options = dict(plan.options)
+        if _accepts_progress() and _stderr_is_terminal() and not quiet:
+            options["progress"] = True
+        try:
+            results = fj.run(plan.tasks, **options)
+        except fj.Interrupted as e:
+            results = e.results
+            code = EXIT_INTERRUPTED
+        except fj.FanError as e:  # fail_fast: the results are still keyed and complete
+            results = e.results
+        if spec.aggregate is not None and code != EXIT_INTERRUPTED:
+            try:
+                aggregate_fn = resolve_call(spec.aggregate.call, spec_dir)
+                aggregate = aggregate_fn(results, **spec.aggregate.kwargs)
+            except Exception as e:
+                agg_error = f"{type(e).__name__}: {e}"
+    return results, code, aggregate, agg_error
 
 
 def _accepts_progress() -> bool:

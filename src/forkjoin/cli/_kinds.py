@@ -276,6 +276,8 @@ def resolve_call(ref: str, search: Path | None = None) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
         raise ValueError(f"cannot import {module_name!r}: {e}") from None
+    except Exception as e:  # the module itself failed while importing
+        raise ValueError(f"importing {module_name!r} failed: {type(e).__name__}: {e}") from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
