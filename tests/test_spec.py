@@ -330,6 +330,8 @@ rate = "5/s"
 
 [groups.db]
 limit = 3
+timeout = "30s"
+retry = 5
 
 [tasks.a]
 call = "json:dumps"
@@ -351,6 +353,7 @@ retry = false
     assert isinstance(o["limits"]["llm"], fj.AdaptiveLimit)
     assert o["limits"]["db"] == 3
     assert isinstance(o["rates"]["llm"], fj.RateLimit)
+    assert o["groups"]["db"] == fj.Group(timeout=30.0, retry=fj.Retry(attempts=5))
     t = plan.tasks["a"]
     assert t.retry is False
     assert t.group == "llm"

@@ -361,6 +361,7 @@ def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
         )
     limits: dict[str, Any] = {}
     rates: dict[str, Any] = {}
+    groups: dict[str, Any] = {}
     for name, g in spec.groups.items():
         if g.adaptive is not None and g.adaptive.enabled:
             if g.limit is not None:
@@ -397,6 +398,20 @@ def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
                 name,
                 "rate",
             )
+        if g.timeout is not None or g.retry is not None:
+            if not (_has("Group") and _accepts(fj.run, "groups")):
+                raise SpecError(
+                    _unavailable("a group's timeout or retry", "fj.Group"),
+                    **_where(keylines, "groups", name),
+                )
+            groups[name] = _policy(
+                functools.partial(_api.Group, timeout=g.timeout, retry=to_retry(g.retry)),
+                keylines,
+                "groups",
+                name,
+            )
+    if groups:
+        opts["groups"] = groups
     if limits:
         opts["limits"] = limits
     if rates:

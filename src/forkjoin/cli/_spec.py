@@ -231,6 +231,8 @@ class GroupSpec(_Model):
     limit: PositiveInt | None = None
     rate: RateSpec | None = None
     adaptive: AdaptiveField | None = None
+    timeout: Duration | None = None
+    retry: RetryField | None = None
 
 
 Json = Any
