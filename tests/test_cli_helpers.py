@@ -39,6 +39,7 @@ def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Invocation:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
 
     def _send(self, code: int, body: bytes, ctype: str = "application/json",
               headers: dict[str, str] | None = None) -> None:  # fmt: skip

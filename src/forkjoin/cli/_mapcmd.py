@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 import forkjoin as fj
 
 from ._app import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, app, fail
-from ._kinds import http_request, resolve_call, run_command, warm_http
+from ._kinds import _ssl_context, http_request, resolve_call, run_command, warm_http
 from ._render import dumps, error_text
 from ._spec import parse_duration, parse_rate
 
@@ -212,6 +212,7 @@ async def _map(
         client = httpx.AsyncClient(
             timeout=(options.get("timeout") or 30.0) + 1.0,
             limits=httpx.Limits(max_connections=options["limit"]),
+            verify=_ssl_context(),
         )
         fn = _request(http[0], http[1], client)
     assert fn is not None
