@@ -27,7 +27,7 @@ def serve(route: Route) -> Iterator[str]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
+        disable_nagle_algorithm = True  # headers and body go out as separate writes
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
