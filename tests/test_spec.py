@@ -369,3 +369,12 @@ def test_a_var_option_reading_a_missing_env_var(tmp_path: Path) -> None:
     r = invoke("run", spec, "--var", "k=${env:FJ_SET}", env={"FJ_SET": "hidden-value"})
     assert r.exit_code == 0
     assert r.json()["results"]["a"]["value"]["stdout"] == "***\n"
+
+
+def test_the_readme_spec_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert blocks, "the README shows a spec"
+    for block in blocks:
+        spec, _ = load_spec(write(tmp_path, block))
+        assert spec.tasks
