@@ -539,3 +539,39 @@ def test_stuck_sync_task_abandoned_on_fail_fast() -> None:
     assert returned_while_stuck
     assert err.results["stuck"].status is fj.Status.CANCELLED
     assert err.results["stuck"].reason == "abandoned"
+
+
+def test_spawn_from_a_sync_task_in_its_worker_thread() -> None:
+    """current_fan().spawn() from a sync task's thread hands the spawn to the loop thread:
+    the child starts at once (the loop is woken), errors still raise in the caller."""
+    child_ran = threading.Event()
+
+    async def child() -> str:
+        child_ran.set()
+        return "c"
+
+    def parent() -> bool:
+        fan = fj.current_fan()
+        fan.spawn("child", child)
+        with pytest.raises(fj.DuplicateTaskName):
+            fan.spawn("child", child)
+        return child_ran.wait(10)  # the child runs on the loop while this thread waits
+
+    results = fj.run({"parent": parent}, deadline=30)
+    assert results["parent"].value is True
+    assert results["child"].value == "c"
+
+
+def test_spawn_from_a_thread_in_debug_mode(vrun) -> None:
+    def parent() -> str:
+        fj.current_fan().spawn("child", value_after, "c", 1)
+        return "p"
+
+    async def main() -> fj.Results:
+        asyncio.get_running_loop().set_debug(True)  # flags non-thread-safe loop calls
+        async with fj.Fan(deadline=30) as fan:
+            fan.spawn("parent", parent)
+        return fan.results
+
+    results = vrun(main())
+    assert results.ok_values() == {"parent": "p", "child": "c"}

@@ -17,7 +17,9 @@ when nothing fails; events are built only when an observer listens.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import functools
 import heapq
 import inspect
 import itertools
@@ -445,6 +447,28 @@ class Fan:
         options are those of :func:`forkjoin.task`.
         """
         self._check_open()
+        if asyncio._get_running_loop() is not self._loop:
+            # from a sync task's worker thread: the run's state belongs to the loop thread
+            # (and a loop asleep in select() would not notice a plain call_soon), so the
+            # spawn is handed over and waited for; its errors still raise here
+            return self._spawn_from_thread(
+                functools.partial(
+                    self.spawn,
+                    name,
+                    fn,
+                    *args,
+                    timeout=timeout,
+                    retry=retry,
+                    group=group,
+                    priority=priority,
+                    cost=cost,
+                    tokens=tokens,
+                    weight=weight,
+                    idempotent=idempotent,
+                    hedge=hedge,
+                    fallback=fallback,
+                )
+            )
         if self._pool:
             raise RuntimeError("spawn() is not available in a map()/imap() run")
         self._check_name(name)
@@ -472,6 +496,20 @@ class Fan:
             # admit on the next loop pass, so tasks spawned together start by priority
             self._admit_scheduled = True
             self._loop.call_soon(self._admit_soon)
+
+    def _spawn_from_thread(self, spawn: Callable[[], None]) -> None:
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def on_loop() -> None:
+            try:
+                spawn()
+            except BaseException as e:
+                done.set_exception(e)
+            else:
+                done.set_result(None)
+
+        self._loop.call_soon_threadsafe(on_loop)
+        done.result()
 
     def _check_open(self) -> None:
         if self._state != "running":
