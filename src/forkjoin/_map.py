@@ -96,6 +96,7 @@ class _Pool:
             and fan._retry is None
             and not fan._observers
             and fan._pol is None
+            and fan._quorum is None  # the plain path does not count ok outcomes
         )
         work = self._work_plain if plain else self._work
         self.workers = [loop.create_task(work()) for _ in range(limit)]
