@@ -567,3 +567,31 @@ def test_results_keep_added_order_when_priorities_differ(vrun) -> None:
         assert list(results) == ["low", "high", "mid"]
         assert [o.index for o in results.values()] == [0, 1, 2]
         assert results.ok_values() == {"low": "L", "high": "H", "mid": "M"}
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
+)
+def test_ctrl_c_with_a_blocking_call_in_a_thread_returns_at_once() -> None:
+    release = threading.Event()
+
+    def stuck() -> str:
+        release.wait(30)
+        return "late"
+
+    async def press_ctrl_c() -> None:
+        await asyncio.sleep(0.05)
+        signal.raise_signal(signal.SIGINT)
+        await asyncio.sleep(30)
+
+    try:
+        with pytest.raises(fj.Interrupted) as info:
+            fj.run({"stuck": stuck, "ctrl_c": press_ctrl_c})
+        returned_while_stuck = not release.is_set()
+    finally:
+        release.set()
+    assert returned_while_stuck
+    results = info.value.results
+    assert results["stuck"].status is fj.Status.CANCELLED
+    assert results["stuck"].reason == "abandoned"
+    assert results["ctrl_c"].reason == "cancelled"
