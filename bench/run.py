@@ -87,6 +87,10 @@ class Agg:
         return self.median() / self.config.n * 1e6
 
     @property
+    def cpu_us_per_task(self) -> float:
+        return self.median("cpu") / self.config.n * 1e6
+
+    @property
     def rss(self) -> float:
         """Peak RSS of the subprocess, bytes (median over repeats)."""
         return statistics.median(r["rss_peak_kb"] for r in self.runs) * 1024
@@ -408,7 +412,7 @@ def workload_table(w: Workload, aggs: dict[Config, Agg]) -> list[str]:
                 else "median s | × ideal"
             )
         else:
-            head = "median µs/task | ratio to baseline"
+            head = "wall µs/task | ratio (wall) | CPU µs/task | ratio (CPU)"
         cols = head.count("|") + 1
         out += [
             f"| n | contender | loop | {head} | peak RSS MB | RSS ratio | ΔRSS MB |",
@@ -432,7 +436,12 @@ def workload_table(w: Workload, aggs: dict[Config, Agg]) -> list[str]:
                 if w.baseline != "ideal":
                     cells.append(_x(a.median() / base.median()) if base else "–")
             else:
-                cells = [f"{a.us_per_task:.2f}", _x(a.median() / base.median()) if base else "–"]
+                cells = [
+                    f"{a.us_per_task:.2f}",
+                    _x(a.median() / base.median()) if base else "–",
+                    f"{a.cpu_us_per_task:.2f}",
+                    _x(a.median("cpu") / base.median("cpu")) if base else "–",
+                ]
             out.append(
                 f"| {c.n:,} | {name} | {c.loop} | {' | '.join(cells)} | {_mb(a.rss)} | "
                 f"{rss_ratio} | {_mb(a.rss_delta)} |"
@@ -471,19 +480,27 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
         else:
             res.append(Floor(wid, text, fmt(value), ok(value)))
 
-    def ratio(a: Agg | None, b: Agg | None, key: str = "time") -> float | None:
+    def ratio(a: Agg | None, b: Agg | None, key: str = "seconds") -> float | None:
         if a is None or b is None:
             return None
-        return a.median() / b.median() if key == "time" else a.rss / b.rss
+        return a.rss / b.rss if key == "rss" else a.median(key) / b.median(key)
+
+    def cpu(
+        a: Agg | None,
+        b: Agg | None,
+        ok: Callable[[float], bool],
+        fmt: Callable[[float], str] = _x,
+    ) -> tuple[float | None, Callable[[float], bool], Callable[[float], str]]:
+        """A CPU-time ratio (what the floor judges), shown with the wall-time ratio."""
+        value, wall = ratio(a, b, "cpu"), ratio(a, b)
+        return value, ok, lambda v: f"{fmt(v)} (wall {fmt(wall) if wall is not None else '–'})"
 
     n = ref_n(1)
     fj, raw = _find(aggs, 1, "fj.gather", n), _find(aggs, 1, "asyncio.gather", n)
     add(
         1,
         f"`fj.gather`, {n:,} trivial tasks: time ≤ 1.5× raw `asyncio.gather`",
-        ratio(fj, raw),
-        lambda v: v <= 1.5,
-        _x,
+        *cpu(fj, raw, lambda v: v <= 1.5),
     )
     add(
         1,
@@ -498,29 +515,24 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
     add(
         2,
         f"`fj.map(limit=100)`, {n:,} trivial tasks: ≤ 0.5× gather + Semaphore",
-        ratio(fjm, _find(aggs, 2, "gather+sem", n)),
-        lambda v: v <= 0.5,
-        _x,
+        *cpu(fjm, _find(aggs, 2, "gather+sem", n), lambda v: v <= 0.5),
     )
     aio = [
         a
         for a in (_find(aggs, 2, "aiometer.run_all", n), _find(aggs, 2, "aiometer.amap", n))
         if a is not None
     ]
-    fastest = min(aio, key=lambda a: a.median()) if aio else None
+    fastest = min(aio, key=lambda a: a.median("cpu")) if aio else None
+    faster: Callable[[float], str] = lambda v: f"{v:.1f}× faster"  # noqa: E731
     add(
         2,
         "… ≥ 8× faster than aiometer (its faster entry point)",
-        ratio(fastest, fjm),
-        lambda v: v >= 8,
-        lambda v: f"{v:.1f}× faster",
+        *cpu(fastest, fjm, lambda v: v >= 8, faster),
     )
     add(
         2,
         "… ≥ 40× faster than LangChain `abatch`",
-        ratio(_find(aggs, 2, "langchain", n), fjm),
-        lambda v: v >= 40,
-        lambda v: f"{v:.1f}× faster",
+        *cpu(_find(aggs, 2, "langchain", n), fjm, lambda v: v >= 40, faster),
     )
 
     w3 = get(3)
@@ -558,11 +570,11 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
     add(
         5,
         f"policies on, {n5:,} tasks: `fj.gather` ≤ 2.5× its workload-1 time ({n1:,} tasks)",
-        ratio(_find(aggs, 5, "fj.gather", n5), _find(aggs, 1, "fj.gather", n1))
-        if n5 == n1
-        else None,
-        lambda v: v <= 2.5,
-        _x,
+        *cpu(
+            _find(aggs, 5, "fj.gather", n5) if n5 == n1 else None,
+            _find(aggs, 1, "fj.gather", n1),
+            lambda v: v <= 2.5,
+        ),
     )
 
     w6 = get(6)
@@ -632,7 +644,8 @@ def render(
         "workload's baseline measured in the same run (the machine is shared and noisy: "
         "absolute figures drift, ratios hold). Peak RSS is the subprocess's own "
         "`ru_maxrss` (interpreter and imports included); ΔRSS is what the timed workload "
-        "added to it.",
+        "added to it. CPU µs/task is the child's own CPU time (`time.process_time`) over the "
+        "same timed region.",
         "",
         f"- command: `{command}`",
         f"- machine: {info['cores']} cores ({info['cpu']}), {info['python']}, {info['os']}",
@@ -648,7 +661,16 @@ def render(
             "not a measurement.",
             "",
         ]
-    out += ["## Floors (issue 3; stock asyncio loop)", "", *floors_table(floors(aggs, mode)), ""]
+    out += [
+        "## Floors (issue 3; stock asyncio loop)",
+        "",
+        "Time floors of the CPU-bound workloads (1, 2, 5) are judged on the child's CPU time, "
+        "which other processes on this shared machine disturb far less than wall time; the "
+        "wall-time ratio is shown beside it.",
+        "",
+        *floors_table(floors(aggs, mode)),
+        "",
+    ]
     out += ["## Results", ""]
     for w in workloads.ALL:
         out += workload_table(w, aggs)

@@ -14,6 +14,7 @@ def test_child_reports_time_and_its_own_peak_rss() -> None:
     result = run.run_child(Config(1, "fj.gather", 200, "asyncio"), timeout=60)
     assert "error" not in result, result.get("error")
     assert result["seconds"] > 0
+    assert result["cpu"] > 0
     # ru_maxrss of that child (via wait4), at least what the child itself saw before the work
     assert result["rss_peak_kb"] >= result["rss_before_kb"] > 0
 
@@ -45,7 +46,7 @@ def test_bad_workload_number_is_one_clear_line(capsys: pytest.CaptureFixture[str
 
 
 def _agg(w: int, c: str, n: int, seconds: float, rss_kb: int, loop: str = "asyncio") -> Agg:
-    runs = [{"seconds": seconds, "rss_peak_kb": rss_kb, "rss_before_kb": 1000}] * 3
+    runs = [{"seconds": seconds, "cpu": seconds, "rss_peak_kb": rss_kb, "rss_before_kb": 1000}] * 3
     return Agg(Config(w, c, n, loop), runs=runs)
 
 

@@ -8,7 +8,9 @@ contender that silently skips work cannot look fast.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +63,9 @@ class Workload:
     params: dict[str, Any] = field(default_factory=dict)
     uvloop_sizes: dict[str, tuple[int, ...]] | None = None  # sizes also run on uvloop
     note: str = ""
+    # CPU-bound (no sleeps, no threads): the floors judge CPU time, which other processes
+    # on a shared machine disturb far less than wall time (both are reported)
+    cpu_bound: bool = False
     available: Callable[[], str | None] | None = None  # a reason to skip the whole workload
 
     def contender(self, key: str) -> Contender:
@@ -75,3 +80,23 @@ def check_sum(values: Any, n: int, what: str) -> None:
     values = list(values)
     if len(values) != n or sum(values) != n * (n - 1) // 2:
         raise AssertionError(f"{what}: wrong results ({len(values)} values for {n} items)")
+
+
+_cpu0 = 0.0
+
+
+def start() -> float:
+    """Begin a timed region: the same clean heap for everyone (the region pays its own GC)."""
+    global _cpu0
+    gc.collect()
+    _cpu0 = time.process_time()
+    return time.perf_counter()
+
+
+def stop(t0: float) -> tuple[float, float]:
+    """End a timed region: (wall seconds, CPU seconds of this process).
+
+    CPU time counts only the cycles this process got: on a shared machine, when other
+    processes take the CPU away, it moves much less than wall time.
+    """
+    return time.perf_counter() - t0, time.process_time() - _cpu0

@@ -8,13 +8,11 @@ Each implementation is what a careful user would write with that tool.
 from __future__ import annotations
 
 import asyncio
-import gc
-import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from ._base import Contender, Result, check_sum
+from ._base import Contender, Result, check_sum, start, stop
 
 SLEEP = 0.01
 
@@ -39,21 +37,16 @@ def _work(params: dict[str, Any]) -> Callable[[int], Awaitable[int]]:
     return nap if params["work"] == "sleep" else trivial
 
 
-def _start() -> float:
-    gc.collect()  # the same clean heap for everyone; the timed region pays its own GC
-    return time.perf_counter()
-
-
 # -- the physical floor -----------------------------------------------------------------
 
 
 async def inline_loop(n: int, params: dict[str, Any]) -> Result:
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     out = [await work(i) for i in range(n)]
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "inline")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 # -- asyncio by hand ----------------------------------------------------------------------
@@ -61,17 +54,17 @@ async def inline_loop(n: int, params: dict[str, Any]) -> Result:
 
 async def asyncio_gather(n: int, params: dict[str, Any]) -> Result:
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     out = await asyncio.gather(*[work(i) for i in range(n)])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "asyncio.gather")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def task_group(n: int, params: dict[str, Any]) -> Result:
     work = _work(params)
     limit = params["limit"]
-    t0 = _start()
+    t0 = start()
     if limit is None:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(work(i)) for i in range(n)]
@@ -85,9 +78,9 @@ async def task_group(n: int, params: dict[str, Any]) -> Result:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(one(i)) for i in range(n)]
     out = [t.result() for t in tasks]
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "TaskGroup")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def gather_semaphore(n: int, params: dict[str, Any]) -> Result:
@@ -98,11 +91,11 @@ async def gather_semaphore(n: int, params: dict[str, Any]) -> Result:
         async with sem:
             return await work(i)
 
-    t0 = _start()
+    t0 = start()
     out = await asyncio.gather(*[one(i) for i in range(n)])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "gather+Semaphore")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def lazy_tasks(n: int, params: dict[str, Any]) -> Result:
@@ -111,7 +104,7 @@ async def lazy_tasks(n: int, params: dict[str, Any]) -> Result:
     limit = params["limit"]
     loop = asyncio.get_running_loop()
     out: list[int] = [0] * n
-    t0 = _start()
+    t0 = start()
     sem = asyncio.Semaphore(limit)
     live: set[asyncio.Task[None]] = set()
 
@@ -128,9 +121,9 @@ async def lazy_tasks(n: int, params: dict[str, Any]) -> Result:
         t.add_done_callback(live.discard)
     while live:
         await asyncio.wait(live)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "lazy tasks")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def worker_pool(n: int, params: dict[str, Any]) -> Result:
@@ -138,7 +131,7 @@ async def worker_pool(n: int, params: dict[str, Any]) -> Result:
     work = _work(params)
     limit = params["limit"]
     out: list[int] = [0] * n
-    t0 = _start()
+    t0 = start()
     it = iter(range(n))
 
     async def worker() -> None:
@@ -146,9 +139,9 @@ async def worker_pool(n: int, params: dict[str, Any]) -> Result:
             out[i] = await work(i)
 
     await asyncio.gather(*[worker() for _ in range(min(limit, n))])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "worker pool")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 # -- libraries ----------------------------------------------------------------------------
@@ -158,25 +151,25 @@ async def aiometer_run_all(n: int, params: dict[str, Any]) -> Result:
     import aiometer
 
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     out = await aiometer.run_all([partial(work, i) for i in range(n)], max_at_once=params["limit"])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "aiometer.run_all")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def aiometer_amap(n: int, params: dict[str, Any]) -> Result:
     import aiometer
 
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     out = []
     async with aiometer.amap(work, range(n), max_at_once=params["limit"]) as results:
         async for v in results:
             out.append(v)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "aiometer.amap")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 def _anyio_has(name: str) -> Callable[[], str | None]:
@@ -196,7 +189,7 @@ async def anyio_task_group(n: int, params: dict[str, Any]) -> Result:
     work = _work(params)
     limit = params["limit"]
     out: list[int] = [0] * n
-    t0 = _start()
+    t0 = start()
     if limit is None:
 
         async def one(i: int) -> None:
@@ -212,31 +205,31 @@ async def anyio_task_group(n: int, params: dict[str, Any]) -> Result:
     async with anyio.create_task_group() as tg:
         for i in range(n):
             tg.start_soon(one, i)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "anyio task group")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def anyio_gather(n: int, params: dict[str, Any]) -> Result:
     import anyio
 
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     out = await anyio.gather(*[work(i) for i in range(n)])  # type: ignore[attr-defined]
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "anyio.gather")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def anyio_amap(n: int, params: dict[str, Any]) -> Result:
     import anyio
 
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     out = await anyio.amap(work, range(n))  # type: ignore[attr-defined]
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "anyio.amap")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def trio_nursery(n: int, params: dict[str, Any]) -> Result:
@@ -245,7 +238,7 @@ async def trio_nursery(n: int, params: dict[str, Any]) -> Result:
     work = trio_nap if params["work"] == "sleep" else trivial
     limit = params["limit"]
     out: list[int] = [0] * n
-    t0 = _start()
+    t0 = start()
     if limit is None:
 
         async def one(i: int) -> None:
@@ -261,9 +254,9 @@ async def trio_nursery(n: int, params: dict[str, Any]) -> Result:
     async with trio.open_nursery() as nursery:
         for i in range(n):
             nursery.start_soon(one, i)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "trio nursery")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def langchain_abatch(n: int, params: dict[str, Any]) -> Result:
@@ -276,11 +269,11 @@ async def langchain_abatch(n: int, params: dict[str, Any]) -> Result:
     # abatch(max_concurrency=) is spelled config={"max_concurrency": ...}: a bare keyword is
     # passed on to the function itself
     config: Any = {"max_concurrency": limit} if limit is not None else None
-    t0 = _start()
+    t0 = start()
     out = await runnable.abatch(inputs, config=config)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "langchain abatch")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 # -- forkjoin -----------------------------------------------------------------------------
@@ -290,25 +283,25 @@ async def fj_gather(n: int, params: dict[str, Any]) -> Result:
     import forkjoin as fj
 
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     # building the keyed input is part of what a user pays, so it is timed
     results = await fj.gather({str(i): (work, i) for i in range(n)}, limit=params["limit"])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     if not results.all_ok:
         raise AssertionError(f"fj.gather: {len(results.failures())} tasks not ok")
     check_sum((o.value for o in results.values()), n, "fj.gather")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def fj_map(n: int, params: dict[str, Any]) -> Result:
     import forkjoin as fj
 
     work = _work(params)
-    t0 = _start()
+    t0 = start()
     out = await fj.map(work, range(n), limit=params["limit"])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "fj.map")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 # slow peers (tens to hundreds of µs per task) run on uvloop only up to this size in full
@@ -327,6 +320,8 @@ def contenders(limited: bool, caps: dict[str, int]) -> tuple[Contender, ...]:
         return Contender(key, label, runtime, fn, max_n=caps.get(key), **kw)
 
     def heavy(key: str, label: str, fn: Any, needs: str, **kw: Any) -> Contender:
+        # unlimited (workload 1): stock loop only; their uvloop figures are in workload 2
+        kw.setdefault("uvloop", limited)
         return c(key, label, fn, needs=(needs,), uvloop_max_n=HEAVY_UVLOOP_MAX, **kw)
 
     fj = (

@@ -7,6 +7,7 @@ from ._base import Workload
 
 WORKLOAD = Workload(
     id=2,
+    cpu_bound=True,
     title="limited",
     description="n trivial async tasks under a concurrency limit of 100, all results kept",
     contenders=_peers.contenders(

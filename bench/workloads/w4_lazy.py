@@ -7,12 +7,10 @@ results or Tasks at once (asyncio.gather + Semaphore would, so it is not a conte
 from __future__ import annotations
 
 import asyncio
-import gc
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from ._base import Contender, Result, Workload
+from ._base import Contender, Result, Workload, start, stop
 
 LIMIT = 100
 
@@ -30,22 +28,17 @@ def _check(count: int, total: int, n: int, what: str) -> None:
         raise AssertionError(f"{what}: consumed {count} results for {n} items")
 
 
-def _start() -> float:
-    gc.collect()
-    return time.perf_counter()
-
-
 async def fj_imap(n: int, params: dict[str, Any]) -> Result:
     import forkjoin as fj
 
     count = total = 0
-    t0 = _start()
+    t0 = start()
     async for o in fj.imap(trivial, items(n), limit=LIMIT):
         count += 1
         total += o.value
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check(count, total, n, "fj.imap")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def fj_map_reduce(n: int, params: dict[str, Any]) -> Result:
@@ -53,16 +46,16 @@ async def fj_map_reduce(n: int, params: dict[str, Any]) -> Result:
 
     import forkjoin as fj
 
-    t0 = _start()
+    t0 = start()
     total = await fj.map_reduce(trivial, items(n), operator.add, 0, limit=LIMIT)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check(n, total, n, "fj.map_reduce")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def worker_pool(n: int, params: dict[str, Any]) -> Result:
     acc = [0, 0]
-    t0 = _start()
+    t0 = start()
     it = items(n)
 
     async def worker() -> None:
@@ -72,15 +65,15 @@ async def worker_pool(n: int, params: dict[str, Any]) -> Result:
             acc[1] += v
 
     await asyncio.gather(*[worker() for _ in range(LIMIT)])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check(acc[0], acc[1], n, "worker pool")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def lazy_tasks(n: int, params: dict[str, Any]) -> Result:
     loop = asyncio.get_running_loop()
     acc = [0, 0]
-    t0 = _start()
+    t0 = start()
     sem = asyncio.Semaphore(LIMIT)
     live: set[asyncio.Task[None]] = set()
 
@@ -99,9 +92,9 @@ async def lazy_tasks(n: int, params: dict[str, Any]) -> Result:
         t.add_done_callback(live.discard)
     while live:
         await asyncio.wait(live)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check(acc[0], acc[1], n, "lazy tasks")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def aiometer_run_on_each(n: int, params: dict[str, Any]) -> Result:
@@ -114,12 +107,12 @@ async def aiometer_run_on_each(n: int, params: dict[str, Any]) -> Result:
         acc[0] += 1
         acc[1] += v
 
-    t0 = _start()
+    t0 = start()
     # run_on_each takes any iterable (amap/run_all need a sized sequence)
     await aiometer.run_on_each(one, items(n), max_at_once=LIMIT)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check(acc[0], acc[1], n, "aiometer.run_on_each")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def anyio_lazy(n: int, params: dict[str, Any]) -> Result:
@@ -136,16 +129,16 @@ async def anyio_lazy(n: int, params: dict[str, Any]) -> Result:
         finally:
             limiter.release_on_behalf_of(i)
 
-    t0 = _start()
+    t0 = start()
     async with anyio.create_task_group() as tg:
         for i in items(n):
             # a task only when a slot is free: memory stays flat (the token is taken here,
             # on the item's behalf, and given back by the task that ran it)
             await limiter.acquire_on_behalf_of(i)
             tg.start_soon(one, i)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check(acc[0], acc[1], n, "anyio")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def trio_lazy(n: int, params: dict[str, Any]) -> Result:
@@ -162,20 +155,21 @@ async def trio_lazy(n: int, params: dict[str, Any]) -> Result:
         finally:
             limiter.release_on_behalf_of(i)
 
-    t0 = _start()
+    t0 = start()
     async with trio.open_nursery() as nursery:
         for i in items(n):
             await limiter.acquire_on_behalf_of(i)
             nursery.start_soon(one, i)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check(acc[0], acc[1], n, "trio")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 HEAVY_MAX = 100_000
 
 WORKLOAD = Workload(
     id=4,
+    cpu_bound=True,
     title="lazy memory",
     description="a generator of n items, limit 100, results consumed and dropped; "
     "peak RSS must stay flat in n",

@@ -8,11 +8,9 @@ the table's baseline is the same set of policies written by hand.
 from __future__ import annotations
 
 import asyncio
-import gc
-import time
 from typing import Any
 
-from ._base import Contender, Result, Workload, check_sum
+from ._base import Contender, Result, Workload, check_sum, start, stop
 
 TIMEOUT = 10.0
 GROUPS = ("a", "b")
@@ -33,11 +31,6 @@ class Counter:
 
     def on_event(self, event: Any) -> None:
         self.events += 1
-
-
-def _start() -> float:
-    gc.collect()
-    return time.perf_counter()
 
 
 async def hand_written(n: int, params: dict[str, Any]) -> Result:
@@ -63,13 +56,13 @@ async def hand_written(n: int, params: dict[str, Any]) -> Result:
             obs.on_event(("finished", i))
             return v
 
-    t0 = _start()
+    t0 = start()
     out = await asyncio.gather(*[one(i) for i in range(n)])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "hand-written")
     if obs.events != 2 * n:
         raise AssertionError("observer missed events")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def hand_written_tenacity(n: int, params: dict[str, Any]) -> Result:
@@ -91,11 +84,11 @@ async def hand_written_tenacity(n: int, params: dict[str, Any]) -> Result:
             obs.on_event(("finished", i))
             return v
 
-    t0 = _start()
+    t0 = start()
     out = await asyncio.gather(*[one(i) for i in range(n)])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "hand-written + tenacity")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 def _check_fj(results: Any, obs: Counter, n: int, what: str) -> None:
@@ -110,7 +103,7 @@ async def fj_run_defaults(n: int, params: dict[str, Any]) -> Result:
     import forkjoin as fj
 
     obs = Counter()
-    t0 = _start()
+    t0 = start()
     results = await fj.gather(
         {str(i): fj.task(trivial, i, group=GROUPS[i % 2]) for i in range(n)},
         timeout=TIMEOUT,
@@ -118,9 +111,9 @@ async def fj_run_defaults(n: int, params: dict[str, Any]) -> Result:
         limits=dict.fromkeys(GROUPS, GROUP_LIMIT),
         observers=[obs],
     )
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check_fj(results, obs, n, "fj.gather")
-    return {"seconds": dt, "events": obs.events}
+    return {"seconds": dt, "cpu": cpu, "events": obs.events}
 
 
 async def fj_per_task(n: int, params: dict[str, Any]) -> Result:
@@ -128,7 +121,7 @@ async def fj_per_task(n: int, params: dict[str, Any]) -> Result:
 
     obs = Counter()
     retry = fj.Retry(attempts=ATTEMPTS)
-    t0 = _start()
+    t0 = start()
     results = await fj.gather(
         {
             str(i): fj.task(trivial, i, timeout=TIMEOUT, retry=retry, group=GROUPS[i % 2])
@@ -137,13 +130,14 @@ async def fj_per_task(n: int, params: dict[str, Any]) -> Result:
         limits=dict.fromkeys(GROUPS, GROUP_LIMIT),
         observers=[obs],
     )
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     _check_fj(results, obs, n, "fj.gather (per-task options)")
-    return {"seconds": dt, "events": obs.events}
+    return {"seconds": dt, "cpu": cpu, "events": obs.events}
 
 
 WORKLOAD = Workload(
     id=5,
+    cpu_bound=True,
     title="policies on",
     description=f"n trivial tasks, each with a {TIMEOUT:g} s timeout and Retry(attempts="
     f"{ATTEMPTS}) (never triggered), split over two groups limited to {GROUP_LIMIT} each, "
@@ -163,6 +157,7 @@ WORKLOAD = Workload(
             "asyncio",
             hand_written_tenacity,
             preload=("tenacity",),
+            uvloop=False,  # ~25 s a run; tenacity's cost does not depend on the loop
         ),
         Contender(
             "fj.gather",

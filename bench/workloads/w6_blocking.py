@@ -4,12 +4,11 @@ against ``ThreadPoolExecutor(50).map`` (ideal: n / 50 × 10 ms)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._base import Contender, Result, Workload, check_sum
+from ._base import Contender, Result, Workload, check_sum, start, stop
 
 LIMIT = 50
 SLEEP = 0.01
@@ -20,58 +19,53 @@ def block(i: int) -> int:
     return i
 
 
-def _start() -> float:
-    gc.collect()
-    return time.perf_counter()
-
-
 def tpe_map(n: int, params: dict[str, Any]) -> Result:
-    t0 = _start()
+    t0 = start()
     with ThreadPoolExecutor(max_workers=LIMIT) as ex:
         out = list(ex.map(block, range(n)))
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "ThreadPoolExecutor.map")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def executor_gather(n: int, params: dict[str, Any]) -> Result:
     loop = asyncio.get_running_loop()
-    t0 = _start()
+    t0 = start()
     with ThreadPoolExecutor(max_workers=LIMIT) as ex:
         out = await asyncio.gather(*[loop.run_in_executor(ex, block, i) for i in range(n)])
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "run_in_executor + gather")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def fj_map(n: int, params: dict[str, Any]) -> Result:
     import forkjoin as fj
 
-    t0 = _start()
+    t0 = start()
     out = await fj.map(block, range(n), limit=LIMIT)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "fj.map")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def fj_gather(n: int, params: dict[str, Any]) -> Result:
     import forkjoin as fj
 
-    t0 = _start()
+    t0 = start()
     results = await fj.gather({str(i): (block, i) for i in range(n)}, limit=LIMIT)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum((o.value for o in results.values()), n, "fj.gather")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 def fj_run(n: int, params: dict[str, Any]) -> Result:
     import forkjoin as fj
 
-    t0 = _start()
+    t0 = start()
     results = fj.run({str(i): (block, i) for i in range(n)}, limit=LIMIT)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum((o.value for o in results.values()), n, "fj.run")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def anyio_threads(n: int, params: dict[str, Any]) -> Result:
@@ -84,13 +78,13 @@ async def anyio_threads(n: int, params: dict[str, Any]) -> Result:
     async def one(i: int) -> None:
         out[i] = await anyio.to_thread.run_sync(block, i, limiter=limiter)
 
-    t0 = _start()
+    t0 = start()
     async with anyio.create_task_group() as tg:
         for i in range(n):
             tg.start_soon(one, i)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "anyio.to_thread")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 async def trio_threads(n: int, params: dict[str, Any]) -> Result:
@@ -102,13 +96,13 @@ async def trio_threads(n: int, params: dict[str, Any]) -> Result:
     async def one(i: int) -> None:
         out[i] = await trio.to_thread.run_sync(block, i, limiter=limiter)
 
-    t0 = _start()
+    t0 = start()
     async with trio.open_nursery() as nursery:
         for i in range(n):
             nursery.start_soon(one, i)
-    dt = time.perf_counter() - t0
+    dt, cpu = stop(t0)
     check_sum(out, n, "trio.to_thread")
-    return {"seconds": dt}
+    return {"seconds": dt, "cpu": cpu}
 
 
 WORKLOAD = Workload(
@@ -147,6 +141,6 @@ WORKLOAD = Workload(
     baseline="tpe.map",
     unit="s",
     ideal=lambda n: -(-n // LIMIT) * SLEEP,
-    repeats={"quick": 1, "full": 7},
+    repeats={"quick": 1, "full": 5},
     uvloop_sizes={"quick": (), "full": (200,)},
 )

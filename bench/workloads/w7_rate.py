@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import gc
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ._base import Contender, Result, Skip, Workload
+from ._base import Contender, Result, Skip, Workload, start
 
 RATE = 100
 PER = 1.0
@@ -51,11 +50,6 @@ def _result(stamps: list[float], t0: float, dt: float, n: int, what: str) -> Res
     return {"seconds": dt, **window_stats(stamps), "first_start": min(stamps) - t0}
 
 
-def _start() -> float:
-    gc.collect()
-    return time.perf_counter()
-
-
 async def aiolimiter_plain(n: int, params: dict[str, Any]) -> Result:
     from aiolimiter import AsyncLimiter
 
@@ -67,7 +61,7 @@ async def aiolimiter_plain(n: int, params: dict[str, Any]) -> Result:
         async with limiter:
             return await task(i)
 
-    t0 = _start()
+    t0 = start()
     await asyncio.gather(*[one(i) for i in range(n)])
     return _result(stamps, t0, time.perf_counter() - t0, n, "aiolimiter")
 
@@ -83,7 +77,7 @@ async def aiolimiter_single(n: int, params: dict[str, Any]) -> Result:
         async with limiter:
             return await task(i)
 
-    t0 = _start()
+    t0 = start()
     await asyncio.gather(*[one(i) for i in range(n)])
     return _result(stamps, t0, time.perf_counter() - t0, n, "aiolimiter(1, per/rate)")
 
@@ -93,7 +87,7 @@ async def aiometer_rate(n: int, params: dict[str, Any]) -> Result:
 
     stamps: list[float] = []
     task = _stamper(stamps)
-    t0 = _start()
+    t0 = start()
     await aiometer.run_all([partial(task, i) for i in range(n)], max_per_second=RATE)
     return _result(stamps, t0, time.perf_counter() - t0, n, "aiometer")
 
@@ -103,7 +97,7 @@ async def fj_rate(n: int, params: dict[str, Any]) -> Result:
 
     stamps: list[float] = []
     task = _stamper(stamps)
-    t0 = _start()
+    t0 = start()
     try:
         results = await fj.gather(
             {str(i): fj.task(task, i, group="api") for i in range(n)},
