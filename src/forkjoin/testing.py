@@ -3,14 +3,15 @@
 :func:`run` runs a coroutine on an event loop whose clock is virtual: when every task is
 waiting on a timer, the clock jumps straight to the next timer instead of sleeping, so a
 run with ``asyncio.sleep(60)`` tasks, timeouts and deadlines finishes in milliseconds and
-always in the same order. I/O and threads still work; while the loop waits for them the
-clock stands still (time only moves when nothing is ready).
+always in the same order. I/O and threads still work: while the loop waits on a thread
+the clock runs at real speed (so a deadline still fires over a stuck blocking call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import selectors
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -30,8 +31,12 @@ class _JumpingSelector(selectors.DefaultSelector):
         if events or timeout == 0:
             return events
         if timeout is None or self._vloop._pending_io():
-            # waiting on threads or I/O only: really wait (bounded so timers still fire)
-            return super().select(timeout if timeout is not None else None)
+            # waiting on threads or I/O: really wait, and let the clock run at real speed
+            # meanwhile, so a deadline still fires over a call stuck in a thread
+            began = time.monotonic()
+            events = super().select(timeout)
+            self._vloop._now += time.monotonic() - began
+            return events
         self._vloop._now += timeout
         return []
 
