@@ -556,3 +556,33 @@ argv = ["touch", "{marker}"]
         "spec.toml:2: tasks.a.call: importing 'broken_import_fj_test' failed: "
         "RuntimeError: bad module\n"
     )
+
+
+def test_fail_fast_and_deadline_keep_every_outcome(tmp_path: Path) -> None:
+    text = """
+[run]
+on_error = "fail_fast"
+
+[tasks.broken]
+argv = ["false"]
+
+[tasks.slow]
+argv = ["sleep", "30"]
+"""
+    started = time.monotonic()
+    r = invoke("run", spec(tmp_path, text), "--quiet")
+    results = r.json()["results"]
+    assert r.exit_code == 1
+    assert results["broken"]["status"] == "failed"
+    assert results["slow"]["status"] == "cancelled"
+    assert results["slow"]["reason"] == "fail_fast"
+    text = (
+        '[run]\ndeadline = "300ms"\n'
+        '[tasks.quick]\nargv = ["true"]\n[tasks.slow]\nargv = ["sleep", "30"]\n'
+    )
+    r = invoke("run", spec(tmp_path, text), "--quiet", "--allow-partial")
+    results = r.json()["results"]
+    assert r.exit_code == 0  # partial success allowed
+    assert results["quick"]["status"] == "ok"
+    assert results["slow"]["reason"] == "deadline"
+    assert time.monotonic() - started < 10
