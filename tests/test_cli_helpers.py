@@ -37,6 +37,10 @@ def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Invocation:
     return Invocation(result.exit_code, result.stdout, result.stderr, exc)
 
 
+_SEEN: dict[str, int] = {}
+_SEEN_LOCK = threading.Lock()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes
@@ -77,6 +81,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"slow": true}')
         elif parts[0] == "big":
             self._send(200, b"x" * int(query.get("n", "100000")), ctype="text/plain")
+        elif parts[0] == "limited":  # 429 with Retry-After: 1 on a key's first call
+            with _SEEN_LOCK:
+                n = _SEEN[parts[1]] = _SEEN.get(parts[1], 0) + 1
+            if n == 1:
+                self._send(429, b'{"error": "slow down"}', headers={"Retry-After": "1"})
+            else:
+                self._send(200, json.dumps({"call": n}).encode())
         elif parts[0] == "item":
             self._send(200, json.dumps({"item": parts[1]}).encode())
         else:
@@ -96,7 +107,7 @@ class _QuietServer(ThreadingHTTPServer):
 @contextmanager
 def http_server() -> Iterator[str]:
     """A local HTTP server on 127.0.0.1 (an ephemeral port): /echo, /status/N, /slow?s=,
-    /big?n=, /item/X."""
+    /big?n=, /item/X, /limited/KEY (429 + Retry-After: 1 on a key's first call)."""
     server = _QuietServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

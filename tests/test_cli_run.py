@@ -586,3 +586,19 @@ argv = ["sleep", "30"]
     assert results["quick"]["status"] == "ok"
     assert results["slow"]["reason"] == "deadline"
     assert time.monotonic() - started < 10
+
+
+def test_http_429_retry_after_reaches_the_retry_policy(tmp_path: Path, server: str) -> None:
+    key = tmp_path.name  # a fresh key: its first call gets 429 with Retry-After: 1
+    text = f"""
+[tasks.api]
+url = "{server}/limited/{key}"
+retry = {{ attempts = 3, backoff = "1ms" }}
+"""
+    r = invoke("run", spec(tmp_path, text), "--quiet")
+    assert r.exit_code == 0, r.stdout
+    api = r.json()["results"]["api"]
+    assert api["value"]["json"] == {"call": 2}
+    assert api["attempts"] == 2
+    # the server's Retry-After (1 s), not the policy's 1 ms backoff, set the pause
+    assert api["duration"] >= 0.9
