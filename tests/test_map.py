@@ -468,3 +468,39 @@ def test_map_events_one_finished_per_item(vrun) -> None:
     assert sorted(finished) == list(range(20))
     assert isinstance(events[0], fj.RunStarted)
     assert isinstance(events[-1], fj.RunFinished)
+
+
+def test_blocking_map_threads_pull_items_themselves() -> None:
+    """A sync fn with no per-call policy runs on `limit` threads that pull the items
+    (like ThreadPoolExecutor.map): all run at once, values stay in input order, a failure
+    still gets its Outcome and fail_fast stops the pulling."""
+    barrier = threading.Barrier(4, timeout=10)
+    threads: set[int] = set()
+
+    def work(i: int) -> int:
+        threads.add(threading.get_ident())
+        if i < 4:
+            barrier.wait()  # only passes if 4 calls run at the same time
+        return i * 10
+
+    async def main() -> None:
+        assert await fj.map(work, iter(range(40)), limit=4) == [i * 10 for i in range(40)]
+        assert threading.get_ident() not in threads
+
+        def boom(i: int) -> int:
+            if i == 5:
+                raise ValueError(i)
+            return i
+
+        with pytest.raises(fj.FanError) as info:
+            await fj.map(boom, range(10_000), limit=2)
+        failed = info.value.results
+        assert list(failed) == ["5"]
+        assert failed["5"].status is fj.Status.FAILED
+        assert isinstance(failed["5"].error, ValueError)
+        started, ended = failed["5"].started, failed["5"].ended
+        assert started is not None
+        assert ended is not None
+        assert ended >= started
+
+    asyncio.run(main())

@@ -742,13 +742,18 @@ class Fan:
         finally:
             timer.cancel()
 
-    async def _in_thread(self, rec: _Rec, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    def _threads(self) -> ThreadPoolExecutor:
+        """The run's own thread pool (as many threads as its limit allows), made lazily."""
         executor = self._executor
         if executor is None:
             executor = self._executor = ThreadPoolExecutor(
                 max_workers=self._limit or _DEFAULT_MAX_THREADS,
                 thread_name_prefix=f"forkjoin-{self.name}",
             )
+        return executor
+
+    async def _in_thread(self, rec: _Rec, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        executor = self._threads()
         call = _ThreadCall(fn, args)
         rec.thread_call = call
         return await self._loop.run_in_executor(executor, call)

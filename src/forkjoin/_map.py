@@ -10,6 +10,9 @@ see bench/RESULTS.md).
 from __future__ import annotations
 
 import asyncio
+import inspect
+import threading
+import time
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -39,6 +42,10 @@ A = TypeVar("A")
 _OK = Status.OK
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 class _Pool:
     """Workers that pull items, run them through the Fan's policies and deliver Outcomes."""
 
@@ -51,9 +58,11 @@ class _Pool:
         deliver: Callable[[Outcome], Any],
         window: int | None = None,
         on_value: Callable[[int, Any], None] | None = None,
+        threaded: bool = False,
     ) -> None:
         self.fan = fan
         self.on_value = on_value
+        self.threaded = threaded
         self.template = task(fn)
         self.deliver = deliver
         self.window = window
@@ -98,8 +107,83 @@ class _Pool:
             and fan._pol is None
             and fan._quorum is None  # the plain path does not count ok outcomes
         )
+        if (
+            self.threaded
+            and self.on_value is not None
+            and not self.template.is_async
+            and self.template.coro is None
+            and self.sync_it is not None
+            and fan._deadline is None
+            and fan._timeout is None
+            and fan._retry is None
+            and not fan._observers
+            and fan._pol is None
+            and fan._quorum is None
+        ):
+            self.workers = [loop.create_task(self._work_threads(limit))]
+            return
         work = self._work_plain if plain else self._work
         self.workers = [loop.create_task(work()) for _ in range(limit)]
+
+    async def _work_threads(self, limit: int) -> None:
+        """Blocking calls with no per-call policy: ``limit`` threads pull the items
+        themselves, like ``ThreadPoolExecutor.map``, instead of a round trip through the
+        loop for every call (bench workload 6). Failures become Outcomes afterwards, on the
+        loop; a stop (fail_fast, cancellation) ends the pulling, never a call."""
+        fan = self.fan
+        loop = fan._loop
+        fn = self.template.fn
+        assert fn is not None
+        it = self.sync_it
+        assert it is not None
+        on_value = self.on_value
+        assert on_value is not None
+        lock = threading.Lock()
+        stop = threading.Event()
+        failures: list[tuple[int, BaseException, float, float]] = []
+        fail_fast = fan._fail_fast
+        t0 = fan._t0
+
+        def job() -> None:
+            while not stop.is_set():
+                with lock:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        return
+                    except Exception as e:  # the input itself failed: the whole map fails
+                        self.iter_error = e
+                        stop.set()
+                        return
+                    i = self.next_index
+                    self.next_index = i + 1
+                start = time.monotonic()
+                try:
+                    value = fn(item)
+                    if inspect.isawaitable(value):  # lambda x: coro(x): await it on the loop
+                        value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
+                except Exception as e:
+                    with lock:
+                        failures.append((i, e, start, time.monotonic()))
+                    if fail_fast:
+                        stop.set()
+                    continue
+                with lock:
+                    on_value(i, value)
+
+        executor = fan._threads()
+        calls = [loop.run_in_executor(executor, job) for _ in range(limit)]
+        try:
+            await asyncio.gather(*calls)
+        except asyncio.CancelledError:
+            stop.set()  # calls in progress finish in their threads; none is started after
+            raise
+        finally:
+            # loop.time() is time.monotonic() on asyncio's loops: one clock for started/ended
+            for i, error, started, ended in sorted(failures, key=lambda f: f[0]):
+                self._plain_outcome(i, Status.FAILED, error, None, started - t0, ended - t0)
+            if self.iter_error is not None:
+                fan._stop("aborted")
 
     def _on_stop(self, reason: str) -> None:
         # items in progress are cancelled by the Fan itself (they are in fan._active);
@@ -388,7 +472,7 @@ async def map(
         else:
             failed[o.name] = o
 
-    pool = _Pool(fan, fn, items, limit, deliver, on_value=on_value)
+    pool = _Pool(fan, fn, items, limit, deliver, on_value=on_value, threaded=True)
     await _run_pool(pool)
     if failed:
         ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
