@@ -106,3 +106,24 @@ def test_quiet_by_default() -> None:
     )
     assert done.stdout == ""
     assert done.stderr == ""
+
+
+def test_an_adaptive_limit_change_is_logged(vrun: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="forkjoin")
+
+    async def overloaded() -> None:
+        await asyncio.sleep(1)
+        raise fj.RetryAfter(0.5)
+
+    results = vrun(
+        fj.gather(
+            {f"t{i}": fj.task(overloaded, group="api") for i in range(6)},
+            limits={"api": fj.AdaptiveLimit(initial=4)},
+            observers=[fj.LogObserver()],
+        )
+    )
+    cut = [r for r in caplog.records if getattr(r, "event", None) == "limit_changed"]
+    assert cut, "the overload should have cut the limit"
+    assert (cut[0].group, cut[0].limit, cut[0].why) == ("api", 2, "overload")  # type: ignore[attr-defined]
+    assert cut[0].getMessage() == "group api limit now 2 (overload)"
+    assert "adaptive     api limit" in str(results.report)

@@ -151,3 +151,32 @@ def test_piped_json_stays_clean() -> None:
     )
     assert done.stdout == '{"a": "x"}\n'
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("entry", ["map", "imap", "map_reduce", "Fan"])
+def test_progress_keyword_on_every_entry_point(vrun: Any, entry: str) -> None:
+    clock = FakeTime()
+    obs = _observer(clock)
+
+    async def double(x: int) -> int:
+        await asyncio.sleep(x)
+        return 2 * x
+
+    async def main() -> None:
+        items = [1, 2, 3, 1, 2]
+        if entry == "map":
+            assert await fj.map(double, items, limit=2, progress=obs) == [2, 4, 6, 2, 4]
+        elif entry == "imap":
+            got = [o.value async for o in fj.imap(double, items, limit=2, progress=obs)]
+            assert sorted(got) == [2, 2, 4, 4, 6]
+        elif entry == "map_reduce":
+            total = await fj.map_reduce(double, items, lambda a, v: a + v, 0, progress=obs)
+            assert total == 18
+        else:
+            async with fj.Fan(limit=2, progress=obs) as fan:
+                for i, x in enumerate(items):
+                    fan.spawn(f"t{i}", double, x)
+
+    vrun(main())
+    assert obs.done == 5
+    assert "5/5 done" in _text(obs).rstrip().splitlines()[-2]

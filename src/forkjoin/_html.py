@@ -16,7 +16,10 @@ import json
 import re
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from ._report import RunReport
 
 __all__ = ["FULL_ROWS", "render_html"]
 
@@ -33,11 +36,11 @@ def _embed(data: Any) -> str:
     )
 
 
-def render_html(report: Mapping[str, Any], *, title: str | None = None) -> str:
-    """The timeline page for a report dict (``RunReport.to_dict()`` or a saved JSON)."""
+def render_html(report: RunReport | Mapping[str, Any], *, title: str | None = None) -> str:
+    """The timeline page for a report, or its dict (``RunReport.to_dict()``, a saved JSON)."""
     from ._report import RunReport
 
-    rep = RunReport.from_dict(report)
+    rep = report if isinstance(report, RunReport) else RunReport.from_dict(report)
     summary = "".join(
         f"<tr><th>{html.escape(k.strip())}</th><td>{html.escape(v)}</td></tr>"
         for k, v in rep.summary_rows()

@@ -3,7 +3,8 @@
 Records go to the ``forkjoin.tasks`` logger (under ``forkjoin``), which has a
 NullHandler: quiet unless the application configures logging. Each record carries its
 fields in ``extra`` (``event``, ``run``, ``task``, ``group``, ``attempt``, ``status``,
-``reason``, ``duration``, ``cost``, ``error``, ``delay``), so structured formatters can use
+``reason``, ``duration``, ``cost``, ``error``, ``delay``; ``limit`` and ``why`` when an
+adaptive limit changes), so structured formatters can use
 them. Task values and arguments are never logged — they may hold secrets — unless
 ``log_values=True`` (then an ok task's value is in ``extra["value"]``, as its repr).
 """
@@ -16,6 +17,7 @@ from typing import Any
 from ._events import (
     AttemptFailed,
     Event,
+    LimitChanged,
     RunFinished,
     RunStarted,
     TaskFinished,
@@ -161,6 +163,22 @@ class LogObserver:
                     event.run,
                     options,
                     extra={"event": "run_started", "run": event.run, "status": "running"},
+                )
+        elif isinstance(event, LimitChanged):
+            if log.isEnabledFor(self.level):
+                log.log(
+                    self.level,
+                    "group %s limit now %d (%s)",
+                    event.group,
+                    event.limit,
+                    event.why,
+                    extra={
+                        "event": "limit_changed",
+                        "run": event.run,
+                        "group": event.group,
+                        "limit": event.limit,
+                        "why": event.why,
+                    },
                 )
         elif isinstance(event, RunFinished) and log.isEnabledFor(self.level):
             counts = event.results.counts()

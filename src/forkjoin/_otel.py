@@ -8,7 +8,8 @@ Spans: ``forkjoin.run`` (parented under the caller's current span when the run s
 and under it one ``forkjoin.task`` span per call of a task, with the attributes
 ``forkjoin.task``, ``forkjoin.group``, ``forkjoin.attempt``, ``forkjoin.status``,
 ``forkjoin.reason``, ``forkjoin.cost`` and ``forkjoin.hedge``. A task that never ran is an
-event (``forkjoin.task.skipped``) on the run span. Times come from the run's clock, so the
+event (``forkjoin.task.skipped``) on the run span, as is an adaptive limit's change
+(``forkjoin.limit_changed``). Times come from the run's clock, so the
 spans line up with the report.
 """
 
@@ -21,6 +22,7 @@ from ._errors import TaskCancelled
 from ._events import (
     AttemptFailed,
     Event,
+    LimitChanged,
     RunFinished,
     RunStarted,
     TaskFinished,
@@ -147,6 +149,17 @@ class OtelObserver:
             for c in calls:
                 if c.hedge:
                     self._hedge_span(o, c)
+        elif isinstance(event, LimitChanged):
+            if self._run_span is not None:
+                self._run_span.add_event(
+                    "forkjoin.limit_changed",
+                    {
+                        "forkjoin.group": event.group,
+                        "forkjoin.limit": event.limit,
+                        "forkjoin.why": event.why,
+                    },
+                    timestamp=self._ns(event.time),
+                )
         elif isinstance(event, RunStarted):
             self._epoch_ns = time.time_ns()
             opts = {

@@ -505,7 +505,7 @@ class RunReport:
         """The self-contained HTML timeline page; written to ``path`` when given."""
         from ._html import render_html
 
-        page = render_html(self.to_dict(), title=title)
+        page = render_html(self, title=title)
         if path is not None:
             Path(path).write_text(page, encoding="utf-8")
         return page
