@@ -335,7 +335,7 @@ async def scenario_errors(api: StrictAPI, n: int = 500) -> dict[str, Any]:
 
 
 async def scenario_hedge(
-    api: StrictAPI, n: int = 100, hedge: fj.Hedge | None = None
+    api: StrictAPI, n: int = 200, hedge: fj.Hedge | None = None
 ) -> dict[str, Any]:
     """``n`` calls with a slow tail, with or without a Hedge; latency percentiles."""
     start_count = api.count()

@@ -365,3 +365,38 @@ def test_plain_tasks_are_not_wrapped(vrun: Any) -> None:
 
     fan = vrun(main())
     assert fan._pol is None  # no policy: no machinery
+
+
+def test_deadline_during_a_hedge_leaves_no_orphans(vrun: Any) -> None:
+    async def slow() -> None:
+        await asyncio.sleep(100)
+
+    async def main() -> fj.Results:
+        results = await fj.gather(
+            {"h": fj.task(slow, idempotent=True, hedge=fj.Hedge(after=1, max_extra=2))},
+            deadline=5,
+        )
+        no_orphans()
+        return results
+
+    o = vrun(main())["h"]
+    assert o.status is fj.Status.TIMED_OUT
+    assert o.reason == "deadline"
+    assert [a.hedge for a in o.history] == [False, True, True]
+    assert all(not a.ok for a in o.history)
+
+
+def test_rate_wait_is_not_part_of_the_call_timeout(vrun: Any) -> None:
+    async def quick(i: int) -> int:
+        await asyncio.sleep(0.5)
+        return i
+
+    async def main() -> fj.Results:
+        return await fj.gather(
+            {f"t{i}": fj.task(quick, i, group="api", timeout=1) for i in range(6)},
+            rates={"api": fj.RateLimit(1)},  # the last one waits 5 s for its turn
+        )
+
+    results = vrun(main())
+    assert results.all_ok
+    assert results["t5"].history[0].started == pytest.approx(5.0)

@@ -73,21 +73,20 @@ def test_retries_absorb_random_server_errors() -> None:
 
 
 def test_hedging_cuts_the_slow_tail() -> None:
-    # 5% of calls 20x slower: 50 ms -> 1 s
-    config = StrictConfig(latency=0.05, slow_share=0.05, slow_factor=20, seed=3)
+    # 5% of calls 20x slower: 50 ms -> 1 s (seed 21: 11 slow calls in the plain run, 16
+    # slow first calls in the hedged run, and never a slow first call *and* a slow hedge)
+    config = StrictConfig(latency=0.05, slow_share=0.05, slow_factor=20, seed=21)
     with strict_api(config) as api:
-        plain = asyncio.run(scenario_hedge(api, n=100))
-        hedged = asyncio.run(scenario_hedge(api, n=100, hedge=fj.Hedge(after=0.25)))
-    assert plain["ok"] == hedged["ok"] == 100
+        plain = asyncio.run(scenario_hedge(api, n=200))
+        hedged = asyncio.run(scenario_hedge(api, n=200, hedge=fj.Hedge(after=0.25)))
+    assert plain["ok"] == hedged["ok"] == 200
     assert plain["p99"] >= 1.0  # the slow tail is there
-    # the drop is measured in bench/resilience.py; under heavy machine load only its sign
-    # is certain here
-    assert hedged["p99"] < plain["p99"], (plain["p99"], hedged["p99"])
+    assert hedged["p99"] < 0.75 * plain["p99"], (plain["p99"], hedged["p99"])
     assert hedged["extra_calls"] >= 3  # at least the slow calls were hedged
     assert plain["extra_calls"] == 0
     # every duplicate is in the Outcomes, and each call's cost counts
-    assert hedged["server_requests"] <= 100 + hedged["extra_calls"]
-    assert hedged["cost"] == pytest.approx(0.001 * (100 + hedged["extra_calls"]))
+    assert hedged["server_requests"] <= 200 + hedged["extra_calls"]
+    assert hedged["cost"] == pytest.approx(0.001 * (200 + hedged["extra_calls"]))
 
 
 def test_budget_skips_what_it_cannot_afford() -> None:

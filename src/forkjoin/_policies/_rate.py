@@ -104,8 +104,8 @@ class RateMeter:
         self._log.append((now, weight))
         self._logged += weight
 
-    async def acquire(self, loop: asyncio.AbstractEventLoop, weight: float = 1.0) -> None:
-        """Wait until ``weight`` may start, then record it."""
+    async def acquire(self, loop: asyncio.AbstractEventLoop, weight: float = 1.0) -> float:
+        """Wait until ``weight`` may start, record it, and return its start time."""
         start = self.reserve(loop.time(), weight)
         delay = start - loop.time()
         if delay > 0:
@@ -115,4 +115,6 @@ class RateMeter:
             if extra <= 0:
                 break
             await asyncio.sleep(extra)
-        self.record(loop.time(), weight)
+        now = loop.time()
+        self.record(now, weight)
+        return now

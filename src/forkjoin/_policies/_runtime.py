@@ -247,15 +247,18 @@ class TaskPolicy:
         fan = run.fan
         loop = fan._loop
         weight = self.rec.opts.weight
+        # the start is the time the rate meter recorded, so that history and meter agree
+        start = None
         if run.rate is not None:
-            await run.rate.acquire(loop, weight)
+            start = await run.rate.acquire(loop, weight)
         g = self.group
         if g is not None and g.rate is not None:
-            await g.rate.acquire(loop, weight)
+            start = await g.rate.acquire(loop, weight)
         adaptive = g.adaptive if g is not None else None
         token = adaptive.started() if adaptive is not None else 0
         number = self.rec.attempts
-        start = loop.time()
+        if start is None:
+            start = loop.time()
         t0 = fan._t0
         try:
             value = await self._invoke()
