@@ -72,7 +72,7 @@ def _small_run(vrun: Any) -> fj.Results:
         retry = fj.Retry(attempts=3, backoff=0) if i % 4 == 1 else None
         fails = i % 4 == 1
         specs[f"task-{i}"] = fj.task(_work, 0.2 + 0.1 * i, fails, retry=retry, group=f"g{i % 2}")
-    return vrun(fj.gather(specs, limit=4, deadline=2.5))  # type: ignore[no-any-return]
+    return vrun(fj.gather(specs, limit=4, limits={"g0": 2}, deadline=2.5))  # type: ignore[no-any-return]
 
 
 def test_timeline_draws_one_bar_per_call(vrun: Any, tmp_path: Path) -> None:
@@ -91,6 +91,8 @@ def test_timeline_draws_one_bar_per_call(vrun: Any, tmp_path: Path) -> None:
         assert [int(b[2]) for b in mine] == [c.number for c in row.calls]
         assert mine[-1][0].split()[0] == row.status  # the last call shows how the task ended
     assert 'id="conc-line"' in dom
+    assert 'id="conc-0"' in dom  # the limited group's own line
+    assert "group g0 running over time (limit 2" in dom
 
     shot = tmp_path / "shot.png"
     _browse(page, tmp_path, f"--screenshot={shot}")
