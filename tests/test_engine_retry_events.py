@@ -346,3 +346,30 @@ def test_observer_without_on_event_is_invalid() -> None:
 def test_observer_protocol_is_runtime_checkable() -> None:
     assert isinstance(Recorder(), fj.Observer)
     assert not isinstance(object(), fj.Observer)
+
+
+def test_a_retry_the_deadline_stops_is_in_the_history(vrun) -> None:
+    calls = 0
+
+    async def slow_after_first() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("first call fails")
+        await asyncio.sleep(100)
+        return "late"
+
+    async def main() -> fj.Results:
+        return await fj.gather(
+            {"t": fj.task(slow_after_first, retry=fj.Retry(attempts=3, backoff=1, jitter=False))},
+            deadline=10,
+        )
+
+    outcome = vrun(main())["t"]
+    assert outcome.status is fj.Status.TIMED_OUT
+    assert outcome.reason == "deadline"
+    assert [a.number for a in outcome.history] == [1, 2]
+    assert isinstance(outcome.history[0].error, ConnectionError)
+    assert isinstance(outcome.history[1].error, fj.TaskTimeout)
+    assert outcome.history[1].started == 1.0
+    assert outcome.history[1].ended == 10.0

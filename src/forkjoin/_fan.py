@@ -402,7 +402,7 @@ class Fan:
             started_at=self._wall0,
             limit=self._limit,
             limits=dict(self._group_limits),
-            extra=self._pol.report() if self._pol is not None else {},
+            extra={"run": self.name, **(self._pol.report() if self._pol is not None else {})},
         )
 
     @property
@@ -794,6 +794,16 @@ class Fan:
                     history.append(Attempt(rec.attempts, a_start - t0, loop.time() - t0, e))
                     error = e
                     continue
+                except asyncio.CancelledError:
+                    # the call the run stopped (deadline, fail_fast...) belongs in the history
+                    reason = rec.cancel_reason or "cancelled"
+                    stopped: BaseException = (
+                        TaskTimeout(f"task {rec.name!r} stopped by the run's deadline")
+                        if reason == "deadline"
+                        else TaskCancelled(reason)
+                    )
+                    history.append(Attempt(rec.attempts, a_start - t0, loop.time() - t0, stopped))
+                    raise
                 history.append(Attempt(rec.attempts, a_start - t0, loop.time() - t0))
                 return value
         finally:
