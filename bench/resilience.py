@@ -50,9 +50,9 @@ def main() -> None:
     )
     print(f"   achieved {m['achieved_rate']:.2f}/s of 50/s = {m['achieved_rate'] / 50:.1%}\n")
 
-    config = StrictConfig(rate=40, burst=10, latency=0.4, jitter=0.02, busy_retry_after=0.01)
+    config = StrictConfig(rate=40, burst=10, latency=0.3, jitter=0.2, busy_retry_after=0.01)
     m = _run(config, scenario_adaptive, n=500)
-    print("2. AdaptiveLimit(initial=4) + Retry, server limit unknown (40/s, burst 10), 500 calls")
+    print("2. AdaptiveLimit + Retry, limit unknown (40/s, burst 10; 300-500 ms), 500 calls")
     print(
         f"   ok {m['ok']}/500, requests {m['requests']}, 429s {m['429s']} "
         f"= {m['429_share']:.1%} of requests (target < 5%)"

@@ -357,6 +357,7 @@ async def scenario_hedge(
         "p99": _p(durations, 0.99),
         "max": max(durations),
         "extra_calls": extra,
+        "report_hedged": results.report.hedged,
         "server_requests": api.count() - start_count,
         "cost": results.report.cost,
     }

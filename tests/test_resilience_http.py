@@ -43,14 +43,15 @@ def test_rate_limit_at_the_servers_rate_gets_no_429() -> None:
 
 
 def test_adaptive_limit_finds_an_unknown_limit() -> None:
-    config = StrictConfig(rate=40, burst=10, latency=0.4, jitter=0.02, busy_retry_after=0.01)
+    # hidden: 40 requests/s (burst 10); latency 300-500 ms, so about 16 in flight are needed
+    config = StrictConfig(rate=40, burst=10, latency=0.3, jitter=0.2, busy_retry_after=0.01)
     with strict_api(config) as api:
         m = asyncio.run(scenario_adaptive(api, n=500))
     assert m["ok"] == 500
     assert m["429_share"] < 0.05, m
-    # bench/resilience.py measures the utilisation precisely (>= 80% on a quiet machine);
-    # here a floor that holds even when other processes compete for the 2 cores
-    assert m["utilisation"] >= 0.5, m
+    # bench/resilience.py measures it (83% on a quiet machine); the floor here leaves room
+    # for other processes competing with the HTTP client for the 2 cores
+    assert m["utilisation"] >= 0.7, m
     results: fj.Results = m["results"]
     assert "adaptive" in results._info.extra  # type: ignore[union-attr]
 
@@ -83,6 +84,7 @@ def test_hedging_cuts_the_slow_tail() -> None:
     assert plain["p99"] >= 1.0  # the slow tail is there
     assert hedged["p99"] < 0.75 * plain["p99"], (plain["p99"], hedged["p99"])
     assert hedged["extra_calls"] >= 3  # at least the slow calls were hedged
+    assert hedged["report_hedged"] == hedged["extra_calls"]  # counted in the report
     assert plain["extra_calls"] == 0
     # every duplicate is in the Outcomes, and each call's cost counts
     assert hedged["server_requests"] <= 200 + hedged["extra_calls"]

@@ -74,7 +74,7 @@ class AdaptiveState:
         """A call ended well after ``duration`` seconds; True if the limit grew."""
         self.rtt = duration if self.rtt == 0.0 else 0.8 * self.rtt + 0.2 * duration
         if token != self._epoch:
-            return False
+            return False  # started before the last cut: it measured the old limit
         self._successes += 1
         window = 1 if self._slow_start else self.limit
         if self._successes >= window and self.limit < self.policy.max:
