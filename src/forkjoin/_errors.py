@@ -8,7 +8,9 @@ The hierarchy::
     ├── FanClosed (RuntimeError)       spawn() on a run that has ended
     ├── TaskTimeout (TimeoutError)     stored as Outcome.error of a timed-out task
     ├── TaskCancelled                  stored as Outcome.error of a cancelled task
-    └── TaskSkipped                    stored as Outcome.error of a task never started
+    ├── TaskSkipped                    stored as Outcome.error of a task never started
+    └── RetryAfter                     raised by a task: "retry after n seconds" (its group
+                                       pauses too); defined in _policies/_retry_after.py
     FanError (ExceptionGroup)          some tasks were not ok; carries .results
     Interrupted (KeyboardInterrupt)    Ctrl-C during fj.run(); carries the partial .results
 """
