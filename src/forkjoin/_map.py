@@ -24,7 +24,7 @@ from collections.abc import (
 )
 from typing import Any, TypeVar
 
-from ._errors import InvalidPolicy, TaskCancelled, TaskSkipped, TaskTimeout
+from ._errors import FanError, InvalidPolicy, TaskCancelled, TaskSkipped, TaskTimeout
 from ._fan import Fan, _Rec
 from ._outcome import Outcome, Results, Status, _fan_error
 from ._policies._budget import Budget
@@ -459,12 +459,28 @@ async def map(
         _pols(budget, rate, rates, groups),
     )
     values: list[Any] = [None] * len(items) if isinstance(items, list | tuple | range) else []
-    failed: dict[str, Outcome] = {}
 
     def on_value(i: int, value: Any) -> None:
         if i >= len(values):
             values.extend([None] * (i + 1 - len(values)))
         values[i] = value
+
+    await _run_for_values(fan, fn, items, limit, on_value, threaded=True)
+    return values
+
+
+async def _run_for_values(
+    fan: Fan,
+    fn: Callable[..., Any],
+    items: Iterable[Any] | AsyncIterable[Any],
+    limit: int | None,
+    on_value: Callable[[int, Any], None],
+    *,
+    threaded: bool = False,
+) -> None:
+    """Run a map-like pool that hands each ok value to ``on_value``; raise FanError with
+    the Outcomes that were not ok (in input order) once it has ended."""
+    failed: dict[str, Outcome] = {}
 
     def deliver(o: Outcome) -> None:
         if o.status is _OK:
@@ -472,12 +488,10 @@ async def map(
         else:
             failed[o.name] = o
 
-    pool = _Pool(fan, fn, items, limit, deliver, on_value=on_value, threaded=True)
-    await _run_pool(pool)
+    await _run_pool(_Pool(fan, fn, items, limit, deliver, on_value=on_value, threaded=threaded))
     if failed:
         ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
         raise _fan_error(Results(ordered), ordered)
-    return values
 
 
 async def _run_pool(pool: _Pool) -> None:
@@ -528,7 +542,6 @@ async def map_reduce(
         _pols(budget, rate, rates, groups),
     )
     acc: list[Any] = [initial]
-    failed: dict[str, Outcome] = {}
     reducer_error: list[BaseException] = []
 
     def on_value(i: int, value: Any) -> None:
@@ -539,19 +552,13 @@ async def map_reduce(
                 reducer_error.append(e)
             fan._stop("aborted")
 
-    def deliver(o: Outcome) -> None:
-        if o.status is _OK:
-            on_value(o.index, o.value)
-        else:
-            failed[o.name] = o
-
-    pool = _Pool(fan, fn, items, limit, deliver, on_value=on_value)
-    await _run_pool(pool)
+    try:
+        await _run_for_values(fan, fn, items, limit, on_value)
+    except FanError:
+        if not reducer_error:
+            raise
     if reducer_error:
-        raise reducer_error[0]
-    if failed:
-        ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
-        raise _fan_error(Results(ordered), ordered)
+        raise reducer_error[0]  # the reducer's own error, not the items it stopped
     result: A = acc[0]
     return result
 
