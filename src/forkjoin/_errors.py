@@ -107,3 +107,11 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, results: Results) -> None:
         super().__init__("interrupted")
         self.results = results
+
+
+def stopped_error(name: str, reason: str) -> BaseException:
+    """The error recorded for a call the run stopped: TaskTimeout for its deadline,
+    TaskCancelled (with the reason) otherwise."""
+    if reason == "deadline":
+        return TaskTimeout(f"task {name!r} stopped by the run's deadline")
+    return TaskCancelled(reason)

@@ -36,9 +36,9 @@ from ._errors import (
     FanClosed,
     Interrupted,
     InvalidPolicy,
-    TaskCancelled,
     TaskSkipped,
     TaskTimeout,
+    stopped_error,
 )
 from ._events import (
     AttemptFailed,
@@ -524,7 +524,7 @@ class Fan:
             raise DuplicateTaskName(f"task name {name!r} is already used in this run")
 
     def _add_all(self, specs: list[_Spec]) -> None:
-        if self._limit is None and not self._grun and not self._observers:
+        if self._limit is None and not self._grun:
             # Unlimited: every task starts now, but their asyncio Tasks are made a batch per
             # loop pass, so trivial tasks finish before the next batch is made. Live objects
             # (and the cyclic GC's work, ~half of asyncio.gather's time at 100k) stay
@@ -681,12 +681,8 @@ class Fan:
             call = rec.thread_call
             if call is not None and not call.finished:
                 reason = "abandoned"  # a blocking call still runs in its thread; not waited for
-            if rec.cancel_reason == "deadline":
-                status = _TIMED_OUT
-                error = TaskTimeout(f"task {rec.name!r} stopped by the run's deadline")
-            else:
-                status = _CANCELLED
-                error = TaskCancelled(reason)
+            status = _TIMED_OUT if rec.cancel_reason == "deadline" else _CANCELLED
+            error = stopped_error(rec.name, rec.cancel_reason or reason)
         except TaskTimeout as e:
             status, error, reason = _TIMED_OUT, e, "timeout"
         except Exception as e:
@@ -796,12 +792,7 @@ class Fan:
                     continue
                 except asyncio.CancelledError:
                     # the call the run stopped (deadline, fail_fast...) belongs in the history
-                    reason = rec.cancel_reason or "cancelled"
-                    stopped: BaseException = (
-                        TaskTimeout(f"task {rec.name!r} stopped by the run's deadline")
-                        if reason == "deadline"
-                        else TaskCancelled(reason)
-                    )
+                    stopped = stopped_error(rec.name, rec.cancel_reason or "cancelled")
                     history.append(Attempt(rec.attempts, a_start - t0, loop.time() - t0, stopped))
                     raise
                 history.append(Attempt(rec.attempts, a_start - t0, loop.time() - t0))
@@ -818,11 +809,8 @@ class Fan:
         # per record doubled peak RSS at 100k tasks and fed the cyclic GC (bench/PROFILE.md)
         rec.handle = None
         rec.args = ()
-        self._running -= 1
-        g = rec.group
-        if g is not None and g in self._grun:
-            self._grun[g] -= 1
-        self._active.discard(rec)
+        self._release(rec)
+        self._pending -= 1
         self._settle(outcome)
         if self._queued:
             self._admit()
@@ -846,11 +834,12 @@ class Fan:
             rec.index,
         )
         rec.outcome = outcome
+        self._pending -= 1
         self._settle(outcome)
         self._maybe_done()
 
     def _settle(self, outcome: Outcome) -> None:
-        self._pending -= 1
+        """Tell the world a task ended: observers, the stream, quorum and fail-fast."""
         if self._observers:
             self._emit(TaskFinished(self.name, self._loop.time() - self._t0, outcome))
         if self._stream is not None:
@@ -903,12 +892,16 @@ class Fan:
         rec.handle.cancel()
         if rec.started is None:
             # its asyncio Task never ran a step, so _execute will not run: write it here
-            self._running -= 1
-            g = rec.group
-            if g is not None and g in self._grun:
-                self._grun[g] -= 1
-            self._active.discard(rec)
+            self._release(rec)
             self._skip(rec, reason)
+
+    def _release(self, rec: _Rec) -> None:
+        """Free the slot (run limit, group limit) a started task held."""
+        self._running -= 1
+        g = rec.group
+        if g is not None and g in self._grun:
+            self._grun[g] -= 1
+        self._active.discard(rec)
 
     # -- streaming -----------------------------------------------------------------------
 

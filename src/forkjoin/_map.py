@@ -24,7 +24,7 @@ from collections.abc import (
 )
 from typing import Any, TypeVar
 
-from ._errors import FanError, InvalidPolicy, TaskCancelled, TaskSkipped, TaskTimeout
+from ._errors import FanError, InvalidPolicy, TaskSkipped, stopped_error
 from ._fan import Fan, _Rec
 from ._outcome import Outcome, Results, Status, _fan_error
 from ._policies._budget import Budget
@@ -36,7 +36,6 @@ from ._task import task
 __all__ = ["imap", "map", "map_reduce"]
 
 T = TypeVar("T")
-R = TypeVar("R")
 A = TypeVar("A")
 
 _OK = Status.OK
@@ -60,6 +59,8 @@ class _Pool:
         on_value: Callable[[int, Any], None] | None = None,
         threaded: bool = False,
     ) -> None:
+        if not callable(fn):
+            raise TypeError(f"expected a function to call on each item, got {fn!r}")
         self.fan = fan
         self.on_value = on_value
         self.threaded = threaded
@@ -77,7 +78,6 @@ class _Pool:
         self.limit = limit
         self.workers: list[asyncio.Task[None]] = []
         self.busy: set[asyncio.Task[None]] = set()
-        self.idle_waiters: list[asyncio.Future[None]] = []
 
     async def start(self) -> None:
         items = self.items
@@ -99,30 +99,25 @@ class _Pool:
         fan = self.fan
         fan._stop_listeners.append(self._on_stop)
         loop = fan._loop
-        plain = (
-            self.template.is_async
-            and fan._timeout is None
-            and fan._retry is None
-            and not fan._observers
-            and fan._pol is None
-            and fan._quorum is None  # the plain path does not count ok outcomes
-        )
-        if (
-            self.threaded
-            and self.on_value is not None
-            and not self.template.is_async
-            and self.template.coro is None
-            and self.sync_it is not None
-            and fan._deadline is None
-            and fan._timeout is None
+        # no per-call policy, observer or ok-counting (quorum): no record per item needed
+        bare = (
+            fan._timeout is None
             and fan._retry is None
             and not fan._observers
             and fan._pol is None
             and fan._quorum is None
+        )
+        if (
+            bare
+            and self.threaded
+            and self.on_value is not None
+            and not self.template.is_async
+            and self.sync_it is not None
+            and fan._deadline is None  # a thread that pulls items cannot be stopped mid-call
         ):
             self.workers = [loop.create_task(self._work_threads(limit))]
             return
-        work = self._work_plain if plain else self._work
+        work = self._work_plain if bare and self.template.is_async else self._work
         self.workers = [loop.create_task(work()) for _ in range(limit)]
 
     async def _work_threads(self, limit: int) -> None:
@@ -229,9 +224,7 @@ class _Pool:
             i = -1
             try:
                 if window is not None:
-                    while self.next_index >= self.released + window:
-                        self.window_waiter = loop.create_future()
-                        await self.window_waiter
+                    await self._wait_for_window(window)
                 if sync_it is not None:
                     item = next(sync_it)
                 else:
@@ -247,13 +240,8 @@ class _Pool:
             except asyncio.CancelledError:
                 if i >= 0:
                     reason = fan._stop_reason or "cancelled"
-                    timed_out = reason == "deadline"
-                    status = Status.TIMED_OUT if timed_out else Status.CANCELLED
-                    error: BaseException = (
-                        TaskTimeout(f"task {i!r} stopped by the run's deadline")
-                        if timed_out
-                        else TaskCancelled(reason)
-                    )
+                    status = Status.TIMED_OUT if reason == "deadline" else Status.CANCELLED
+                    error = stopped_error(str(i), reason)
                     self._plain_outcome(i, status, error, reason, start - t0, loop.time() - t0)
                 return
             except Exception as e:
@@ -283,10 +271,14 @@ class _Pool:
         ended: float,
     ) -> None:
         outcome = Outcome(str(i), status, None, error, reason, 1, started, ended, None, None, i)
-        fan = self.fan
-        fan._pending += 1  # _settle counts it down again
-        fan._settle(outcome)
+        self.fan._settle(outcome)
         self.deliver(outcome)  # imap: never waits for room here; the next pull will
+
+    async def _wait_for_window(self, window: int) -> None:
+        """Ordered mode: wait until the next item is within ``window`` of the consumer."""
+        while self.next_index >= self.released + window:
+            self.window_waiter = self.fan._loop.create_future()
+            await self.window_waiter
 
     def release(self, upto: int) -> None:
         """Ordered mode: the consumer has taken every item below ``upto``."""
@@ -305,27 +297,13 @@ class _Pool:
         busy = self.busy
         timeout = fan._timeout
         retry = fan._retry
-        sync_it = self.sync_it
         window = self.window
         try:
             while fan._stop_reason is None:
                 if window is not None:
-                    while self.next_index >= self.released + window:
-                        self.window_waiter = fan._loop.create_future()
-                        await self.window_waiter
-                try:
-                    if sync_it is not None:
-                        item = next(sync_it)
-                    else:
-                        assert self.lock is not None
-                        assert self.async_it is not None
-                        async with self.lock:
-                            item = await anext(self.async_it)
-                except (StopIteration, StopAsyncIteration):
-                    return
-                except Exception as e:  # the input itself failed: the whole map fails
-                    self.iter_error = e
-                    fan._stop("aborted")
+                    await self._wait_for_window(window)
+                more, item = await self._pull()
+                if not more:
                     return
                 i = self.next_index
                 self.next_index = i + 1
@@ -337,11 +315,15 @@ class _Pool:
                     pol = rec.pol
                     if pol is not None and not pol.admit():
                         skipped = Outcome(
-                            rec.name, Status.SKIPPED, None, TaskSkipped("budget"), "budget"
+                            rec.name,
+                            Status.SKIPPED,
+                            None,
+                            TaskSkipped("budget"),
+                            "budget",
+                            index=i,
                         )
-                        fan._pending += 1  # _settle counts it down again
-                        fan._settle(skipped._replace(index=i))
-                        r = self.deliver(skipped._replace(index=i))
+                        fan._settle(skipped)
+                        r = self.deliver(skipped)
                         if r is not None:
                             await r
                         continue
@@ -355,7 +337,6 @@ class _Pool:
                     fan._running -= 1
                     fan._active.discard(rec)
                 rec.outcome = outcome
-                fan._pending += 1  # _settle counts it down again
                 fan._settle(outcome)
                 r = self.deliver(outcome)
                 if r is not None:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._errors import InvalidPolicy, TaskCancelled, TaskTimeout
+from .._errors import InvalidPolicy, TaskCancelled, TaskTimeout, stopped_error
 from .._events import LimitChanged
 from .._outcome import Attempt, Outcome, Status
 from .._retry import Retry
@@ -265,8 +265,9 @@ class TaskPolicy:
         except BaseException as e:
             error: BaseException = e
             if isinstance(e, asyncio.CancelledError):
-                error = TaskCancelled(
-                    "hedge lost" if hedge else (self.rec.cancel_reason or "cancelled")
+                error = stopped_error(
+                    self.rec.name,
+                    "hedge lost" if hedge else (self.rec.cancel_reason or "cancelled"),
                 )
             self.history.append(Attempt(number, start - t0, loop.time() - t0, error, hedge))
             if g is not None and isinstance(e, Exception):
