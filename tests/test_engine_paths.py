@@ -10,6 +10,7 @@ import time
 import pytest
 
 import forkjoin as fj
+from forkjoin._fan import _CHAIN_MAX
 
 from .conftest import no_orphans
 
@@ -17,6 +18,11 @@ from .conftest import no_orphans
 async def instant(i: int) -> int:
     await asyncio.sleep(0)
     return i
+
+
+async def value_after(value: object, seconds: float) -> object:
+    await asyncio.sleep(seconds)
+    return value
 
 
 async def fails_now() -> None:
@@ -179,3 +185,75 @@ def test_imap_with_quorum_and_observers(vrun) -> None:
 
     outcomes = vrun(main())
     assert sum(o.ok for o in outcomes) == 3
+
+
+def test_a_freed_slot_is_refilled_on_the_finished_tasks_asyncio_task(vrun) -> None:
+    # a task started when another finishes runs on that one's asyncio Task (no new Task,
+    # no loop pass before its first step): n tasks need about limit + n/64 Tasks, not n
+    n, limit = 300, 3
+    seen: list[asyncio.Task[object]] = []
+    running = 0
+    peak = 0
+
+    async def note(i: int) -> int:
+        nonlocal running, peak
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(task)
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return i
+
+    results = vrun(fj.gather({str(i): (note, i) for i in range(n)}, limit=limit))
+    assert [o.value for o in results.values()] == list(range(n))
+    assert peak == limit
+    assert limit <= len(set(seen)) <= limit + n // _CHAIN_MAX + 1
+
+
+def test_a_task_cancelling_its_own_asyncio_task_does_not_cancel_the_next(vrun) -> None:
+    # the request is never delivered (it returns first) and 3.11 cannot take it back:
+    # the next task must not inherit it
+    async def cancels_itself() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        return "returned first"
+
+    async def main() -> fj.Results:
+        results = await fj.gather(
+            {"self": cancels_itself, "b": (value_after, "b", 1), "c": (value_after, "c", 1)},
+            limit=1,
+        )
+        no_orphans()
+        return results
+
+    results = vrun(main())
+    assert {n: o.status for n, o in results.items()} == dict.fromkeys(
+        ["self", "b", "c"], fj.Status.OK
+    )
+    assert results["b"].value == "b"
+    assert results["c"].value == "c"
+
+
+def test_tasks_that_never_suspend_do_not_hold_the_loop_for_the_whole_run(vrun) -> None:
+    n = 1_000
+    done: list[int] = []
+
+    async def no_await(i: int) -> int:
+        done.append(i)
+        return i
+
+    async def main() -> int:
+        async def bystander() -> int:
+            await asyncio.sleep(0)
+            return len(done)
+
+        seen = asyncio.ensure_future(bystander())
+        results = await fj.gather({str(i): (no_await, i) for i in range(n)}, limit=1)
+        assert len(results.ok_values()) == n
+        return await seen
+
+    # one asyncio Task runs at most _CHAIN_MAX + 1 tasks back to back, then the loop turns
+    assert vrun(main()) <= _CHAIN_MAX + 1
