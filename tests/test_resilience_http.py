@@ -29,13 +29,19 @@ BURST = 10
 
 
 def test_rate_limit_at_the_servers_rate_gets_no_429() -> None:
-    config = StrictConfig(rate=RATE, burst=BURST, latency=0.01, jitter=0.01)
+    # The server times each request when its own process gets to it: a stall of either
+    # process on a busy 2-core machine (seen: 11 of 500 refused in a full test run, none
+    # alone) bunches requests that were sent on schedule. A 0.5 s tolerance absorbs that
+    # and still refuses a start-up burst of the rate (25 of 50 would be refused); the
+    # client-side window check below is the exact one.
+    burst = 25
+    config = StrictConfig(rate=RATE, burst=burst, latency=0.01, jitter=0.01)
     with strict_api(config) as api:
         m = asyncio.run(scenario_rate(api, n=500))
     assert m["ok"] == 500
     assert m["429s"] == 0
     # the server's own count: no window of 1 s over its limit (rate + its burst allowance)
-    assert m["server_max_window"] <= RATE + BURST
+    assert m["server_max_window"] <= RATE + burst
     # and forkjoin's own guarantee, on its clock: no window over the rate itself
     assert m["client_max_window"] <= RATE
     # no burst at the start, yet the rate is used: 500 calls at 50/s take about 10 s
