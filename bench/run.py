@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import importlib.metadata
 import json
 import os
 import platform
 import resource
+import selectors
 import shutil
 import signal
 import statistics
@@ -123,6 +125,8 @@ def child(spec: str) -> int:
             import uvloop
 
             factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+        elif cfg.loop == "select":
+            factory = functools.partial(asyncio.SelectorEventLoop, selectors.SelectSelector())
         else:
             factory = None
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -240,6 +244,8 @@ def plan(
                     small = mode != "full" or c.uvloop_max_n is None or n <= c.uvloop_max_n
                     if uvloop and have_uvloop and c.uvloop and n in uv_sizes and small:
                         loops.append("uvloop")
+                    if c.key in w.select_loop:
+                        loops.append("select")
                 else:
                     loops = ["trio" if c.runtime == "trio" else "-"]
                 configs.extend(Config(w.id, c.key, n, loop) for loop in loops)
@@ -383,7 +389,7 @@ def workload_table(w: Workload, aggs: dict[Config, Agg]) -> list[str]:
         return []
     labels = {c.key: c.label for c in w.contenders}
     order = {c.key: i for i, c in enumerate(w.contenders)}
-    loop_order = {"asyncio": 0, "-": 0, "trio": 0, "uvloop": 1}
+    loop_order = {"asyncio": 0, "-": 0, "trio": 0, "uvloop": 1, "select": 2}
     rows.sort(key=lambda a: (a.config.n, loop_order[a.config.loop], order[a.config.contender]))
     out = [f"### {w.id}. {w.title}", "", w.description + ".", ""]
     if w.unit == "rate":
@@ -551,7 +557,15 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
             ideal = w3.ideal(n) if w3.ideal else 1.0
             # timer wake-ups are late on a loaded machine: the bare pool of the same run
             # shows how much of the excess is the machine's rather than the engine's
-            context = f" (bare pool: {_x(pool.median() / ideal)})" if pool else ""
+            context = f"bare pool: {_x(pool.median() / ideal)}" if pool else ""
+            # and the same on a loop whose timeouts are not rounded up to a millisecond
+            sel, sel_pool = _find(aggs, 3, key, n, "select"), _find(aggs, 3, "pool", n, "select")
+            if sel and sel_pool:
+                context += (
+                    f"; on a select() loop: {_x(sel.median() / ideal)}, "
+                    f"bare pool {_x(sel_pool.median() / ideal)}"
+                )
+            context = f" ({context})" if context else ""
             add(
                 3,
                 f"makespan, `{key}(limit=50)`, {n:,} × 10 ms: ≤ 1.08× ideal",

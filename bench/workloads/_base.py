@@ -67,6 +67,10 @@ class Workload:
     # on a shared machine disturb far less than wall time (both are reported)
     cpu_bound: bool = False
     available: Callable[[], str | None] | None = None  # a reason to skip the whole workload
+    # contenders also run on an asyncio loop whose selector is select() (loop "select"):
+    # its timeouts have microsecond resolution where epoll's are rounded up to the next
+    # millisecond, which is most of a makespan's excess on a slow machine (workload 3)
+    select_loop: tuple[str, ...] = ()
 
     def contender(self, key: str) -> Contender:
         for c in self.contenders:
