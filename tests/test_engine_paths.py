@@ -257,3 +257,40 @@ def test_tasks_that_never_suspend_do_not_hold_the_loop_for_the_whole_run(vrun) -
 
     # one asyncio Task runs at most _CHAIN_MAX + 1 tasks back to back, then the loop turns
     assert vrun(main()) <= _CHAIN_MAX + 1
+
+
+def test_calls_sharing_a_timeout_each_expire_at_their_own_deadline(vrun) -> None:
+    # one timeout value: one FIFO of running calls and one loop timer for the oldest
+    async def main() -> fj.Results:
+        async with fj.Fan(timeout=3) as fan:
+            fan.spawn("x", value_after, "x", 10)  # starts at 0: times out at 3
+            await asyncio.sleep(1)
+            fan.spawn("y", value_after, "y", 10)  # starts at 1: times out at 4
+            await asyncio.sleep(0.5)
+            fan.spawn("z", value_after, "z", 0.5)  # starts at 1.5, ends at 2 (between them)
+        no_orphans()
+        return fan.results
+
+    r = vrun(main())
+    assert r["z"].ok
+    assert r["z"].ended == pytest.approx(2.0)
+    for name, end in (("x", 3.0), ("y", 4.0)):
+        assert r[name].status is fj.Status.TIMED_OUT
+        assert r[name].reason == "timeout"
+        assert r[name].ended == pytest.approx(end)
+
+
+def test_finished_calls_do_not_pile_up_under_a_long_timeout(vrun) -> None:
+    # calls that end long before their deadline leave the FIFO as they end, so a long
+    # run with a generous timeout holds about `limit` entries, not one per call so far
+    n, limit = 2_000, 10
+    sizes: list[int] = []
+
+    async def quick(i: int) -> int:
+        await asyncio.sleep(0.001)
+        sizes.append(len(fj.current_fan()._deadlines[60.0]._calls))
+        return i
+
+    r = vrun(fj.gather({str(i): (quick, i) for i in range(n)}, limit=limit, timeout=60))
+    assert len(r.ok_values()) == n
+    assert max(sizes) <= 2 * limit
