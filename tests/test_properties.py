@@ -157,6 +157,56 @@ def test_outcomes_limits_keys_and_deadline(
         assert results.report.wall <= deadline
 
 
+halves = st.integers(0, 6).map(lambda n: n + 0.5)  # never ties with a whole-second duration
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    tasks=task_lists,
+    limit=limits,
+    timeout=halves,
+    own=st.lists(st.none() | halves, min_size=14, max_size=14),
+    obs=observed,
+)
+def test_per_call_timeouts(
+    tasks: list[Spec], limit: int | None, timeout: float, own: list[float | None], obs: bool
+) -> None:
+    """Each call ends at start + min(duration, its timeout), whichever timeouts share a
+    deadline queue (the run's, or a task's own) and whatever ends in between."""
+    gauge = Gauge()
+    named = {
+        f"t{i}": fj.task(gauge.work, f"t{i}", s, priority=s.priority, group=s.group, timeout=own[i])
+        for i, s in enumerate(tasks)
+    }
+    spec_of = dict(zip(named, tasks, strict=True))
+    own_of = dict(zip(named, own, strict=False))
+
+    async def main() -> fj.Results:
+        results = await fj.gather(
+            named, limit=limit, timeout=timeout, observers=[Recorder()] if obs else ()
+        )
+        no_orphans()
+        return results
+
+    results = run(main())
+    assert list(results) == list(named)
+    if limit is not None:
+        assert gauge.peak <= limit
+    for name, o in results.items():
+        spec = spec_of[name]
+        limit_s = own_of[name] if own_of[name] is not None else timeout
+        assert o.started is not None
+        assert o.ended is not None
+        if spec.duration > limit_s:
+            assert o.status is fj.Status.TIMED_OUT
+            assert o.reason == "timeout"
+            assert isinstance(o.error, fj.TaskTimeout)
+            assert o.ended == o.started + limit_s
+        else:
+            assert o.ended == o.started + spec.duration
+            assert o.status is (fj.Status.FAILED if spec.fails else fj.Status.OK)
+
+
 @settings(max_examples=60, deadline=None)
 @given(tasks=task_lists, obs=observed)
 def test_priority_order_under_limit_one(tasks: list[Spec], obs: bool) -> None:
