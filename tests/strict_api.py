@@ -309,7 +309,7 @@ async def scenario_adaptive(api: StrictAPI, n: int = 500) -> dict[str, Any]:
         "throughput": n / wall,
         "capacity": capacity,
         "utilisation": (n / wall) / capacity,
-        "final_limit": results._info.extra["adaptive"]["api"]["limit"] if results._info else None,
+        "final_limit": results.report.options["adaptive"]["api"]["limit"],
         "wall": wall,
     }
 
@@ -381,7 +381,7 @@ async def scenario_budget(
             limit=8,
             budget=fj.Budget(usd=usd),
         )
-    budget = results._info.extra["budget"] if results._info else {}
+    budget = results.report.options.get("budget", {})
     return {
         "results": results,
         "ok": len(results.ok_values()),

@@ -10,7 +10,8 @@ import time
 import pytest
 
 import forkjoin as fj
-from forkjoin._fan import _CHAIN_MAX
+from forkjoin._deadlines import Deadlines
+from forkjoin._engine import CHAIN_MAX
 
 from .conftest import no_orphans
 
@@ -209,7 +210,7 @@ def test_a_freed_slot_is_refilled_on_the_finished_tasks_asyncio_task(vrun) -> No
     results = vrun(fj.gather({str(i): (note, i) for i in range(n)}, limit=limit))
     assert [o.value for o in results.values()] == list(range(n))
     assert peak == limit
-    assert limit <= len(set(seen)) <= limit + n // _CHAIN_MAX + 1
+    assert limit <= len(set(seen)) <= limit + n // CHAIN_MAX + 1
 
 
 def test_a_task_cancelling_its_own_asyncio_task_does_not_cancel_the_next(vrun) -> None:
@@ -255,8 +256,8 @@ def test_tasks_that_never_suspend_do_not_hold_the_loop_for_the_whole_run(vrun) -
         assert len(results.ok_values()) == n
         return await seen
 
-    # one asyncio Task runs at most _CHAIN_MAX + 1 tasks back to back, then the loop turns
-    assert vrun(main()) <= _CHAIN_MAX + 1
+    # one asyncio Task runs at most CHAIN_MAX + 1 tasks back to back, then the loop turns
+    assert vrun(main()) <= CHAIN_MAX + 1
 
 
 def test_calls_sharing_a_timeout_each_expire_at_their_own_deadline(vrun) -> None:
@@ -286,11 +287,20 @@ def test_finished_calls_do_not_pile_up_under_a_long_timeout(vrun) -> None:
     n, limit = 2_000, 10
     sizes: list[int] = []
 
-    async def quick(i: int) -> int:
-        await asyncio.sleep(0.001)
-        sizes.append(len(fj.current_fan()._deadlines[60.0]._calls))
-        return i
+    async def main() -> None:
+        deadlines = Deadlines(asyncio.get_running_loop(), 60.0)
+        task = asyncio.current_task()
+        assert task is not None
+        running: list[object] = []
+        for _ in range(n):
+            running.append(deadlines.start(task))
+            if len(running) == limit:
+                await asyncio.sleep(0.001)
+                for call in running:
+                    deadlines.end(call)  # type: ignore[arg-type]
+                running.clear()
+            sizes.append(len(deadlines))
+        deadlines.close()
 
-    r = vrun(fj.gather({str(i): (quick, i) for i in range(n)}, limit=limit, timeout=60))
-    assert len(r.ok_values()) == n
+    vrun(main())
     assert max(sizes) <= 2 * limit

@@ -466,16 +466,24 @@ def test_sync_fn_returning_a_coroutine_is_awaited(vrun) -> None:
     assert results.ok_values() == {"lam": "lam", "sync": "from coro"}
 
 
-def test_bare_coroutine_task_is_never_retried(vrun) -> None:
+def test_a_coroutine_object_cannot_be_retried(vrun) -> None:
+    """A coroutine object runs once: a retry (its own or the run's) would silently not
+    happen, so it is refused at the start, naming the task and the fix."""
     calls: list[int] = []
 
     async def once() -> None:
         calls.append(1)
         raise ConnectionError("x")
 
+    with pytest.raises(fj.InvalidPolicy, match="pass the function"):
+        fj.task(once(), retry=fj.Retry(attempts=5, backoff=0))
+
     async def main() -> fj.Results:
+        with pytest.raises(fj.InvalidPolicy, match=r"task 'coro'.*pass the function"):
+            await fj.gather({"coro": once(), "fn": once}, retry=fj.Retry(attempts=3))
+        assert calls == []  # nothing ran
         return await fj.gather(
-            {"coro": fj.task(once(), retry=fj.Retry(attempts=5, backoff=0)), "fn": once},
+            {"coro": fj.task(once(), retry=False), "fn": once},
             retry=fj.Retry(attempts=3, backoff=0),
         )
 

@@ -43,28 +43,28 @@ def _text(obs: ProgressObserver) -> str:
 def test_figures_follow_the_events() -> None:
     clock = FakeTime()
     obs = _observer(clock)
-    obs.on_event(fj.RunStarted("r", 0.0, {}))
+    obs.on_run_started(fj.RunStarted("r", 0.0, {}))
     for n in ("a", "b", "c"):
-        obs.on_event(fj.TaskQueued("r", 0.0, n, None, 0))
-    obs.on_event(fj.TaskStarted("r", 0.0, "a", None, 1))
-    obs.on_event(fj.TaskStarted("r", 0.0, "b", None, 1))
+        obs.on_task_queued(fj.TaskQueued("r", 0.0, n, None, 0))
+    obs.on_attempt_started(fj.AttemptStarted("r", 0.0, "a", None, 1))
+    obs.on_attempt_started(fj.AttemptStarted("r", 0.0, "b", None, 1))
     assert obs.lines() == ("0/3 done · 0:00:00 elapsed", "2 running · 0.0/s")
     clock.now = 2.0
-    obs.on_event(fj.AttemptFailed("r", 2.0, "a", None, 1, ValueError("x"), 0.5))
+    obs.on_attempt_failed(fj.AttemptFailed("r", 2.0, "a", None, 1, ValueError("x"), 0.5))
     ok = Outcome("b", Status.OK, 1, None, None, 1, 0.0, 2.0, 0.5)
-    obs.on_event(fj.TaskFinished("r", 2.0, ok))
+    obs.on_task_finished(fj.TaskFinished("r", 2.0, ok))
     assert obs.lines() == ("1/3 done · ETA 0:00:04", "0 running · 1 retrying · 0.5/s · $0.5000")
-    obs.on_event(fj.TaskStarted("r", 2.5, "a", None, 2))
+    obs.on_attempt_started(fj.AttemptStarted("r", 2.5, "a", None, 2))
     clock.now = 4.0
     failed = Outcome("a", Status.FAILED, None, ValueError("x"), None, 2, 0.0, 4.0)
-    obs.on_event(fj.TaskFinished("r", 4.0, failed))
+    obs.on_task_finished(fj.TaskFinished("r", 4.0, failed))
     skipped = Outcome("c", Status.SKIPPED, None, fj.TaskSkipped("deadline"), "deadline")
-    obs.on_event(fj.TaskFinished("r", 4.0, skipped))
+    obs.on_task_finished(fj.TaskFinished("r", 4.0, skipped))
     assert obs.lines() == (
         "3/3 done · 0:00:04 elapsed",
         "0 running · 1 failed · 1 skipped/cancelled · 0.8/s · $0.5000",
     )
-    obs.on_event(fj.RunFinished("r", 4.0, fj.Results({})))
+    obs.on_run_finished(fj.RunFinished("r", 4.0, fj.Results({})))
     text = _text(obs)
     # the last frame, as an 80-column terminal shows it
     frame = text.rstrip().splitlines()[-2:]
@@ -100,13 +100,13 @@ def test_a_real_run_drawn_on_a_terminal(vrun: Any) -> None:
 def test_refreshes_are_throttled() -> None:
     clock = FakeTime()
     obs = _observer(clock, refresh_per_second=1)
-    obs.on_event(fj.RunStarted("r", 0.0, {}))
+    obs.on_run_started(fj.RunStarted("r", 0.0, {}))
     before = _text(obs)
     for i in range(50):
-        obs.on_event(fj.TaskQueued("r", 0.0, f"t{i}", None, 0))
+        obs.on_task_queued(fj.TaskQueued("r", 0.0, f"t{i}", None, 0))
     assert _text(obs) == before  # no time passed: no redraw per event
     clock.now = 1.0
-    obs.on_event(fj.TaskQueued("r", 1.0, "late", None, 0))
+    obs.on_task_queued(fj.TaskQueued("r", 1.0, "late", None, 0))
     assert "0/51 done" in _text(obs)
     assert _text(obs).count("0/51 done") == 1
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import forkjoin as fj
-from forkjoin._outcome import Attempt, Outcome, Results, Status, _RunInfo
+from forkjoin._outcome import Attempt, Outcome, Results, RunInfo, Status
 from forkjoin._report import RunReport, TaskRow, _packed_makespan, concurrency_steps
 
 
@@ -96,8 +96,8 @@ def test_hedges_fallbacks_and_budget_read_from_outcomes() -> None:
         "f": Outcome("f", Status.OK, 2, None, None, 1, 0.0, 0.5, None, None, 1, (), True),
         "s": Outcome("s", Status.SKIPPED, None, fj.TaskSkipped("budget"), "budget", index=2),
     }
-    info = _RunInfo(wall=1.0, started_at=0.0, extra={"budget": {"usd": 0.25}})
-    rep = RunReport.from_results(Results(outcomes, info))
+    info = RunInfo(wall=1.0, started_at=0.0, policies={"budget": {"usd": 0.25}})
+    rep = Results(outcomes, info).report
     assert rep.hedged == 1
     assert rep.retries == 0
     assert rep.fallbacks == 1

@@ -59,7 +59,7 @@ def test_adaptive_limit_finds_an_unknown_limit() -> None:
     # for other processes competing with the HTTP client for the 2 cores
     assert m["utilisation"] >= 0.7, m
     results: fj.Results = m["results"]
-    assert "adaptive" in results._info.extra  # type: ignore[union-attr]
+    assert "adaptive" in results.report.options
 
 
 def test_retries_absorb_random_server_errors() -> None:

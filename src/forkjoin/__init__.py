@@ -16,7 +16,10 @@ from ._errors import (
 )
 from ._events import (
     AttemptFailed,
+    AttemptStarted,
+    CircuitChanged,
     Event,
+    HedgeStarted,
     LimitChanged,
     Observer,
     RunFinished,
@@ -27,10 +30,11 @@ from ._events import (
 )
 from ._fan import Fan, current_fan, gather, run
 from ._logging import LogObserver
-from ._map import imap, map, map_reduce
+from ._map import OutcomeStream, Values, imap, map, map_reduce
 from ._otel import OtelObserver
 from ._outcome import Attempt, Outcome, Results, Status
 from ._policies._adaptive import AdaptiveLimit
+from ._policies._breaker import CircuitBreaker, CircuitOpen
 from ._policies._budget import Budget, charge
 from ._policies._group import Group
 from ._policies._hedge import Hedge
@@ -40,14 +44,17 @@ from ._progress import ProgressObserver
 from ._report import RunReport
 from ._retry import Retry
 from ._task import Task, task
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AdaptiveLimit",
     "Attempt",
     "AttemptFailed",
+    "AttemptStarted",
     "Budget",
+    "CircuitBreaker",
+    "CircuitChanged",
+    "CircuitOpen",
     "DuplicateTaskName",
     "Event",
     "Fan",
@@ -56,6 +63,7 @@ __all__ = [
     "ForkjoinError",
     "Group",
     "Hedge",
+    "HedgeStarted",
     "Interrupted",
     "InvalidPolicy",
     "LimitChanged",
@@ -63,6 +71,7 @@ __all__ = [
     "Observer",
     "OtelObserver",
     "Outcome",
+    "OutcomeStream",
     "ProgressObserver",
     "RateLimit",
     "Results",
@@ -79,6 +88,7 @@ __all__ = [
     "TaskSkipped",
     "TaskStarted",
     "TaskTimeout",
+    "Values",
     "__version__",
     "charge",
     "current_fan",
@@ -89,3 +99,11 @@ __all__ = [
     "run",
     "task",
 ]
+
+# Public names say they are forkjoin's (as httpx and anyio do): reprs, docs and pickles
+# show ``forkjoin.Outcome``, not the private module that happens to define it.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("forkjoin."):
+        _obj.__module__ = "forkjoin"
+del _name, _obj

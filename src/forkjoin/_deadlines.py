@@ -71,6 +71,10 @@ class Deadlines:
         if calls:
             self._timer = self._loop.call_at(calls[0].deadline, self._expire)
 
+    def __len__(self) -> int:
+        """Calls in the FIFO (running, or ended but not yet dropped from its front)."""
+        return len(self._calls)
+
     def close(self) -> None:
         """The run ended: no timer is left on the loop."""
         if self._timer is not None:

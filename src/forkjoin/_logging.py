@@ -16,13 +16,14 @@ from typing import Any
 
 from ._events import (
     AttemptFailed,
-    Event,
+    AttemptStarted,
+    CircuitChanged,
+    HedgeStarted,
     LimitChanged,
     RunFinished,
     RunStarted,
     TaskFinished,
     TaskQueued,
-    TaskStarted,
 )
 
 __all__ = ["LogObserver"]
@@ -63,136 +64,186 @@ class LogObserver:
         self.level = level
         self.log_values = log_values
 
-    def on_event(self, event: Event) -> None:
+    # one method per event it logs: the engine builds no other event for it
+
+    def on_task_finished(self, event: TaskFinished) -> None:
         log = self.logger
-        if isinstance(event, TaskFinished):
-            o = event.outcome
-            bad = o.status.value != "ok"
-            level = logging.WARNING if bad else self.level
-            if not log.isEnabledFor(level):
-                return
-            extra: dict[str, Any] = {
-                "event": "task_finished",
-                "run": event.run,
-                "task": o.name,
-                "group": o.group,
-                "attempt": o.attempts,
-                "status": o.status.value,
-                "reason": o.reason,
-                "duration": o.duration,
-                "cost": o.cost,
-                "error": _error_text(o.error) if bad else None,
-            }
-            if self.log_values and not bad:
-                extra["value"] = repr(o.value)[:_VALUE_CHARS]
-            if bad:
-                log.log(
-                    level,
-                    "task %s %s%s after %d attempt(s): %s",
-                    o.name,
-                    o.status.value,
-                    f" ({o.reason})" if o.reason else "",
-                    o.attempts,
-                    extra["error"],
-                    extra=extra,
-                )
-            else:
-                log.log(
-                    level,
-                    "task %s ok in %.3fs (%d attempt(s))",
-                    o.name,
-                    o.duration or 0.0,
-                    o.attempts,
-                    extra=extra,
-                )
-        elif isinstance(event, TaskStarted):
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "task %s started (attempt %d)",
-                    event.name,
-                    event.attempt,
-                    extra={
-                        "event": "task_started",
-                        "run": event.run,
-                        "task": event.name,
-                        "group": event.group,
-                        "attempt": event.attempt,
-                        "status": "running",
-                    },
-                )
-        elif isinstance(event, AttemptFailed):
-            if log.isEnabledFor(logging.WARNING):
-                err = _error_text(event.error)
-                then = "no retry" if event.delay is None else f"retry in {event.delay:.3f}s"
-                log.warning(
-                    "task %s attempt %d failed: %s; %s",
-                    event.name,
-                    event.attempt,
-                    err,
-                    then,
-                    extra={
-                        "event": "attempt_failed",
-                        "run": event.run,
-                        "task": event.name,
-                        "group": event.group,
-                        "attempt": event.attempt,
-                        "status": "retrying" if event.delay is not None else "failed",
-                        "error": err,
-                        "delay": event.delay,
-                    },
-                )
-        elif isinstance(event, TaskQueued):
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "task %s queued",
-                    event.name,
-                    extra={
-                        "event": "task_queued",
-                        "run": event.run,
-                        "task": event.name,
-                        "group": event.group,
-                        "status": "queued",
-                    },
-                )
-        elif isinstance(event, RunStarted):
-            if log.isEnabledFor(self.level):
-                options = {k: v for k, v in event.options.items() if v not in (None, {}, ())}
-                log.log(
-                    self.level,
-                    "run %s started %s",
-                    event.run,
-                    options,
-                    extra={"event": "run_started", "run": event.run, "status": "running"},
-                )
-        elif isinstance(event, LimitChanged):
-            if log.isEnabledFor(self.level):
-                log.log(
-                    self.level,
-                    "group %s limit now %d (%s)",
-                    event.group,
-                    event.limit,
-                    event.why,
-                    extra={
-                        "event": "limit_changed",
-                        "run": event.run,
-                        "group": event.group,
-                        "limit": event.limit,
-                        "why": event.why,
-                    },
-                )
-        elif isinstance(event, RunFinished) and log.isEnabledFor(self.level):
-            counts = event.results.counts()
+        o = event.outcome
+        bad = o.status.value != "ok"
+        level = logging.WARNING if bad else self.level
+        if not log.isEnabledFor(level):
+            return
+        extra: dict[str, Any] = {
+            "event": "task_finished",
+            "run": event.run,
+            "task": o.name,
+            "group": o.group,
+            "attempt": o.attempts,
+            "status": o.status.value,
+            "reason": o.reason,
+            "duration": o.duration,
+            "cost": o.cost,
+            "error": _error_text(o.error) if bad else None,
+        }
+        if self.log_values and not bad:
+            extra["value"] = repr(o.value)[:_VALUE_CHARS]
+        if bad:
             log.log(
-                self.level,
-                "run %s finished in %.3fs: %s",
-                event.run,
-                event.time,
-                ", ".join(f"{k} {v}" for k, v in counts.items()) or "no tasks",
+                level,
+                "task %s %s%s after %d attempt(s): %s",
+                o.name,
+                o.status.value,
+                f" ({o.reason})" if o.reason else "",
+                o.attempts,
+                extra["error"],
+                extra=extra,
+            )
+        else:
+            log.log(
+                level,
+                "task %s ok in %.3fs (%d attempt(s))",
+                o.name,
+                o.duration or 0.0,
+                o.attempts,
+                extra=extra,
+            )
+
+    def on_attempt_started(self, event: AttemptStarted) -> None:
+        log = self.logger
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "task %s started (attempt %d)",
+                event.name,
+                event.attempt,
                 extra={
-                    "event": "run_finished",
+                    "event": "task_started",
                     "run": event.run,
-                    "status": "finished",
-                    "duration": event.time,
-                    "counts": counts,
+                    "task": event.name,
+                    "group": event.group,
+                    "attempt": event.attempt,
+                    "status": "running",
                 },
             )
+
+    def on_hedge_started(self, event: HedgeStarted) -> None:
+        log = self.logger
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "task %s: duplicate call %d of attempt %d",
+                event.name,
+                event.number,
+                event.attempt,
+                extra={
+                    "event": "hedge_started",
+                    "run": event.run,
+                    "task": event.name,
+                    "group": event.group,
+                    "attempt": event.attempt,
+                    "status": "running",
+                },
+            )
+
+    def on_attempt_failed(self, event: AttemptFailed) -> None:
+        log = self.logger
+        if log.isEnabledFor(logging.WARNING):
+            err = _error_text(event.error)
+            then = "no retry" if event.delay is None else f"retry in {event.delay:.3f}s"
+            log.warning(
+                "task %s attempt %d failed: %s; %s",
+                event.name,
+                event.attempt,
+                err,
+                then,
+                extra={
+                    "event": "attempt_failed",
+                    "run": event.run,
+                    "task": event.name,
+                    "group": event.group,
+                    "attempt": event.attempt,
+                    "status": "retrying" if event.delay is not None else "failed",
+                    "error": err,
+                    "delay": event.delay,
+                },
+            )
+
+    def on_task_queued(self, event: TaskQueued) -> None:
+        log = self.logger
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "task %s queued",
+                event.name,
+                extra={
+                    "event": "task_queued",
+                    "run": event.run,
+                    "task": event.name,
+                    "group": event.group,
+                    "status": "queued",
+                },
+            )
+
+    def on_run_started(self, event: RunStarted) -> None:
+        log = self.logger
+        if log.isEnabledFor(self.level):
+            options = {k: v for k, v in event.options.items() if v not in (None, {}, ())}
+            log.log(
+                self.level,
+                "run %s started %s",
+                event.run,
+                options,
+                extra={"event": "run_started", "run": event.run, "status": "running"},
+            )
+
+    def on_limit_changed(self, event: LimitChanged) -> None:
+        log = self.logger
+        if log.isEnabledFor(self.level):
+            log.log(
+                self.level,
+                "group %s limit now %d (%s)",
+                event.group,
+                event.limit,
+                event.why,
+                extra={
+                    "event": "limit_changed",
+                    "run": event.run,
+                    "group": event.group,
+                    "limit": event.limit,
+                    "why": event.why,
+                },
+            )
+
+    def on_circuit_changed(self, event: CircuitChanged) -> None:
+        log = self.logger
+        level = logging.WARNING if event.state == "open" else self.level
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "circuit of %s %s",
+                f"group {event.group}" if event.group is not None else "the ungrouped tasks",
+                event.state.replace("_", "-"),
+                extra={
+                    "event": "circuit_changed",
+                    "run": event.run,
+                    "group": event.group,
+                    "state": event.state,
+                },
+            )
+
+    def on_run_finished(self, event: RunFinished) -> None:
+        log = self.logger
+        if not log.isEnabledFor(self.level):
+            return
+        counts = event.report.counts  # map runs too: the report counts every item
+        log.log(
+            self.level,
+            "run %s finished in %.3fs: %s",
+            event.run,
+            event.time,
+            ", ".join(f"{k} {v}" for k, v in counts.items()) or "no tasks",
+            extra={
+                "event": "run_finished",
+                "run": event.run,
+                "status": "finished",
+                "duration": event.time,
+                "counts": counts,
+            },
+        )

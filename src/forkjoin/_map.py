@@ -1,16 +1,21 @@
 """map / imap / map_reduce: one function over many items, lazily, under a run's policies.
 
-No asyncio Task per item here: a fixed pool of ``limit`` workers pulls items from the
-(sync or async) iterable and awaits each call inline. That keeps memory O(limit) however
-long the input is, and saves the 5–10 µs and ~1 KB an asyncio Task costs per item (the
-garbage collector scanning many live Tasks is much of ``asyncio.gather``'s cost at large N;
-see bench/RESULTS.md).
+No asyncio Task per item here: a fixed pool of workers pulls items from the (sync or
+async) iterable and awaits each call inline. That keeps memory O(limit) however long the
+input is, and saves the 5–10 µs and ~1 KB an asyncio Task costs per item (the garbage
+collector scanning many live Tasks is much of ``asyncio.gather``'s cost at large N; see
+bench/RESULTS.md). The pool is a client of the engine, not a second one: its workers hold
+admission slots, items with policies go through the same call pipeline and every Outcome
+through the same recording path; a plain ok item (no policy, nobody listening) is only
+counted, in bulk, per worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+import itertools
 import threading
 import time
 from collections import deque
@@ -20,25 +25,31 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
-    Mapping,
 )
-from typing import Any, TypeVar
+from typing import Any, Final, Generic, TypeVar, Unpack
 
-from ._errors import FanError, InvalidPolicy, TaskSkipped, stopped_error
-from ._fan import Fan, _Rec
-from ._outcome import Outcome, Results, Status, _fan_error
-from ._policies._budget import Budget
-from ._policies._group import Group
-from ._policies._rate import RateLimit
-from ._retry import Retry
-from ._task import task
+from ._call import FATAL, TaskState, outcome_of, skipped
+from ._engine import Engine
+from ._errors import FanError, InvalidPolicy, stopped_error
+from ._events import AttemptStarted
+from ._options import RunKwargs, build_options, check_group_name
+from ._outcome import Outcome, Results, Status, fan_error
+from ._record import SLOWEST
+from ._report import RunReport
+from ._task import Task, is_async_callable
 
-__all__ = ["imap", "map", "map_reduce"]
+__all__ = ["OutcomeStream", "Values", "imap", "map", "map_reduce"]
 
 T = TypeVar("T")
 A = TypeVar("A")
 
-_OK = Status.OK
+_OK: Final = Status.OK
+
+
+class Values(list[T]):
+    """The values ``fj.map`` returns, in input order: a list, with the run's ``report``."""
+
+    report: RunReport | None = None
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -46,238 +57,154 @@ async def _awaited(awaitable: Any) -> Any:
 
 
 class _Pool:
-    """Workers that pull items, run them through the Fan's policies and deliver Outcomes."""
+    """Workers that pull items, call them and record their Outcomes."""
 
     def __init__(
         self,
-        fan: Fan,
+        engine: Engine,
         fn: Callable[..., Any],
         items: Iterable[Any] | AsyncIterable[Any],
-        limit: int | None,
-        deliver: Callable[[Outcome], Any],
-        window: int | None = None,
+        group: str | None,
+        *,
+        store: list[Any] | None = None,
         on_value: Callable[[int, Any], None] | None = None,
+        window: int | None = None,
         threaded: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"expected a function to call on each item, got {fn!r}")
-        self.fan = fan
+        self.engine = engine
+        self.fn = fn
+        self.items = items
+        self.group = group
+        self.opts = Task(fn, group=group) if group is not None else Task(fn)
+        self.is_async = is_async_callable(fn)
+        self.plan = engine.planner.plan(self.opts, group, self.is_async)
+        self.store = store
         self.on_value = on_value
         self.threaded = threaded
-        self.template = task(fn)
-        self.deliver = deliver
         self.window = window
-        self.next_index = 0
+        self.counter = itertools.count()
+        self.next_index = 0  # ordered mode: the items below this index have been pulled
         self.released = 0  # ordered mode: items below this index have been consumed
         self.window_waiter: asyncio.Future[None] | None = None
         self.iter_error: BaseException | None = None
         self.sync_it: Iterator[Any] | None = None
         self.async_it: AsyncIterator[Any] | None = None
         self.lock: asyncio.Lock | None = None
-        self.items = items
-        self.limit = limit
         self.workers: list[asyncio.Task[None]] = []
-        self.busy: set[asyncio.Task[None]] = set()
+        self.current: dict[asyncio.Task[Any], TaskState] = {}  # policied items in flight
+        self.busy = 0  # calls running now
+        self.peak = 0
+        self.seen = 0  # items pulled
 
     async def start(self) -> None:
+        engine = self.engine
         items = self.items
-        limit = self.limit
-        if limit is None:
+        adm = engine.admission
+        group = self.group
+        size = None
+        if isinstance(items, list | tuple | range):
+            size = len(items)
+        capacity = _capacity(engine, group)
+        if capacity is None:
             # unlimited means every item at once, so the items are all in memory anyway
             if isinstance(items, AsyncIterable):
                 items = [x async for x in items]
             elif not isinstance(items, list | tuple):
                 items = list(items)
-            limit = max(1, len(items))
-        elif isinstance(items, list | tuple | range):
-            limit = max(1, min(limit, len(items)))
+            size = len(items)
+            capacity = max(1, size)
+        elif size is not None:
+            capacity = max(1, min(capacity, size))
         if isinstance(items, AsyncIterable):
             self.async_it = aiter(items)
             self.lock = asyncio.Lock()
         else:
             self.sync_it = iter(items)
-        fan = self.fan
-        fan._stop_listeners.append(self._on_stop)
-        loop = fan._loop
-        # no per-call policy, observer or ok-counting (quorum): no record per item needed
-        bare = (
-            fan._timeout is None
-            and fan._retry is None
-            and not fan._observers
-            and fan._pol is None
-            and fan._quorum is None
+        engine.on_stop(self._on_stop)
+        loop = engine.loop
+        dynamic = group is not None and group in engine.options.adaptive
+        # the workers' slots: held for a worker's life, or per call under an adaptive limit
+        self.dynamic = dynamic
+        plan = self.plan
+        events = engine.events
+        bulk = (
+            plan.plain
+            and self.on_value is not None
+            and not events.task_finished
+            and engine.options.quorum is None
         )
         if (
-            bare
-            and self.threaded
+            self.threaded
+            and not self.is_async
             and self.on_value is not None
-            and not self.template.is_async
             and self.sync_it is not None
-            and fan._deadline is None  # a thread that pulls items cannot be stopped mid-call
+            and not dynamic
+            and _threadable(engine, plan)
         ):
-            self.workers = [loop.create_task(self._work_threads(limit))]
+            for _ in range(capacity):
+                adm.take(group)
+            self.workers = [loop.create_task(self._work_threads(capacity))]
             return
-        work = self._work_plain if bare and self.template.is_async else self._work
-        self.workers = [loop.create_task(work()) for _ in range(limit)]
+        if plan.plain:
+            work = self._work_bulk if bulk and self.sync_it is not None else self._work_plain
+        else:
+            work = self._work
+        self.workers = [loop.create_task(self._worker(work)) for _ in range(capacity)]
 
-    async def _work_threads(self, limit: int) -> None:
-        """Blocking calls with no per-call policy: ``limit`` threads pull the items
-        themselves, like ``ThreadPoolExecutor.map``, instead of a round trip through the
-        loop for every call (bench workload 6). Failures become Outcomes afterwards, on the
-        loop; a stop (fail_fast, cancellation) ends the pulling, never a call."""
-        fan = self.fan
-        loop = fan._loop
-        fn = self.template.fn
-        assert fn is not None
-        it = self.sync_it
-        assert it is not None
-        on_value = self.on_value
-        assert on_value is not None
-        lock = threading.Lock()
-        stop = threading.Event()
-        failures: list[tuple[int, BaseException, float, float]] = []
-        fail_fast = fan._fail_fast
-        t0 = fan._t0
-
-        def job() -> None:
-            while not stop.is_set():
-                with lock:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        return
-                    except Exception as e:  # the input itself failed: the whole map fails
-                        self.iter_error = e
-                        stop.set()
-                        return
-                    i = self.next_index
-                    self.next_index = i + 1
-                start = time.monotonic()
-                try:
-                    value = fn(item)
-                    if inspect.isawaitable(value):  # lambda x: coro(x): await it on the loop
-                        value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
-                except Exception as e:
-                    with lock:
-                        failures.append((i, e, start, time.monotonic()))
-                    if fail_fast:
-                        stop.set()
-                    continue
-                with lock:
-                    on_value(i, value)
-
-        executor = fan._threads()
-        calls = [loop.run_in_executor(executor, job) for _ in range(limit)]
+    async def _worker(self, work: Callable[[], Any]) -> None:
+        adm = self.engine.admission
+        group = self.group
+        if self.dynamic:
+            await work()
+            return
+        adm.take(group)
         try:
-            await asyncio.gather(*calls)
-        except asyncio.CancelledError:
-            stop.set()  # calls in progress finish in their threads; none is started after
-            raise
+            await work()
         finally:
-            # loop.time() is time.monotonic() on asyncio's loops: one clock for started/ended
-            for i, error, started, ended in sorted(failures, key=lambda f: f[0]):
-                self._plain_outcome(i, Status.FAILED, error, None, started - t0, ended - t0)
-            if self.iter_error is not None:
-                fan._stop("aborted")
+            adm.release(group)
 
     def _on_stop(self, reason: str) -> None:
-        # items in progress are cancelled by the Fan itself (they are in fan._active);
-        # workers waiting for an item, for the window or for the consumer stop here;
-        # plain workers (no records) are cancelled here and read the reason from the Fan
+        # items in progress end as stopped; workers waiting for an item, the window or the
+        # consumer end too: cancelling every worker does both (each reads the reason)
+        for st in list(self.current.values()):
+            st.cancel_reason = reason
         for w in self.workers:
-            if w not in self.busy and not w.done():
+            if not w.done():
                 w.cancel()
 
-    async def _pull(self) -> tuple[bool, Any]:
-        """The next item as ``(True, item)``, or ``(False, None)`` at the end of the input."""
+    # -- pulling -------------------------------------------------------------------------
+
+    async def _pull(self) -> tuple[bool, int, Any]:
+        """The next item as ``(True, index, item)``, or ``(False, -1, None)`` at the end."""
         try:
+            if self.window is not None:
+                await self._wait_for_window(self.window)
             if self.sync_it is not None:
-                return True, next(self.sync_it)
-            assert self.lock is not None
-            assert self.async_it is not None
-            async with self.lock:
-                return True, await anext(self.async_it)
+                item = next(self.sync_it)
+            else:
+                assert self.lock is not None
+                assert self.async_it is not None
+                async with self.lock:
+                    item = await anext(self.async_it)
         except (StopIteration, StopAsyncIteration):
-            return False, None
+            return False, -1, None
+        except asyncio.CancelledError:
+            raise
         except Exception as e:  # the input itself failed: the whole map fails
             self.iter_error = e
-            self.fan._stop("aborted")
-            return False, None
-
-    async def _work_plain(self) -> None:
-        """The plain path (async fn, no timeout, retry or observer): each call is awaited
-        inline, with no record per item; map and map_reduce keep only the value (an
-        Outcome is built only for a failure). This is what makes a limited map cheaper
-        than a Task per item (bench workload 2)."""
-        fan = self.fan
-        fn = self.template.fn
-        assert fn is not None
-        on_value = self.on_value
-        deliver = self.deliver
-        window = self.window
-        sync_it = self.sync_it
-        loop = fan._loop
-        t0 = fan._t0
-        i = -1
-        start = 0.0
-        while fan._stop_reason is None:
-            i = -1
-            try:
-                if window is not None:
-                    await self._wait_for_window(window)
-                if sync_it is not None:
-                    item = next(sync_it)
-                else:
-                    more, item = await self._pull()
-                    if not more:
-                        return
-                i = self.next_index
-                self.next_index = i + 1
-                start = loop.time()
-                value = await fn(item)
-            except StopIteration:
-                return
-            except asyncio.CancelledError:
-                if i >= 0:
-                    reason = fan._stop_reason or "cancelled"
-                    status = Status.TIMED_OUT if reason == "deadline" else Status.CANCELLED
-                    error = stopped_error(str(i), reason)
-                    self._plain_outcome(i, status, error, reason, start - t0, loop.time() - t0)
-                return
-            except Exception as e:
-                if i < 0:  # the input itself failed: the whole map fails
-                    self.iter_error = e
-                    fan._stop("aborted")
-                    return
-                self._plain_outcome(i, Status.FAILED, e, None, start - t0, loop.time() - t0)
-                continue
-            if on_value is not None:
-                on_value(i, value)
-                continue
-            o = Outcome(
-                str(i), _OK, value, None, None, 1, start - t0, loop.time() - t0, None, None, i
-            )
-            r = deliver(o)
-            if r is not None:
-                await r  # the consumer is behind: wait for room (a cancel here just ends us)
-
-    def _plain_outcome(
-        self,
-        i: int,
-        status: Status,
-        error: BaseException,
-        reason: str | None,
-        started: float,
-        ended: float,
-    ) -> None:
-        outcome = Outcome(str(i), status, None, error, reason, 1, started, ended, None, None, i)
-        self.fan._settle(outcome)
-        self.deliver(outcome)  # imap: never waits for room here; the next pull will
+            self.engine.stop("aborted")
+            return False, -1, None
+        i = next(self.counter)
+        self.next_index = i + 1
+        self.seen = i + 1
+        return True, i, item
 
     async def _wait_for_window(self, window: int) -> None:
         """Ordered mode: wait until the next item is within ``window`` of the consumer."""
         while self.next_index >= self.released + window:
-            self.window_waiter = self.fan._loop.create_future()
+            self.window_waiter = self.engine.loop.create_future()
             await self.window_waiter
 
     def release(self, upto: int) -> None:
@@ -287,122 +214,430 @@ class _Pool:
         if w is not None and not w.done():
             w.set_result(None)
 
+    # -- the workers ---------------------------------------------------------------------
+
+    async def _work_bulk(self) -> None:
+        """map / map_reduce of an async fn with no policy, over a sync iterable, nobody
+        listening per item: each call is awaited inline, an ok value is stored and only
+        counted (per worker, folded into the run's figures at the end); only a failure
+        becomes an Outcome. This is what makes a limited map cheaper than a Task per item
+        (bench workload 2)."""
+        engine = self.engine
+        fn = self.fn
+        it = self.sync_it
+        assert it is not None
+        counter = self.counter
+        store = self.store
+        on_value = self.on_value
+        clock = engine.clock
+        t0 = engine.t0
+        n = 0
+        spent = 0.0
+        slow: list[tuple[float, str]] = []
+        slow_min = -1.0
+        first = prev = clock()
+        i = -1
+        try:
+            while True:
+                i = -1
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                i = next(counter)
+                self.busy += 1
+                if self.busy > self.peak:
+                    self.peak = self.busy
+                try:
+                    value = await fn(item)
+                except Exception as e:
+                    self.busy -= 1
+                    now = clock()
+                    self._failed(i, e, prev - t0, now - t0)
+                    prev = now
+                    if engine.stop_reason is not None:
+                        return
+                    continue
+                self.busy -= 1
+                now = clock()
+                d = now - prev
+                prev = now
+                spent += d
+                n += 1
+                if d > slow_min:
+                    if len(slow) < SLOWEST:
+                        heapq.heappush(slow, (d, str(i)))
+                    else:
+                        heapq.heapreplace(slow, (d, str(i)))
+                    if len(slow) == SLOWEST:
+                        slow_min = slow[0][0]
+                if store is not None:
+                    store[i] = value
+                else:
+                    assert on_value is not None
+                    on_value(i, value)
+        except StopIteration:
+            return
+        except asyncio.CancelledError:
+            if i >= 0:
+                self.busy -= 1
+                self._stopped(i, prev - t0, clock() - t0)
+        except BaseException as e:
+            if i >= 0:  # a KeyboardInterrupt / SystemExit from the call
+                self.busy -= 1
+                self._failed(i, e, prev - t0, clock() - t0)
+            elif isinstance(e, Exception):  # the input itself failed: the whole map fails
+                self.iter_error = e
+                engine.stop("aborted")
+            else:
+                raise
+        finally:
+            assert engine.recorder.aggregate is not None
+            engine.recorder.aggregate.add_ok(n, spent, slow, first - t0, prev - t0)
+
+    async def _work_plain(self) -> None:
+        """An async fn with no policy: each call is awaited inline and its Outcome recorded
+        (imap; or map with an observer of every task, or a quorum)."""
+        engine = self.engine
+        fn = self.fn
+        record = engine.recorder.record
+        clock = engine.clock
+        t0 = engine.t0
+        on_value = self.on_value
+        events = engine.events
+        listeners = events.attempt_started
+        name = engine.name
+        while engine.stop_reason is None:
+            more, i, item = await self._pull()
+            if not more:
+                return
+            start = clock()
+            if listeners:
+                events.send(listeners, AttemptStarted(name, start - t0, str(i), self.group, 1))
+            self.busy += 1
+            if self.busy > self.peak:
+                self.peak = self.busy
+            try:
+                value = await fn(item)
+            except asyncio.CancelledError:
+                self.busy -= 1
+                self._stopped(i, start - t0, clock() - t0)
+                return
+            except BaseException as e:
+                self.busy -= 1
+                self._failed(i, e, start - t0, clock() - t0)
+                continue
+            self.busy -= 1
+            end = clock()
+            o = Outcome(str(i), _OK, value, None, None, 1, start - t0, end - t0, None,
+                        self.group, i, (), False, None, 0.0)  # fmt: skip
+            if on_value is not None:
+                on_value(i, value)
+            r = record(o)
+            if r is not None:
+                await r  # the consumer is behind: wait for room (a cancel here just ends us)
+
     async def _work(self) -> None:
-        fan = self.fan
-        t = self.template
-        fn = t.fn
-        is_async = t.is_async
+        """Items with a policy (a timeout, a retry, a budget ...) or a sync fn: each item
+        gets the engine's record and goes through the call pipeline."""
+        engine = self.engine
+        plan = self.plan
+        call = plan.call
+        assert call is not None
+        opts = self.opts
+        fn = self.fn
+        group = self.group
+        record = engine.recorder.record
+        adm = engine.admission
+        clock = engine.clock
+        t0 = engine.t0
+        on_value = self.on_value
+        events = engine.events
+        listeners = events.attempt_started
+        name = engine.name
         current = asyncio.current_task()
         assert current is not None
-        busy = self.busy
-        timeout = fan._timeout
-        retry = fan._retry
-        window = self.window
         try:
-            while fan._stop_reason is None:
-                if window is not None:
-                    await self._wait_for_window(window)
-                more, item = await self._pull()
+            while engine.stop_reason is None:
+                more, i, item = await self._pull()
                 if not more:
                     return
-                i = self.next_index
-                self.next_index = i + 1
-                rec = _Rec(str(i), fn, (item,), is_async, None, t, i, timeout, retry)
-                rec.handle = current
-                pol = None
-                if fan._pol is not None:
-                    fan._pol.prepare(rec)
-                    pol = rec.pol
-                    if pol is not None and not pol.admit():
-                        skipped = Outcome(
-                            rec.name,
-                            Status.SKIPPED,
-                            None,
-                            TaskSkipped("budget"),
-                            "budget",
-                            index=i,
-                        )
-                        fan._settle(skipped)
-                        r = self.deliver(skipped)
-                        if r is not None:
-                            await r
-                        continue
-                fan._running += 1
-                fan._active.add(rec)
-                busy.add(current)
+                st = TaskState(str(i), fn, (item,), opts, group, i, plan, clock())
+                if self.dynamic:
+                    try:
+                        await adm.acquire(group)
+                    except asyncio.CancelledError:
+                        r = record(skipped(st, engine.stop_reason or "cancelled"))
+                        return
+                reason = plan.start(st)
+                if reason is not None:
+                    if self.dynamic:
+                        adm.release(group)
+                        adm.admit()
+                    r = record(skipped(st, reason))
+                    if r is not None:
+                        await r
+                    continue
+                self.current[current] = st
+                start = clock()
+                st.started = start
+                if listeners:
+                    events.send(listeners, AttemptStarted(name, start - t0, st.name, group, 1))
+                self.busy += 1
+                if self.busy > self.peak:
+                    self.peak = self.busy
                 try:
-                    outcome = await (fan._execute(rec) if pol is None else pol.execute())
+                    value = await call(st)
+                except BaseException as e:
+                    outcome = outcome_of(st, None, e, start, clock(), t0)
+                    if isinstance(e, FATAL):
+                        engine.fatal = engine.fatal or e
+                        engine.stop("aborted")
+                else:
+                    outcome = outcome_of(st, value, None, start, clock(), t0)
                 finally:
-                    busy.discard(current)
-                    fan._running -= 1
-                    fan._active.discard(rec)
-                rec.outcome = outcome
-                fan._settle(outcome)
-                r = self.deliver(outcome)
+                    self.busy -= 1
+                    del self.current[current]
+                    if self.dynamic:
+                        adm.release(group)
+                        adm.admit()
+                if outcome.status is _OK and on_value is not None:
+                    on_value(i, outcome.value)
+                r = record(outcome)
                 if r is not None:
                     await r
         except asyncio.CancelledError:
             return
 
+    async def _work_threads(self, limit: int) -> None:
+        """Blocking calls with no per-call policy: ``limit`` threads pull the items
+        themselves, like ``ThreadPoolExecutor.map``, instead of a round trip through the
+        loop for every call (bench workload 6). Failures become Outcomes afterwards, on the
+        loop; a stop (fail_fast, cancellation) ends the pulling, never a call."""
+        engine = self.engine
+        loop = engine.loop
+        fn = self.fn
+        it = self.sync_it
+        assert it is not None
+        on_value = self.on_value
+        store = self.store
+        counter = self.counter
+        lock = threading.Lock()
+        stop = threading.Event()
+        failures: list[tuple[int, BaseException, float, float]] = []
+        stops_on_failure = engine.options.stop_after_failures is not None
+        stats = [0, 0.0, float("inf"), 0.0]  # ok calls, seconds in them, first start, last end
+        slow: list[tuple[float, str]] = []
+        t0 = engine.t0
+        clock = time.monotonic
 
-def _run_options(
-    limit: int | None,
-    deadline: float | None,
-    timeout: float | None,
-    retry: Retry | bool | None,
-    on_error: str,
-    observers: Iterable[Any],
-    quorum: int | None = None,
-    policies: dict[str, Any] | None = None,
-) -> Fan:
-    fan = Fan(
-        **(policies or {}),
-        limit=limit,
-        deadline=deadline,
-        timeout=timeout,
-        retry=retry,
-        on_error=on_error,
-        observers=observers,
-        quorum=quorum,
+        def job() -> None:
+            n = 0
+            spent = 0.0
+            first = float("inf")
+            last = 0.0
+            mine: list[tuple[float, str]] = []
+            try:
+                while not stop.is_set():
+                    with lock:
+                        try:
+                            item = next(it)
+                        except StopIteration:
+                            return
+                        except Exception as e:  # the input itself failed: the map fails
+                            self.iter_error = e
+                            stop.set()
+                            return
+                        i = next(counter)
+                        self.seen = i + 1
+                    start = clock()
+                    try:
+                        value = fn(item)
+                        if inspect.isawaitable(value):  # lambda x: coro(x): await on the loop
+                            value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
+                    except Exception as e:
+                        with lock:
+                            failures.append((i, e, start, clock()))
+                        if stops_on_failure:
+                            stop.set()
+                        continue
+                    end = clock()
+                    n += 1
+                    spent += end - start
+                    first = min(first, start)
+                    last = end
+                    if len(mine) < SLOWEST:
+                        heapq.heappush(mine, (end - start, str(i)))
+                    elif end - start > mine[0][0]:
+                        heapq.heapreplace(mine, (end - start, str(i)))
+                    if store is not None:
+                        store[i] = value
+                    else:
+                        with lock:
+                            assert on_value is not None
+                            on_value(i, value)
+            finally:
+                with lock:
+                    stats[0] += n
+                    stats[1] += spent
+                    stats[2] = min(stats[2], first)
+                    stats[3] = max(stats[3], last)
+                    slow.extend(mine)
+
+        executor = engine.threads.executor()
+        calls = [loop.run_in_executor(executor, job) for _ in range(limit)]
+        self.busy = self.peak = limit
+        try:
+            await asyncio.gather(*calls)
+        except asyncio.CancelledError:
+            stop.set()  # calls in progress finish in their threads; none is started after
+            raise
+        finally:
+            self.busy = 0
+            agg = engine.recorder.aggregate
+            assert agg is not None
+            if stats[0]:
+                agg.add_ok(int(stats[0]), stats[1], slow, stats[2] - t0, stats[3] - t0)
+            for i, error, started, ended in sorted(failures, key=lambda f: f[0]):
+                self._failed(i, error, started - t0, ended - t0)
+            if self.iter_error is not None:
+                engine.stop("aborted")
+
+    # -- Outcomes of the plain paths -----------------------------------------------------
+
+    def _failed(self, i: int, error: BaseException, started: float, ended: float) -> None:
+        engine = self.engine
+        outcome = Outcome(str(i), Status.FAILED, None, error, None, 1, started, ended, None,
+                          self.group, i)  # fmt: skip
+        engine.recorder.record(outcome)  # imap: never waits for room here; the next pull will
+        if isinstance(error, FATAL):
+            engine.fatal = engine.fatal or error
+            engine.stop("aborted")
+
+    def _stopped(self, i: int, started: float, ended: float) -> None:
+        reason = self.engine.stop_reason or "cancelled"
+        status = Status.TIMED_OUT if reason == "deadline" else Status.CANCELLED
+        error = stopped_error(str(i), reason)
+        outcome = Outcome(str(i), status, None, error, reason, 1, started, ended, None,
+                          self.group, i)  # fmt: skip
+        self.engine.recorder.record(outcome)
+
+
+def _capacity(engine: Engine, group: str | None) -> int | None:
+    """How many calls a map run's pool may make at once (None: no limit)."""
+    options = engine.options
+    caps = [c for c in (options.limit,) if c is not None]
+    if group is not None:
+        if group in options.adaptive:
+            caps.append(options.adaptive[group].max)
+        elif group in options.group_limits:
+            caps.append(options.group_limits[group])
+    return min(caps) if caps else None
+
+
+def _threadable(engine: Engine, plan: Any) -> bool:
+    """A sync fn whose calls need nothing from the loop: no timeout, retry, policy,
+    observer of calls, quorum or deadline (a thread that pulls items cannot be stopped
+    mid-call)."""
+    options = engine.options
+    events = engine.events
+    return (
+        plan.timeout is None
+        and not plan.reruns
+        and not plan.logged
+        and not plan.accounts
+        and plan.hooks is not None
+        and not plan.hooks.admit
+        and not events.task_finished
+        and not events.attempt_started
+        and options.quorum is None
+        and options.deadline is None
     )
-    fan._pool = True
-    return fan
 
 
-def _pols(
-    budget: Budget | None,
-    rate: RateLimit | None,
-    rates: Mapping[str, RateLimit] | None,
-    groups: Mapping[str, Group] | None,
-) -> dict[str, Any]:
-    """The run-level policy keywords given to map/imap/map_reduce (as for fj.Fan)."""
-    return {"budget": budget, "rate": rate, "rates": rates, "groups": groups}
-
-
-def _observed(observers: Iterable[Any], progress: Any, items: Any) -> Iterable[Any]:
-    """The observers plus the live display ``progress=`` asks for (total known if sized)."""
-    if not progress:
-        return observers
-    from ._progress import with_progress
-
+def _map_engine(
+    options: dict[str, Any], items: Any, group: Any, on_error: str
+) -> Engine:
+    """The engine of a map run: its options checked against what a map run can use."""
+    check_group_name("group", group)
+    opts = build_options(options, on_error=on_error)
     total = len(items) if isinstance(items, list | tuple | range) else None
-    return with_progress(observers, progress, total)
+    unreachable = sorted(opts.configured_groups - {group})
+    if unreachable:
+        where = (
+            f"every item of this run is in group {group!r}"
+            if group is not None
+            else "the items of this run have no group (pass group=...)"
+        )
+        raise InvalidPolicy(
+            f"groups/limits/rates: {unreachable[0]!r} can never apply: {where}"
+        )
+    return Engine(opts, keep=False, total=total)
 
 
 async def _finish_pool(pool: _Pool) -> None:
     """Wait for every worker; on outer cancellation stop the run first, then re-raise."""
-    fan = pool.fan
-    cancelled = False
+    engine = pool.engine
+    cancelled: asyncio.CancelledError | None = None
     pending = [w for w in pool.workers if not w.done()]
     while pending:
         try:
             await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            cancelled = True
-            fan._stop("cancelled")
+        except asyncio.CancelledError as e:
+            cancelled = e
+            engine.stop("cancelled")
         pending = [w for w in pending if not w.done()]
-    if cancelled:
-        raise asyncio.CancelledError
+    for w in pool.workers:
+        if not w.cancelled() and w.exception() is not None:
+            raise w.exception()  # type: ignore[misc]
+    if cancelled is not None:
+        raise asyncio.CancelledError(*cancelled.args)
+
+
+def _report(pool: _Pool) -> RunReport:
+    """The report of a map run, from the streaming figures (no row per item)."""
+    engine = pool.engine
+    agg = engine.recorder.aggregate
+    assert agg is not None
+    agg.peak = max(agg.peak, pool.peak)
+    return RunReport.from_aggregate(agg, engine.info())
+
+
+async def _run_pool(pool: _Pool) -> Results:
+    engine = pool.engine
+    engine.open()
+    try:
+        await pool.start()
+        await _finish_pool(pool)
+    finally:
+        engine.wall = engine.elapsed()
+        results = engine.close(_report(pool))
+    engine.raise_fatal()
+    if pool.iter_error is not None:
+        raise pool.iter_error
+    return results
+
+
+async def _run_for_values(
+    pool: _Pool, failed: dict[str, Outcome], sized: int | None
+) -> Results:
+    """Run a map-like pool; raise FanError with the Outcomes that were not ok (in input
+    order), counted against the items, once it has ended."""
+    engine = pool.engine
+    recorder = engine.recorder
+
+    def keep_failed(o: Outcome) -> None:
+        if o.status is not _OK:
+            failed[o.name] = o
+
+    recorder.deliver = keep_failed
+    results = await _run_pool(pool)
+    if failed:
+        ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
+        carried = Results(ordered, engine.info(), results.report)
+        total = sized if sized is not None else max(pool.seen, len(ordered))
+        raise fan_error(carried, ordered, total=total, what="items")
+    return results
 
 
 async def map(
@@ -410,81 +645,39 @@ async def map(
     items: Iterable[T] | AsyncIterable[T],
     /,
     *,
-    limit: int | None = None,
-    deadline: float | None = None,
-    timeout: float | None = None,
-    retry: Retry | bool | None = None,
-    on_error: str = "fail_fast",
-    observers: Iterable[Any] = (),
-    budget: Budget | None = None,
-    rate: RateLimit | None = None,
-    rates: Mapping[str, RateLimit] | None = None,
-    groups: Mapping[str, Group] | None = None,
-    progress: bool | Any = False,
-) -> list[Any]:
+    group: str | None = None,
+    **options: Unpack[RunKwargs],
+) -> Values[Any]:
     """``[await fn(item) for item in items]``, concurrently, values in input order.
 
     Items are pulled lazily (a generator or async iterable is fine) by at most ``limit``
-    concurrent calls. If any call is not ok, raises :class:`FanError` carrying the Outcomes
-    that were not ok (keyed by the item's index as a string). With the default
-    ``on_error="fail_fast"`` the first failure stops the rest; ``"collect"`` runs all.
+    concurrent calls; ``group`` puts every item in that group (its limit, rate, breaker).
+    If any call is not ok, raises :class:`FanError` carrying the Outcomes that were not ok
+    (keyed by the item's index as a string). With the default ``on_error="fail_fast"`` the
+    first failure stops the rest; ``"collect"`` runs all. The returned list's ``.report``
+    is the run's :class:`RunReport`. See :class:`Fan` for the options.
     """
-    fan = _run_options(
-        limit,
-        deadline,
-        timeout,
-        retry,
-        on_error,
-        _observed(observers, progress, items),
-        None,
-        _pols(budget, rate, rates, groups),
-    )
-    values: list[Any] = [None] * len(items) if isinstance(items, list | tuple | range) else []
+    engine = _map_engine(dict(options), items, group, "fail_fast")
+    sized = len(items) if isinstance(items, list | tuple | range) else None
+    values: Values[Any] = Values([None] * sized if sized is not None else [])
 
-    def on_value(i: int, value: Any) -> None:
+    def grow(i: int, value: Any) -> None:
         if i >= len(values):
             values.extend([None] * (i + 1 - len(values)))
         values[i] = value
 
-    await _run_for_values(fan, fn, items, limit, on_value, threaded=True)
+    pool = _Pool(
+        engine,
+        fn,
+        items,
+        group,
+        store=values if sized is not None else None,
+        on_value=values.__setitem__ if sized is not None else grow,
+        threaded=True,
+    )
+    results = await _run_for_values(pool, {}, sized)
+    values.report = results.report
     return values
-
-
-async def _run_for_values(
-    fan: Fan,
-    fn: Callable[..., Any],
-    items: Iterable[Any] | AsyncIterable[Any],
-    limit: int | None,
-    on_value: Callable[[int, Any], None],
-    *,
-    threaded: bool = False,
-) -> None:
-    """Run a map-like pool that hands each ok value to ``on_value``; raise FanError with
-    the Outcomes that were not ok (in input order) once it has ended."""
-    failed: dict[str, Outcome] = {}
-
-    def deliver(o: Outcome) -> None:
-        if o.status is _OK:
-            on_value(o.index, o.value)
-        else:
-            failed[o.name] = o
-
-    await _run_pool(_Pool(fan, fn, items, limit, deliver, on_value=on_value, threaded=threaded))
-    if failed:
-        ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
-        raise _fan_error(Results(ordered), ordered)
-
-
-async def _run_pool(pool: _Pool) -> None:
-    fan = pool.fan
-    fan._open()
-    try:
-        await pool.start()
-        await _finish_pool(pool)
-    finally:
-        fan._close()
-    if pool.iter_error is not None:
-        raise pool.iter_error
 
 
 async def map_reduce(
@@ -494,34 +687,17 @@ async def map_reduce(
     initial: A,
     /,
     *,
-    limit: int | None = None,
-    deadline: float | None = None,
-    timeout: float | None = None,
-    retry: Retry | bool | None = None,
-    on_error: str = "fail_fast",
-    observers: Iterable[Any] = (),
-    budget: Budget | None = None,
-    rate: RateLimit | None = None,
-    rates: Mapping[str, RateLimit] | None = None,
-    groups: Mapping[str, Group] | None = None,
-    progress: bool | Any = False,
+    group: str | None = None,
+    **options: Unpack[RunKwargs],
 ) -> A:
     """Fold ``reducer(acc, value)`` over the values of ``fn(item)`` as they complete.
 
     Streaming: values are folded in completion order and not kept, so memory is O(limit).
     The reducer should be associative and commutative (``operator.add``, a Counter update).
-    Raises :class:`FanError` if any call is not ok.
+    Raises :class:`FanError` if any call is not ok. The run's report reaches observers in
+    :class:`RunFinished` (``event.report``). See :class:`Fan` for the options.
     """
-    fan = _run_options(
-        limit,
-        deadline,
-        timeout,
-        retry,
-        on_error,
-        _observed(observers, progress, items),
-        None,
-        _pols(budget, rate, rates, groups),
-    )
+    engine = _map_engine(dict(options), items, group, "fail_fast")
     acc: list[Any] = [initial]
     reducer_error: list[BaseException] = []
 
@@ -531,10 +707,12 @@ async def map_reduce(
         except Exception as e:
             if not reducer_error:
                 reducer_error.append(e)
-            fan._stop("aborted")
+            engine.stop("aborted")
 
+    pool = _Pool(engine, fn, items, group, on_value=on_value)
+    sized = len(items) if isinstance(items, list | tuple | range) else None
     try:
-        await _run_for_values(fan, fn, items, limit, on_value)
+        await _run_for_values(pool, {}, sized)
     except FanError:
         if not reducer_error:
             raise
@@ -544,43 +722,64 @@ async def map_reduce(
     return result
 
 
-async def imap(
+class OutcomeStream(Generic[T]):
+    """What :func:`imap` returns: an async iterator of Outcomes (``async for``), which can
+    be closed early (``aclose()``, or ``contextlib.aclosing``); ``report`` is the run's
+    :class:`RunReport` once it has ended."""
+
+    __slots__ = ("_engine", "_gen")
+
+    def __init__(self, gen: AsyncIterator[Outcome], engine: Engine) -> None:
+        self._gen = gen
+        self._engine = engine
+
+    def __aiter__(self) -> OutcomeStream[T]:
+        return self
+
+    def __anext__(self) -> Any:
+        return self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop early: the calls in flight are cancelled before this returns."""
+        await self._gen.aclose()  # type: ignore[attr-defined]
+
+    @property
+    def report(self) -> RunReport | None:
+        """The run's report (None until the run has ended)."""
+        results = self._engine.results
+        return results.report if results is not None else None
+
+
+def imap(
     fn: Callable[[T], Any],
     items: Iterable[T] | AsyncIterable[T],
     /,
     *,
-    limit: int | None = None,
     ordered: bool = False,
-    deadline: float | None = None,
-    timeout: float | None = None,
-    retry: Retry | bool | None = None,
-    on_error: str = "collect",
-    quorum: int | None = None,
-    observers: Iterable[Any] = (),
-    budget: Budget | None = None,
-    rate: RateLimit | None = None,
-    rates: Mapping[str, RateLimit] | None = None,
-    groups: Mapping[str, Group] | None = None,
-    progress: bool | Any = False,
-) -> AsyncIterator[Outcome]:
+    group: str | None = None,
+    **options: Unpack[RunKwargs],
+) -> OutcomeStream[Any]:
     """Yield an :class:`Outcome` per item (``outcome.index`` is the item's position).
 
     In completion order, or input order with ``ordered=True``. Memory is O(limit): at most
     ``limit`` calls run, and workers wait while the consumer has not taken what they made.
-    Stopping early (``break``) cancels the calls in flight.
+    Stopping early (``break``) cancels the calls in flight. With ``max_failures`` (or
+    ``on_error="fail_fast"``) the stream ends after the Outcome that reached it. See
+    :class:`Fan` for the options.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-        raise InvalidPolicy(f"limit: expected a positive integer or None, got {limit!r}")
-    fan = _run_options(
-        limit,
-        deadline,
-        timeout,
-        retry,
-        on_error,
-        _observed(observers, progress, items),
-        quorum,
-        _pols(budget, rate, rates, groups),
-    )
+    engine = _map_engine(dict(options), items, group, "collect")
+    limit = engine.options.limit
+    return OutcomeStream(_imap(engine, fn, items, group, ordered, limit), engine)
+
+
+async def _imap(
+    engine: Engine,
+    fn: Callable[..., Any],
+    items: Any,
+    group: str | None,
+    ordered: bool,
+    limit: int | None,
+) -> AsyncIterator[Outcome]:
     # outcomes made but not yet taken: O(limit) memory
     capacity = 2 * max(1, limit or 1024)
     low_water = capacity // 2
@@ -589,6 +788,7 @@ async def imap(
     waiters: dict[str, asyncio.Future[None] | None] = {"consumer": None}
     space: deque[asyncio.Future[None]] = deque()
     loop = asyncio.get_running_loop()
+    recorder = engine.recorder
 
     def wake_consumer() -> None:
         w = waiters["consumer"]
@@ -596,6 +796,8 @@ async def imap(
             w.set_result(None)
 
     def deliver_unordered(o: Outcome) -> Any:
+        if recorder.stopped_by_failures:
+            return None  # the stream ends with the Outcome that reached max_failures
         ready.append(o)
         wake_consumer()
         if len(ready) >= capacity:
@@ -606,18 +808,14 @@ async def imap(
         return None
 
     def deliver_ordered(o: Outcome) -> None:
+        if recorder.stopped_by_failures:
+            return
         buffer[o.index] = o
         wake_consumer()
 
-    pool = _Pool(
-        fan,
-        fn,
-        items,
-        limit,
-        deliver_ordered if ordered else deliver_unordered,
-        window=(2 * capacity) if ordered else None,
-    )
-    fan._open()
+    recorder.deliver = deliver_ordered if ordered else deliver_unordered
+    pool = _Pool(engine, fn, items, group, window=(2 * capacity) if ordered else None)
+    engine.open()
     try:
         await pool.start()
         for w in pool.workers:
@@ -651,10 +849,12 @@ async def imap(
             waiters["consumer"] = consumer_waiter
             await consumer_waiter
     finally:
-        fan._stop("cancelled")  # a no-op when the run already ended or stopped
+        engine.stop("cancelled")  # a no-op when the run already ended or stopped
         try:
             await _finish_pool(pool)
         finally:
-            fan._close()
+            engine.wall = engine.elapsed()
+            engine.close(_report(pool))
+    engine.raise_fatal()
     if pool.iter_error is not None:
         raise pool.iter_error

@@ -9,7 +9,8 @@ and under it one ``forkjoin.task`` span per call of a task, with the attributes
 ``forkjoin.task``, ``forkjoin.group``, ``forkjoin.attempt``, ``forkjoin.status``,
 ``forkjoin.reason``, ``forkjoin.cost`` and ``forkjoin.hedge``. A task that never ran is an
 event (``forkjoin.task.skipped``) on the run span, as is an adaptive limit's change
-(``forkjoin.limit_changed``). Times come from the run's clock, so the
+(``forkjoin.limit_changed``) and a circuit breaker's (``forkjoin.circuit_changed``). Times
+come from the run's clock, so the
 spans line up with the report.
 """
 
@@ -21,12 +22,12 @@ from typing import Any
 from ._errors import TaskCancelled
 from ._events import (
     AttemptFailed,
-    Event,
+    AttemptStarted,
+    CircuitChanged,
     LimitChanged,
     RunFinished,
     RunStarted,
     TaskFinished,
-    TaskStarted,
 )
 
 __all__ = ["OtelObserver"]
@@ -51,7 +52,7 @@ class OtelObserver:
         self._trace = trace
         self._context = context
         if tracer is None:
-            from . import __version__
+            from ._version import __version__
 
             tracer = trace.get_tracer("forkjoin", __version__, tracer_provider=tracer_provider)
         self.tracer = tracer
@@ -82,112 +83,126 @@ class OtelObserver:
         )
         span.end(end_time=self._ns(call.ended))
 
-    def on_event(self, event: Event) -> None:
+    def on_attempt_started(self, event: AttemptStarted) -> None:
+        if self._run_ctx is None:
+            return
         trace = self._trace
-        if isinstance(event, TaskStarted):
-            if self._run_ctx is None:
-                return
-            span = self.tracer.start_span(
-                "forkjoin.task",
-                context=self._run_ctx,
-                start_time=self._ns(event.time),
-                attributes={
-                    "forkjoin.task": event.name,
-                    "forkjoin.group": event.group or "",
-                    "forkjoin.attempt": event.attempt,
-                    "forkjoin.hedge": bool(getattr(event, "hedge", False)),
-                },
-            )
-            self._open[(event.name, event.attempt)] = span
-            self._last[event.name] = event.attempt
-            # the engine tells us this from inside the task's own asyncio Task (a context of
-            # its own), so the task's spans nest under this one; that context dies with the
-            # task or is overwritten by the next call, so nothing needs detaching
-            self._context.attach(trace.set_span_in_context(span, self._run_ctx))
-        elif isinstance(event, AttemptFailed):
-            span = self._open.pop((event.name, event.attempt), None)
-            if span is None:
-                return
-            span.set_attribute("forkjoin.status", "failed")
-            span.record_exception(event.error)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(event.error)[:200]))
-            span.end(end_time=self._ns(event.time))
-        elif isinstance(event, TaskFinished):
-            o = event.outcome
-            last = self._last.pop(o.name, None)
-            if last is None:
-                if self._run_span is not None:
-                    self._run_span.add_event(
-                        "forkjoin.task.skipped",
-                        {"forkjoin.task": o.name, "forkjoin.reason": o.reason or ""},
-                        timestamp=self._ns(event.time),
-                    )
-                return
-            status = o.status.value
-            calls = o.history
-            lost = {c.number for c in calls if not c.hedge and c.error is not None}
-            for attempt in range(1, last + 1):
-                span = self._open.pop((o.name, attempt), None)
-                if span is None:
-                    continue
-                if status == "ok" and attempt in lost:
-                    # a hedge answered first and this call was cancelled
-                    span.set_attribute("forkjoin.status", "cancelled")
-                    span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
-                    continue
-                span.set_attribute("forkjoin.status", status)
-                if o.reason:
-                    span.set_attribute("forkjoin.reason", o.reason)
-                if o.cost is not None:
-                    span.set_attribute("forkjoin.cost", float(o.cost))
-                if status != "ok":
-                    if o.error is not None:
-                        span.record_exception(o.error)
-                    span.set_status(trace.Status(trace.StatusCode.ERROR, status))
-                span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
-            # hedged calls are not events of their own: they are in the Outcome's history
-            for c in calls:
-                if c.hedge:
-                    self._hedge_span(o, c)
-        elif isinstance(event, LimitChanged):
+        span = self.tracer.start_span(
+            "forkjoin.task",
+            context=self._run_ctx,
+            start_time=self._ns(event.time),
+            attributes={
+                "forkjoin.task": event.name,
+                "forkjoin.group": event.group or "",
+                "forkjoin.attempt": event.attempt,
+                "forkjoin.hedge": False,
+            },
+        )
+        self._open[(event.name, event.attempt)] = span
+        self._last[event.name] = event.attempt
+        # the engine tells us this from inside the task's own asyncio Task (a context of
+        # its own), so the task's spans nest under this one; that context dies with the
+        # task or is overwritten by the next call, so nothing needs detaching
+        self._context.attach(trace.set_span_in_context(span, self._run_ctx))
+
+    def on_attempt_failed(self, event: AttemptFailed) -> None:
+        span = self._open.pop((event.name, event.attempt), None)
+        if span is None:
+            return
+        trace = self._trace
+        span.set_attribute("forkjoin.status", "failed")
+        span.record_exception(event.error)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(event.error)[:200]))
+        span.end(end_time=self._ns(event.time))
+
+    def on_task_finished(self, event: TaskFinished) -> None:
+        trace = self._trace
+        o = event.outcome
+        last = self._last.pop(o.name, None)
+        if last is None:
             if self._run_span is not None:
                 self._run_span.add_event(
-                    "forkjoin.limit_changed",
-                    {
-                        "forkjoin.group": event.group,
-                        "forkjoin.limit": event.limit,
-                        "forkjoin.why": event.why,
-                    },
+                    "forkjoin.task.skipped",
+                    {"forkjoin.task": o.name, "forkjoin.reason": o.reason or ""},
                     timestamp=self._ns(event.time),
                 )
-        elif isinstance(event, RunStarted):
-            self._epoch_ns = time.time_ns()
-            opts = {
-                f"forkjoin.{k}": v
-                for k, v in event.options.items()
-                if isinstance(v, bool | int | float | str)
-            }
-            # started in the caller's context: parented under its current span
-            self._run_span = self.tracer.start_span(
-                "forkjoin.run",
-                start_time=self._epoch_ns,
-                attributes={"forkjoin.run": event.run, **opts},
-            )
-            self._run_ctx = trace.set_span_in_context(self._run_span)
-        elif isinstance(event, RunFinished):
-            span = self._run_span
+            return
+        status = o.status.value
+        calls = o.history
+        lost = {c.number for c in calls if not c.hedge and c.error is not None}
+        for attempt in range(1, last + 1):
+            span = self._open.pop((o.name, attempt), None)
             if span is None:
-                return
-            for s in self._open.values():  # never left open, whatever happened
-                s.end(end_time=self._ns(event.time))
-            self._open.clear()
-            self._last.clear()
-            counts = event.results.counts()
-            span.set_attribute("forkjoin.tasks", len(event.results))
-            for k, v in counts.items():
-                span.set_attribute(f"forkjoin.count.{k}", v)
-            cost = sum(o.cost for o in event.results.values() if o.cost is not None)
-            if cost:
-                span.set_attribute("forkjoin.cost", float(cost))
-            span.end(end_time=self._ns(event.time))
-            self._run_span = self._run_ctx = None
+                continue
+            if status == "ok" and attempt in lost:
+                # a hedge answered first and this call was cancelled
+                span.set_attribute("forkjoin.status", "cancelled")
+                span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
+                continue
+            span.set_attribute("forkjoin.status", status)
+            if o.reason:
+                span.set_attribute("forkjoin.reason", o.reason)
+            if o.cost is not None:
+                span.set_attribute("forkjoin.cost", float(o.cost))
+            if status != "ok":
+                if o.error is not None:
+                    span.record_exception(o.error)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, status))
+            span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
+        # a hedged call's span is drawn from the Outcome's history, once its end is known
+        for c in calls:
+            if c.hedge:
+                self._hedge_span(o, c)
+
+    def on_limit_changed(self, event: LimitChanged) -> None:
+        if self._run_span is not None:
+            self._run_span.add_event(
+                "forkjoin.limit_changed",
+                {
+                    "forkjoin.group": event.group,
+                    "forkjoin.limit": event.limit,
+                    "forkjoin.why": event.why,
+                },
+                timestamp=self._ns(event.time),
+            )
+
+    def on_circuit_changed(self, event: CircuitChanged) -> None:
+        if self._run_span is not None:
+            self._run_span.add_event(
+                "forkjoin.circuit_changed",
+                {"forkjoin.group": event.group or "", "forkjoin.state": event.state},
+                timestamp=self._ns(event.time),
+            )
+
+    def on_run_started(self, event: RunStarted) -> None:
+        trace = self._trace
+        self._epoch_ns = time.time_ns()
+        opts = {
+            f"forkjoin.{k}": v
+            for k, v in event.options.items()
+            if isinstance(v, bool | int | float | str)
+        }
+        # started in the caller's context: parented under its current span
+        self._run_span = self.tracer.start_span(
+            "forkjoin.run",
+            start_time=self._epoch_ns,
+            attributes={"forkjoin.run": event.run, **opts},
+        )
+        self._run_ctx = trace.set_span_in_context(self._run_span)
+
+    def on_run_finished(self, event: RunFinished) -> None:
+        span = self._run_span
+        if span is None:
+            return
+        for s in self._open.values():  # never left open, whatever happened
+            s.end(end_time=self._ns(event.time))
+        self._open.clear()
+        self._last.clear()
+        report = event.report
+        span.set_attribute("forkjoin.tasks", report.tasks)
+        for k, v in report.counts.items():
+            span.set_attribute(f"forkjoin.count.{k}", v)
+        if report.cost:
+            span.set_attribute("forkjoin.cost", float(report.cost))
+        span.end(end_time=self._ns(event.time))
+        self._run_span = self._run_ctx = None

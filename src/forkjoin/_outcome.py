@@ -12,7 +12,7 @@ from ._errors import FanError, TaskSkipped
 if TYPE_CHECKING:
     from ._report import RunReport
 
-__all__ = ["Attempt", "Outcome", "Results", "Status"]
+__all__ = ["Attempt", "Outcome", "Results", "RunInfo", "Status", "fan_error"]
 
 
 class Status(enum.StrEnum):
@@ -56,17 +56,20 @@ class _OutcomeFields(NamedTuple):
     calls: tuple[Attempt, ...] = ()
     fallback: bool = False
     tokens: int | None = None
+    waited: float | None = None
 
 
 class Outcome(_OutcomeFields):
     """The terminal record of one task (an immutable value).
 
-    ``started`` and ``ended`` are seconds since the run started (the run's clock);
-    both are ``None`` for a task that never started. ``reason`` says why a task was
-    skipped, cancelled or timed out (``"deadline"``, ``"timeout"``, ``"fail_fast"``,
-    ``"quorum"``, ``"budget"``, ``"cancelled"``, ``"abandoned"`` ...). ``history`` holds
-    every call (:class:`Attempt`). ``index`` is the order the task was added (for
-    ``map``/``imap``, the item's position in the input).
+    ``started`` (when its first call started) and ``ended`` are seconds since the run
+    started (the run's clock); both are ``None`` for a task that never called its function.
+    ``waited`` is how long it waited before that first call (for a slot, a rate limit...).
+    ``reason`` says why a task was skipped, cancelled or timed out (``"deadline"``,
+    ``"timeout"``, ``"fail_fast"``, ``"max_failures"``, ``"quorum"``, ``"budget"``,
+    ``"circuit_open"``, ``"cancelled"``, ``"abandoned"`` ...). ``history`` holds every call
+    (:class:`Attempt`). ``index`` is the order the task was added (for ``map``/``imap``,
+    the item's position in the input).
     """
 
     __slots__ = ()
@@ -86,7 +89,8 @@ class Outcome(_OutcomeFields):
 
     @property
     def duration(self) -> float | None:
-        """Seconds from the first call's start to the end; ``None`` if it never started."""
+        """Seconds from the first call's start to the end (waiting for a slot or a rate
+        limit before it is not counted); ``None`` if it never started."""
         if self.started is None or self.ended is None:
             return None
         return self.ended - self.started
@@ -106,14 +110,15 @@ class Outcome(_OutcomeFields):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class _RunInfo:
-    """What the report needs beyond the outcomes."""
+class RunInfo:
+    """What the report needs beyond the outcomes: the run's clock, settings and policies."""
 
     wall: float
     started_at: float  # wall-clock epoch seconds when the run started
     limit: int | None = None
     limits: Mapping[str, Any] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    run: str | None = None
+    policies: Mapping[str, Any] = field(default_factory=dict)  # RunPolicies.report()
 
 
 class Results(Mapping[str, Outcome]):
@@ -121,10 +126,17 @@ class Results(Mapping[str, Outcome]):
 
     __slots__ = ("_counts", "_info", "_outcomes", "_report")
 
-    def __init__(self, outcomes: Mapping[str, Outcome], info: _RunInfo | None = None) -> None:
-        self._outcomes = dict(outcomes)
+    def __init__(
+        self,
+        outcomes: Mapping[str, Outcome],
+        info: RunInfo | None = None,
+        report: RunReport | None = None,
+    ) -> None:
+        self._outcomes: dict[str, Outcome] = (
+            outcomes if isinstance(outcomes, dict) else dict(outcomes)
+        )
         self._info = info
-        self._report: RunReport | None = None
+        self._report = report  # given for runs that keep no Outcome per task (map)
         self._counts: dict[str, int] | None = None
 
     def __getitem__(self, name: str) -> Outcome:
@@ -171,7 +183,7 @@ class Results(Mapping[str, Outcome]):
         """Raise :class:`FanError` (carrying these results) if any task was not ok."""
         failed = self.failures()
         if failed:
-            raise _fan_error(self, failed)
+            raise fan_error(self, failed)
 
     @property
     def report(self) -> RunReport:
@@ -179,11 +191,17 @@ class Results(Mapping[str, Outcome]):
         if self._report is None:
             from ._report import RunReport
 
-            self._report = RunReport.from_results(self)
+            self._report = RunReport.from_outcomes(self._outcomes.values(), self._info)
         return self._report
 
 
-def _fan_error(results: Results, failed: Mapping[str, Outcome]) -> FanError:
+def fan_error(
+    results: Results,
+    failed: Mapping[str, Outcome],
+    total: int | None = None,
+    what: str = "tasks",
+) -> FanError:
+    """The FanError of a run whose ``failed`` tasks (of ``total``) were not ok."""
     errors: list[Exception] = []
     for o in failed.values():
         err = o.error
@@ -192,4 +210,5 @@ def _fan_error(results: Results, failed: Mapping[str, Outcome]) -> FanError:
         else:
             errors.append(TaskSkipped(o.reason or o.status.value))
     names = ", ".join(list(failed)[:5]) + (", ..." if len(failed) > 5 else "")
-    return FanError(f"{len(failed)} of {len(results)} tasks not ok: {names}", errors, results)
+    of = len(results) if total is None else total
+    return FanError(f"{len(failed)} of {of} {what} not ok: {names}", errors, results)

@@ -12,8 +12,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._events import AttemptFailed, Event, RunFinished, RunStarted, TaskFinished, TaskQueued
-from ._events import TaskStarted as _TaskStarted
+from ._events import (
+    AttemptFailed,
+    AttemptStarted,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskQueued,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -81,46 +87,58 @@ class ProgressObserver:
 
     # -- the observer --------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> None:
+    def on_attempt_started(self, event: AttemptStarted) -> None:
         if not self.enabled:
             return
-        if isinstance(event, _TaskStarted):
-            if event.attempt == 1:
-                self.started += 1
-                self.running += 1
-            elif event.name in self.waiting:
-                self.waiting.discard(event.name)
-                self.running += 1
-        elif isinstance(event, TaskFinished):
-            o = event.outcome
-            self.done += 1
-            if o.started is not None:
-                if o.name in self.waiting:
-                    self.waiting.discard(o.name)
-                else:
-                    self.running -= 1
-            status = o.status.value
-            if status == "ok":
-                self.ok += 1
-            elif status in ("failed", "timed_out"):
-                self.failed += 1
-            else:
-                self.other += 1
-            if o.cost is not None:
-                self.cost += o.cost
-        elif isinstance(event, TaskQueued):
-            self.queued += 1
-        elif isinstance(event, AttemptFailed):
-            if event.delay is not None:
-                self.waiting.add(event.name)
-                self.running -= 1
-        elif isinstance(event, RunStarted):
-            self._start()
-            return
-        elif isinstance(event, RunFinished):
-            self._stop()
-            return
+        if event.attempt == 1:
+            self.started += 1
+            self.running += 1
+        elif event.name in self.waiting:
+            self.waiting.discard(event.name)
+            self.running += 1
         self._draw()
+
+    def on_task_finished(self, event: TaskFinished) -> None:
+        if not self.enabled:
+            return
+        o = event.outcome
+        self.done += 1
+        if o.started is not None:
+            if o.name in self.waiting:
+                self.waiting.discard(o.name)
+            else:
+                self.running -= 1
+        status = o.status.value
+        if status == "ok":
+            self.ok += 1
+        elif status in ("failed", "timed_out"):
+            self.failed += 1
+        else:
+            self.other += 1
+        if o.cost is not None:
+            self.cost += o.cost
+        self._draw()
+
+    def on_task_queued(self, event: TaskQueued) -> None:
+        if self.enabled:
+            self.queued += 1
+            self._draw()
+
+    def on_attempt_failed(self, event: AttemptFailed) -> None:
+        if not self.enabled:
+            return
+        if event.delay is not None:
+            self.waiting.add(event.name)
+            self.running -= 1
+        self._draw()
+
+    def on_run_started(self, event: RunStarted) -> None:
+        if self.enabled:
+            self._start()
+
+    def on_run_finished(self, event: RunFinished) -> None:
+        if self.enabled:
+            self._stop()
 
     # -- drawing -------------------------------------------------------------------------
 
@@ -224,7 +242,11 @@ def progress_observer(progress: Any, total: int | None = None) -> Any | None:
     if progress is True:
         obs = ProgressObserver(total=total)
         return obs if obs.enabled else None
-    if not callable(getattr(progress, "on_event", None)):
+    from ._events import HOOKS
+
+    if not callable(getattr(progress, "on_event", None)) and not any(
+        callable(getattr(progress, "on_" + hook, None)) for hook in HOOKS
+    ):
         from ._errors import InvalidPolicy
 
         raise InvalidPolicy(f"progress: expected True, False or an observer, got {progress!r}")

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ._outcome import Outcome, Results
+    from ._outcome import Outcome, RunInfo
+    from ._record import Aggregate
 
 __all__ = ["CallRow", "RunReport", "TaskRow"]
 
@@ -61,12 +62,22 @@ class TaskRow:
     fallback: bool = False
     error: str | None = None
     calls: tuple[CallRow, ...] = ()
+    waited: float | None = None
 
     @property
     def duration(self) -> float | None:
         if self.started is None or self.ended is None:
             return None
         return self.ended - self.started
+
+    def spans(self) -> list[tuple[float, float]]:
+        """When the task's calls ran: one (start, end) per call (waits between them, for a
+        slot, a rate limit or a retry's backoff, are not in any)."""
+        if self.calls:
+            return [(c.started, c.ended) for c in self.calls]
+        if self.started is None or self.ended is None:
+            return []
+        return [(self.started, self.ended)]
 
 
 def _error_text(error: BaseException | None) -> str | None:
@@ -84,7 +95,7 @@ def _row_from_outcome(o: Outcome) -> TaskRow:
             a.started,
             a.ended,
             _error_text(a.error),
-            bool(getattr(a, "hedge", False)),
+            a.hedge,
         )
         for a in o.history
     )
@@ -103,10 +114,11 @@ def _row_from_outcome(o: Outcome) -> TaskRow:
         started=o.started,
         ended=o.ended,
         cost=o.cost,
-        tokens=getattr(o, "tokens", None),
-        fallback=bool(getattr(o, "fallback", False)),
+        tokens=o.tokens,
+        fallback=o.fallback,
         error=None if o.status.value == "ok" else _error_text(o.error),
         calls=calls,
+        waited=o.waited,
     )
 
 
@@ -122,22 +134,51 @@ def _jsonable(value: Any) -> Any:
 
 
 def _budget_limit(budget: Any) -> float | None:
-    """The cap of a Budget-like object (``usd``, ``limit``, ``total`` or a number)."""
-    if budget is None:
-        return None
+    """The USD cap of a run's budget: its report (``{"usd": ...}``) or a number."""
     if isinstance(budget, int | float) and not isinstance(budget, bool):
         return float(budget)
     if isinstance(budget, Mapping):
-        for key in ("usd", "limit", "total", "cost", "max"):
-            v = budget.get(key)
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                return float(v)
-        return None
-    for attr in ("usd", "limit", "total", "cost", "max"):
-        v = getattr(budget, attr, None)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return float(v)
+        usd = budget.get("usd")
+        if isinstance(usd, int | float) and not isinstance(usd, bool):
+            return float(usd)
     return None
+
+
+def _initial_limits(limits: dict[str, Any], policies: Mapping[str, Any]) -> dict[str, int]:
+    """Every group's configured limit: an adaptive limit's initial value."""
+    out = {g: int(v) for g, v in limits.items() if isinstance(v, int | float)}
+    adaptive = policies.get("adaptive")
+    if isinstance(adaptive, Mapping):
+        for g, a in adaptive.items():
+            if isinstance(a, Mapping) and "initial" in a:
+                out[g] = int(a["initial"])
+    return out
+
+
+def _limits_in_force(
+    limits: Mapping[str, Any], policies: Mapping[str, Any], wall: float
+) -> dict[str, dict[str, float]]:
+    """Each group's limit over the run: initial, final and time-weighted mean."""
+    out: dict[str, dict[str, float]] = {}
+    for g, v in limits.items():
+        if isinstance(v, int | float):
+            out[g] = {"initial": v, "final": v, "mean": float(v)}
+    adaptive = policies.get("adaptive")
+    if isinstance(adaptive, Mapping):
+        for g, a in adaptive.items():
+            if not isinstance(a, Mapping):
+                continue
+            changes = [(float(t), float(n)) for t, n in a.get("changes") or []]
+            if not changes:
+                continue
+            end = max(wall, changes[-1][0])
+            weighted = 0.0
+            for (t, n), (t2, _) in zip(changes, [*changes[1:], (end, 0.0)], strict=True):
+                weighted += n * max(0.0, t2 - t)
+            span = end - changes[0][0]
+            mean = weighted / span if span > 0 else changes[-1][1]
+            out[g] = {"initial": changes[0][1], "final": changes[-1][1], "mean": mean}
+    return out
 
 
 def concurrency_steps(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, int]]:
@@ -223,20 +264,18 @@ class RunReport:
     rows: tuple[TaskRow, ...] = ()
     run: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    waited: float = 0.0
 
     # -- building ------------------------------------------------------------------------
 
     @classmethod
-    def from_results(cls, results: Results) -> RunReport:
-        """The report of a finished run."""
-        info = results._info
-        rows = [_row_from_outcome(o) for o in results.values()]
+    def from_outcomes(cls, outcomes: Iterable[Outcome], info: RunInfo | None) -> RunReport:
+        """The report of a finished run from its Outcomes and its :class:`RunInfo`."""
+        rows = [_row_from_outcome(o) for o in outcomes]
         if info is None:
             return cls.from_rows(rows)
-        extra = dict(info.extra)
-        budget = getattr(info, "budget", None)
-        if budget is None:
-            budget = extra.get("budget")  # the snapshot stays in options, for the detail
+        policies = dict(info.policies)
+        budget = policies.get("budget")
         return cls.from_rows(
             rows,
             wall=info.wall,
@@ -244,8 +283,53 @@ class RunReport:
             limit=info.limit,
             limits=dict(info.limits),
             budget=_budget_limit(budget),
-            run=extra.pop("run", None),
-            options=_jsonable(extra),
+            run=info.run,
+            options=_jsonable(policies),
+        )
+
+    @classmethod
+    def from_aggregate(cls, agg: Aggregate, info: RunInfo) -> RunReport:
+        """The report of a run that kept no Outcome per task (``map``, ``imap``), from its
+        streaming figures: no rows, so no timeline and no tail."""
+        wall = info.wall
+        total = agg.total
+        slowest = sorted(((name, d) for d, name in agg.slowest), key=lambda nd: -nd[1])
+        limits = _initial_limits(dict(info.limits), info.policies)
+        limit = info.limit
+        # the best the limit allowed: all the work spread over its slots, or the longest call
+        longest = slowest[0][1] if slowest else 0.0
+        slots = [limit] if limit else []
+        slots += [int(v) for v in limits.values()]
+        ideal_wall = max(total / min(slots), longest) if slots else longest
+        mean = total / wall if wall > 0 else 0.0
+        budget = info.policies.get("budget")
+        return cls(
+            wall=wall,
+            total_duration=total,
+            speedup=(total / wall) if wall > 0 else 0.0,
+            peak_concurrency=agg.peak,
+            mean_concurrency=mean,
+            tasks=agg.tasks,
+            counts=dict(agg.counts),
+            reasons=dict(agg.reasons),
+            attempts=agg.attempts,
+            retries=agg.retries,
+            cost=agg.cost,
+            slowest=slowest[:_TOP],
+            started_at=info.started_at,
+            limit=limit,
+            limits=limits,
+            ideal_speedup=(total / ideal_wall) if ideal_wall > 0 else 0.0,
+            time_saved=total - wall,
+            utilisation=(mean / limit) if limit else None,
+            hedged=agg.hedged,
+            fallbacks=agg.fallbacks,
+            tokens=agg.tokens,
+            budget=_budget_limit(budget),
+            skipped_for_budget=list(agg.skipped_for_budget),
+            run=info.run,
+            options=_jsonable(dict(info.policies)),
+            waited=agg.waited,
         )
 
     @classmethod
@@ -272,8 +356,10 @@ class RunReport:
         tokens: float | None = None
         cost_by_group: dict[str, float] = {}
         durations: list[tuple[str, float]] = []
+        busy: list[float] = []
         by_group: dict[str, list[tuple[float, float]]] = {}
         skipped_for_budget: list[str] = []
+        waited = 0.0
         for r in rows:
             counts[r.status] = counts.get(r.status, 0) + 1
             if r.reason:
@@ -295,38 +381,50 @@ class RunReport:
                 cost_by_group[g] = cost_by_group.get(g, 0.0) + r.cost
             if r.tokens is not None:
                 tokens = (tokens or 0) + r.tokens
-            if r.started is not None and r.ended is not None:
-                iv = (r.started, r.ended)
-                intervals.append(iv)
-                durations.append((r.name, r.ended - r.started))
+            if r.waited:
+                waited += r.waited
+            spans = r.spans()
+            if spans:
+                # what counts is the time in calls, not the waits before or between them
+                intervals.extend(spans)
+                durations.append((r.name, r.ended - r.started))  # type: ignore[operator]
+                busy.append(math.fsum(e - s for s, e in spans))
                 if r.group is not None:
-                    by_group.setdefault(r.group, []).append(iv)
-        total = math.fsum(d for _, d in durations)
+                    by_group.setdefault(r.group, []).extend(spans)
+        total = math.fsum(busy)
         if wall is None:
             wall = max(e for _, e in intervals) - min(s for s, _ in intervals) if intervals else 0.0
         steps = concurrency_steps(intervals)
         peak = max((n for _, n in steps), default=0)
         mean = total / wall if wall > 0 else 0.0
 
+        # a limit that changed over time (an adaptive limit) counts by its time-weighted mean
+        in_force = _limits_in_force(limits, dict(options or {}), wall)
+        limits = _initial_limits(limits, dict(options or {}))
         # the ideal: the same durations packed into the limits' slots
-        ideal_wall = _packed_makespan([d for _, d in durations], limit)
+        ideal_wall = _packed_makespan(busy, limit)
         for g, ivs in by_group.items():
-            gl = limits.get(g)
+            gl = in_force.get(g)
             if gl is not None:
-                ideal_wall = max(ideal_wall, _packed_makespan([e - s for s, e in ivs], gl))
+                slots = max(1, round(gl["mean"]))
+                ideal_wall = max(ideal_wall, _packed_makespan([e - s for s, e in ivs], slots))
         groups: dict[str, dict[str, Any]] = {}
         for g, ivs in by_group.items():
             gsum = math.fsum(e - s for s, e in ivs)
             gmean = gsum / wall if wall > 0 else 0.0
-            gl = limits.get(g)
-            groups[g] = {
-                "tasks": len(ivs),
-                "limit": gl,
+            gl = in_force.get(g)
+            info: dict[str, Any] = {
+                "tasks": len({r.name for r in rows if r.group == g and r.spans()}),
+                "limit": gl["mean"] if gl else None,
                 "peak": max((n for _, n in concurrency_steps(ivs)), default=0),
                 "mean": gmean,
-                "utilisation": (gmean / gl) if gl else None,
+                "utilisation": (gmean / gl["mean"]) if gl else None,
                 "cost": cost_by_group.get(g),
             }
+            if gl and gl["initial"] != gl["final"]:
+                info["limit_initial"] = gl["initial"]
+                info["limit_final"] = gl["final"]
+            groups[g] = info
 
         durations.sort(key=lambda nd: nd[1], reverse=True)
         stragglers, tail_start = _tail(rows)
@@ -361,16 +459,15 @@ class RunReport:
             rows=rows,
             run=run,
             options=dict(options or {}),
+            waited=waited,
         )
 
     # -- derived views -------------------------------------------------------------------
 
     @property
     def concurrency(self) -> list[tuple[float, int]]:
-        """Tasks running over time, as steps ``[(t, n), ...]`` (n holds from t on)."""
-        return concurrency_steps(
-            (r.started, r.ended) for r in self.rows if r.started is not None and r.ended is not None
-        )
+        """Calls running over time, as steps ``[(t, n), ...]`` (n holds from t on)."""
+        return concurrency_steps(span for r in self.rows for span in r.spans())
 
     def task(self, name: str) -> TaskRow:
         """The row of the task called ``name`` (KeyError if there is none)."""
@@ -394,6 +491,7 @@ class RunReport:
             "speedup": self.speedup,
             "ideal_speedup": self.ideal_speedup,
             "time_saved": self.time_saved,
+            "waited": self.waited,
             "peak_concurrency": self.peak_concurrency,
             "mean_concurrency": self.mean_concurrency,
             "limit": self.limit,
@@ -652,6 +750,7 @@ def _row_dict(r: TaskRow) -> dict[str, Any]:
         "tokens": r.tokens,
         "fallback": r.fallback,
         "error": r.error,
+        "waited": r.waited,
         "calls": [
             {
                 "number": c.number,
@@ -693,6 +792,7 @@ def _row_from_dict(i: int, d: Any) -> TaskRow:
             fallback=bool(d.get("fallback", False)),
             error=d.get("error"),
             calls=calls,
+            waited=None if d.get("waited") is None else float(d["waited"]),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{where} ({d.get('name')!r}): bad field: {e}") from None

@@ -7,7 +7,6 @@ The policy only decides; the engine sleeps and reads the clock. Each task gets i
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,23 +16,29 @@ import tenacity
 from tenacity import RetryCallState
 
 from ._errors import InvalidPolicy
+from ._policies import _check
+from ._policies._breaker import CircuitOpen
 from ._policies._retry_after import retry_after_of
 
 __all__ = ["Retry"]
 
-# Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C. (The run's
-# deadline reaches a task as a cancellation, and the engine never retries after a stop.)
-_NEVER = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+# Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C, and a call
+# an open circuit refused (the run's deadline reaches a task as a cancellation, and the
+# engine never retries after a stop).
+_NEVER = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit, CircuitOpen)
+
+# Not retried unless ``on`` says so: programming errors, which a second call repeats.
+PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    NameError,
+    AttributeError,
+    ImportError,
+    AssertionError,
+    NotImplementedError,
+    SyntaxError,
+)
 
 ExceptionFilter = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
-
-
-def _check_number(owner: str, field: str, value: Any, *, minimum: float, strict: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise InvalidPolicy(f"{owner}.{field}: expected a number, got {value!r}")
-    if (strict and value <= minimum) or (not strict and value < minimum):
-        sign = ">" if strict else ">="
-        raise InvalidPolicy(f"{owner}.{field}: must be {sign} {minimum:g}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,30 +48,33 @@ class Retry:
     Waits ``backoff * 2**(n-1)`` seconds before call ``n + 1``, capped at ``max_delay``
     (with ``jitter``, a random delay between half and all of that). When the error carries
     a server's delay (:class:`RetryAfter`, or an httpx 429/503 with ``Retry-After``), the
-    wait is at least that delay: ``max_delay`` caps only this backoff. ``on`` is a tuple of
-    exception types or a predicate ``error -> bool``. tenacity strategies may be given
-    instead: ``stop``, ``wait`` and ``retry`` (e.g. ``tenacity.stop_after_delay(10)``);
-    ``attempts`` still bounds the number of calls.
+    wait is at least that delay: ``max_delay`` caps only this backoff.
+
+    ``on`` is a tuple of exception types or a predicate ``error -> bool``. By default every
+    ``Exception`` is retried except programming errors, which a second call only repeats
+    (``TypeError``, ``NameError``, ``AttributeError``, ``ImportError``, ``AssertionError``,
+    ``NotImplementedError``, ``SyntaxError``); ``on=(Exception,)`` retries those too.
+    tenacity strategies may be given instead: ``stop``, ``wait`` and ``retry`` (e.g.
+    ``tenacity.stop_after_delay(10)``); ``attempts`` still bounds the number of calls.
     """
 
     attempts: int = 3
     backoff: float = 0.5
     max_delay: float = 30.0
     jitter: bool = True
-    on: ExceptionFilter = (Exception,)
+    on: ExceptionFilter | None = None
     stop: Any = None
     wait: Any = None
     retry: Any = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise InvalidPolicy(f"Retry.attempts: expected an integer >= 1, got {self.attempts!r}")
-        if self.attempts < 1:
-            raise InvalidPolicy(f"Retry.attempts: must be >= 1, got {self.attempts!r}")
-        _check_number("Retry", "backoff", self.backoff, minimum=0, strict=False)
-        _check_number("Retry", "max_delay", self.max_delay, minimum=0, strict=False)
+        _check.integer("Retry", "attempts", self.attempts, minimum=1)
+        _check.number("Retry", "backoff", self.backoff, minimum=0, strict=False)
+        _check.number("Retry", "max_delay", self.max_delay, minimum=0, strict=False)
         on = self.on
-        if isinstance(on, type) and issubclass(on, BaseException):
+        if on is None:
+            pass
+        elif isinstance(on, type) and issubclass(on, BaseException):
             object.__setattr__(self, "on", (on,))
         elif isinstance(on, tuple):
             if not on or not all(isinstance(t, type) and issubclass(t, BaseException) for t in on):
@@ -87,6 +95,8 @@ class Retry:
         if isinstance(error, _NEVER):
             return False
         on = self.on
+        if on is None:
+            return isinstance(error, Exception) and not isinstance(error, PROGRAMMING_ERRORS)
         if isinstance(on, tuple):
             return isinstance(error, on)
         return bool(on(error))

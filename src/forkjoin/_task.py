@@ -1,26 +1,30 @@
-"""Task: an immutable, re-invocable description of one unit of work and its options."""
+"""Task: an immutable description of one unit of work and its options; what gather accepts."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from inspect import CO_COROUTINE
 from types import FunctionType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidPolicy
-from ._policies._hedge import Hedge
-from ._retry import Retry
+from ._options import check_amount, check_group_name, check_retry, check_seconds
 
-__all__ = ["Task", "task"]
+if TYPE_CHECKING:
+    from ._policies._hedge import Hedge
+    from ._retry import Retry
+
+__all__ = ["Task", "coroutine_runner", "is_async_callable", "split", "task"]
 
 _UNSET: Any = object()
 
 
-def _is_async_callable(fn: Any) -> bool:
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` returns a coroutine (async def, a partial of one, an object
+    with an ``async def __call__``)."""
     if type(fn) is FunctionType:  # the common case, without inspect's general checks
         return bool(fn.__code__.co_flags & CO_COROUTINE)
     while isinstance(fn, functools.partial):
@@ -36,23 +40,9 @@ def _is_async_callable(fn: Any) -> bool:
     )
 
 
-def check_timeout(where: str, value: Any) -> float | None:
-    """Validate a duration in seconds (> 0) or None."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise InvalidPolicy(f"{where}: expected seconds > 0, got {value!r}")
-    if value <= 0:
-        raise InvalidPolicy(f"{where}: must be > 0 seconds, got {value!r}")
-    return float(value)
-
-
-def check_retry(where: str, value: Any) -> Retry | bool | None:
-    if value is None or value is False or isinstance(value, Retry):
-        return value
-    if value is True:
-        return Retry()
-    raise InvalidPolicy(f"{where}: expected fj.Retry(...), False or None, got {value!r}")
+async def coroutine_runner(coro: Coroutine[Any, Any, Any]) -> Any:
+    """The call of a task given as a coroutine object (which can run only once)."""
+    return await coro
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,46 +50,62 @@ class Task:
     """One unit of work: ``fn(*args)`` and its options. Build it with :func:`task`.
 
     A Task is immutable and can be called again (a retry calls ``fn(*args)`` anew), except
-    one made from a bare coroutine object, which can run only once.
+    one made from a coroutine object, which can run only once.
     """
 
-    fn: Callable[..., Any] | None
+    fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     timeout: float | None = None
     retry: Retry | bool | None = None
     group: str | None = None
-    priority: int = 0
+    priority: float = 0
     cost: float | None = None
-    coro: Coroutine[Any, Any, Any] | None = field(default=None, repr=False)
-    is_async: bool = field(default=False, repr=False)
     tokens: float | None = None
     weight: float = 1
     idempotent: bool = False
     hedge: Hedge | None = None
     fallback: Callable[..., Any] | None = None
-    # True when a policy may need to wrap the call (so the engine checks only this)
-    policied: bool = field(default=False, init=False, repr=False)
+    is_async: bool = field(default=False, init=False, repr=False)
+    # every option at its default: the engine shares one plan for all such tasks
+    default: bool = field(default=True, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        check_timeout("task.timeout", self.timeout)
-        object.__setattr__(self, "retry", check_retry("task.retry", self.retry))
-        if self.group is not None and not isinstance(self.group, str):
-            raise InvalidPolicy(f"task.group: expected a string, got {self.group!r}")
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int | float):
-            raise InvalidPolicy(f"task.priority: expected a number, got {self.priority!r}")
-        if self.cost is not None and (
-            isinstance(self.cost, bool)
-            or not isinstance(self.cost, int | float)
-            or not self.cost >= 0
+        if not callable(self.fn):
+            raise TypeError(f"task: expected a callable, got {self.fn!r}")
+        object.__setattr__(self, "is_async", is_async_callable(self.fn))
+        default = True
+        if self.timeout is not None:
+            check_seconds("task.timeout", self.timeout)
+            default = False
+        if self.retry is not None:
+            object.__setattr__(self, "retry", check_retry("task.retry", self.retry))
+            default = False
+        if self.group is not None:
+            check_group_name("task.group", self.group)
+            default = False
+        if (self.priority != 0 or type(self.priority) is not int) and (
+            isinstance(self.priority, bool) or not isinstance(self.priority, int | float)
         ):
-            raise InvalidPolicy(f"task.cost: expected a number >= 0, got {self.cost!r}")
-        if self.tokens is not None and not _nonneg(self.tokens):
-            raise InvalidPolicy(f"task.tokens: expected a number >= 0, got {self.tokens!r}")
-        if not _nonneg(self.weight) or self.weight == 0:
-            raise InvalidPolicy(f"task.weight: expected a number > 0, got {self.weight!r}")
-        if not isinstance(self.idempotent, bool):
-            raise InvalidPolicy(f"task.idempotent: expected True or False, got {self.idempotent!r}")
+            raise InvalidPolicy(f"task.priority: expected a number, got {self.priority!r}")
+        if self.cost is not None:
+            check_amount("task.cost", self.cost)
+            default = False
+        if self.tokens is not None:
+            check_amount("task.tokens", self.tokens)
+            default = False
+        if self.weight != 1:
+            if check_amount("task.weight", self.weight) == 0:
+                raise InvalidPolicy(f"task.weight: expected a number > 0, got {self.weight!r}")
+            default = False
+        if self.idempotent is not False:
+            if not isinstance(self.idempotent, bool):
+                raise InvalidPolicy(
+                    f"task.idempotent: expected True or False, got {self.idempotent!r}"
+                )
+            default = False
         if self.hedge is not None:
+            from ._policies._hedge import Hedge
+
             if not isinstance(self.hedge, Hedge):
                 raise InvalidPolicy(f"task.hedge: expected fj.Hedge(...), got {self.hedge!r}")
             if not self.idempotent:
@@ -107,52 +113,44 @@ class Task:
                     "task.hedge: a hedged task is called twice at once; mark it "
                     "idempotent=True if that is safe"
                 )
-        if self.fallback is not None and not callable(self.fallback):
-            raise InvalidPolicy(f"task.fallback: expected a callable, got {self.fallback!r}")
-        policied = (
-            self.group is not None
-            or self.hedge is not None
-            or self.fallback is not None
-            or self.cost is not None
-            or self.tokens is not None
-        )
-        object.__setattr__(self, "policied", policied)
-        if self.coro is None:
-            if not callable(self.fn):
-                raise TypeError(f"task: expected a callable, got {self.fn!r}")
-            object.__setattr__(self, "is_async", _is_async_callable(self.fn))
+            default = False
+        if self.fallback is not None:
+            if not callable(self.fallback):
+                raise InvalidPolicy(f"task.fallback: expected a callable, got {self.fallback!r}")
+            default = False
+        if self.fn is coroutine_runner and (
+            self.retry not in (None, False) or self.hedge is not None or self.fallback is not None
+        ):
+            self.args[0].close()
+            raise InvalidPolicy(
+                "task: a coroutine object runs only once, so it cannot be retried, hedged or "
+                "given a fallback; pass the function and its arguments: fj.task(fn, *args, ...)"
+            )
+        object.__setattr__(self, "default", default)
+
+    @property
+    def coro(self) -> Coroutine[Any, Any, Any] | None:
+        """The coroutine object this task was made from, if it was."""
+        return self.args[0] if self.fn is coroutine_runner else None
 
     def with_options(self, **options: Any) -> Task:
-        """A copy with some options replaced (``None`` values are ignored)."""
+        """A copy with some options replaced (options left out are kept)."""
         given = {k: v for k, v in options.items() if v is not _UNSET}
         return replace(self, **given) if given else self
 
 
-def _nonneg(value: Any) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and value >= 0
-        and not math.isinf(value)
-    )
-
-
-async def _never_called() -> None:  # pragma: no cover - placeholder fn of _DEFAULTS
-    """The fn of the shared default options; never called."""
-
-
-# The options of a task given as (fn, *args) or a bare callable: all defaults.
-_DEFAULTS = Task(_never_called)
+# The options of a task given as (fn, *args), a bare callable or a coroutine: all defaults.
+DEFAULTS = Task(coroutine_runner)
 
 
 def task(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | Coroutine[Any, Any, Any],
     /,
     *args: Any,
     timeout: float | None = None,
     retry: Retry | bool | None = None,
     group: str | None = None,
-    priority: int = 0,
+    priority: float = 0,
     cost: float | None = None,
     tokens: float | None = None,
     weight: float = 1,
@@ -163,45 +161,42 @@ def task(
     """Describe a call of ``fn(*args)`` with its options.
 
     ``fn`` may be async or sync (a sync ``fn`` runs in a worker thread; if it returns an
-    awaitable, that is awaited on the loop). Pass keyword arguments for ``fn`` with
-    :func:`functools.partial`. ``retry=False`` turns a run's default retry off for this task
-    (``None`` inherits the group's or run's). ``cost``/``tokens``: estimates reserved
-    against the run's :class:`Budget`; ``weight``: what a :class:`RateLimit` counts for each
-    call; ``hedge``: a :class:`Hedge` (needs ``idempotent=True``); ``fallback``: called with
-    the task's arguments when the task has failed for good.
+    awaitable, that is awaited on the loop), or a coroutine object (run once). Pass keyword
+    arguments for ``fn`` with :func:`functools.partial`. ``timeout``: seconds per call;
+    ``retry=False`` turns a run's default retry off for this task (``None`` inherits the
+    group's or run's); ``priority``: higher runs first when tasks wait for a slot;
+    ``cost``/``tokens``: estimates reserved against the run's :class:`Budget`; ``weight``:
+    what a :class:`RateLimit` counts for each call; ``hedge``: a :class:`Hedge` (needs
+    ``idempotent=True``); ``fallback``: called with the task's arguments when the task has
+    failed for good.
     """
-    extra: dict[str, Any] = {
-        "tokens": tokens,
-        "weight": weight,
-        "idempotent": idempotent,
-        "hedge": hedge,
-        "fallback": fallback,
-    }
     if inspect.iscoroutine(fn):
         if args:
             fn.close()
             raise TypeError("task: a coroutine object takes no arguments")
         try:
-            return Task(None, (), timeout, retry, group, priority, cost, coro=fn, **extra)
+            return Task(coroutine_runner, (fn,), timeout, retry, group, priority, cost, tokens,
+                        weight, idempotent, hedge, fallback)  # fmt: skip
         except BaseException:
             fn.close()
             raise
-    return Task(fn, args, timeout, retry, group, priority, cost, **extra)
+    return Task(fn, args, timeout, retry, group, priority, cost, tokens, weight,  # type: ignore[arg-type]
+                idempotent, hedge, fallback)  # fmt: skip
 
 
-def as_task(where: str, spec: Any) -> Task:
-    """Turn what gather() accepts into a Task: a Task, ``(fn, *args)``, a callable or a
-    coroutine object."""
+def split(where: str, spec: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Task]:
+    """What gather() accepts, as ``(fn, args, options)``: an fj.task(...), ``(fn, *args)``, a
+    zero-argument callable or a coroutine object."""
     if isinstance(spec, Task):
-        return spec
+        return spec.fn, spec.args, spec
     if isinstance(spec, tuple):
         if not spec or not callable(spec[0]):
             raise TypeError(f"{where}: a tuple must be (fn, *args), got {spec!r}")
-        return Task(spec[0], tuple(spec[1:]))
+        return spec[0], spec[1:], DEFAULTS
     if inspect.iscoroutine(spec):
-        return Task(None, coro=spec)
+        return coroutine_runner, (spec,), DEFAULTS
     if callable(spec):
-        return Task(spec)
+        return spec, (), DEFAULTS
     raise TypeError(
         f"{where}: expected fj.task(...), (fn, *args), a callable or a coroutine, "
         f"got {type(spec).__name__}"

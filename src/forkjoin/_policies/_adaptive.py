@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .._errors import InvalidPolicy
+from .._events import LimitChanged
 from . import _check
+from ._base import PolicyState, RunContext
+from ._retry_after import is_overload
 
-__all__ = ["AdaptiveLimit", "AdaptiveState"]
+__all__ = ["AdaptiveLimit", "AdaptiveLimitState", "AdaptiveState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +106,50 @@ class AdaptiveState:
         if changed:
             self.cuts += 1
         return changed
+
+
+class AdaptiveLimitState(PolicyState):
+    """An AdaptiveLimit in a run: sets its group's concurrency limit from how calls end."""
+
+    __slots__ = ("changes", "state")
+    report_as = ("adaptive", "adaptive")
+    order = 3
+
+    def __init__(self, policy: AdaptiveLimit, group: str | None, ctx: RunContext) -> None:
+        super().__init__(policy, group, ctx)
+        self.state = AdaptiveState(policy)
+        self.changes: list[tuple[float, int]] = [(0.0, policy.initial)]
+
+    def started(self, task: Any) -> Any:
+        return self.state.started()
+
+    def ended(self, task: Any, token: Any, error: BaseException | None, duration: float) -> None:
+        # called before the task's slot is freed: the next admission already sees a cut
+        state = self.state
+        if error is None:
+            if state.succeeded(token, duration):
+                self._changed("grow")
+        elif (
+            isinstance(error, Exception)
+            and is_overload(error)
+            and state.overloaded(token, self.ctx.clock())
+        ):
+            self._changed("overload")
+
+    def _changed(self, why: str) -> None:
+        ctx = self.ctx
+        assert self.group is not None
+        limit = self.state.limit
+        t = ctx.clock() - ctx.t0
+        self.changes.append((t, limit))
+        ctx.set_limit(self.group, limit)
+        if ctx.listens("limit_changed"):
+            ctx.emit("limit_changed", LimitChanged(ctx.name, t, self.group, limit, why))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "initial": self.policy.initial,
+            "limit": self.state.limit,
+            "cuts": self.state.cuts,
+            "changes": [[round(t, 6), n] for t, n in self.changes],
+        }

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextvars
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from .._errors import InvalidPolicy
 from . import _check
+from ._base import PolicyState, RunContext
 
-__all__ = ["Budget", "BudgetState", "Charge", "charge"]
+__all__ = ["Budget", "BudgetState", "Charge", "RunBudget", "charge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ class Charge:
     def __init__(
         self, budget: BudgetState | None, est_usd: float | None, est_tokens: float | None
     ) -> None:
-        self.budget = budget
+        self.budget = budget  # set when the run has a Budget
         self.est_usd = est_usd
         self.est_tokens = est_tokens
         self.calls = 1  # estimates are counted once per call started (hedges count)
@@ -158,6 +160,31 @@ class BudgetState:
         }
 
 
+class RunBudget(PolicyState):
+    """A run's Budget: reserves each task's estimates at admission, settles them at its end."""
+
+    __slots__ = ("state",)
+    report_as = ("budget", "budgets")
+
+    def __init__(self, policy: Budget, group: str | None, ctx: RunContext) -> None:
+        super().__init__(policy, group, ctx)
+        self.state = BudgetState(policy)
+
+    def admit(self, task: Any) -> str | None:
+        account: Charge = task.account
+        account.budget = self.state
+        return None if self.state.reserve(account) else "budget"
+
+    def admit_extra(self, task: Any) -> bool:
+        return self.state.reserve(task.account, extra=True)
+
+    def settle(self, task: Any) -> None:
+        self.state.settle(task.account)
+
+    def report(self) -> dict[str, Any]:
+        return self.state.snapshot()
+
+
 _account: contextvars.ContextVar[Charge | None] = contextvars.ContextVar(
     "forkjoin_charge", default=None
 )
@@ -174,9 +201,9 @@ def charge(*, usd: float | None = None, tokens: float | None = None) -> None:
             _check.number("charge", field, value, minimum=0, strict=False)
     account = _account.get()
     if account is None:
-        from .._fan import _current_fan  # late: the engine imports this module
+        from .._call import in_task  # late: the engine imports this module
 
-        if _current_fan.get() is None:
+        if not in_task():
             raise RuntimeError("fj.charge() is only available inside a task run by forkjoin")
         return  # a task with no budget and no estimate: nothing to account for
     account.add(usd, tokens)

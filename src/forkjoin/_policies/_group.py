@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidPolicy
-from .._retry import Retry
-from . import _check
+from .._options import check_limit, check_retry, check_seconds
 from ._adaptive import AdaptiveLimit
+from ._breaker import CircuitBreaker
 from ._hedge import Hedge
 from ._rate import RateLimit
+
+if TYPE_CHECKING:
+    from .._retry import Retry
 
 __all__ = ["Group"]
 
@@ -21,7 +24,8 @@ class Group:
 
     A task's own option wins over its group's, which wins over the run's. ``limit`` is an
     int or an :class:`AdaptiveLimit`; ``rate`` a :class:`RateLimit`; ``hedge`` applies to
-    the group's tasks marked ``idempotent=True``.
+    the group's tasks marked ``idempotent=True``; ``breaker`` a :class:`CircuitBreaker` for
+    the group.
     """
 
     timeout: float | None = None
@@ -29,20 +33,19 @@ class Group:
     limit: int | AdaptiveLimit | None = None
     rate: RateLimit | None = None
     hedge: Hedge | None = None
+    breaker: CircuitBreaker | None = None
 
     def __post_init__(self) -> None:
-        if self.timeout is not None:
-            _check.number("Group", "timeout", self.timeout, minimum=0, strict=True)
-        if self.retry is True:
-            object.__setattr__(self, "retry", Retry())
-        elif not (self.retry is None or self.retry is False or isinstance(self.retry, Retry)):
-            _bad("retry", "fj.Retry(...), False or None", self.retry)
+        check_seconds("Group.timeout", self.timeout)
+        object.__setattr__(self, "retry", check_retry("Group.retry", self.retry))
         if self.limit is not None and not isinstance(self.limit, AdaptiveLimit):
-            _check.integer("Group", "limit", self.limit, minimum=1)
+            check_limit("Group.limit", self.limit)
         if self.rate is not None and not isinstance(self.rate, RateLimit):
             _bad("rate", "fj.RateLimit(...)", self.rate)
         if self.hedge is not None and not isinstance(self.hedge, Hedge):
             _bad("hedge", "fj.Hedge(...)", self.hedge)
+        if self.breaker is not None and not isinstance(self.breaker, CircuitBreaker):
+            _bad("breaker", "fj.CircuitBreaker(...)", self.breaker)
 
 
 def _bad(field: str, expected: str, value: Any) -> None:

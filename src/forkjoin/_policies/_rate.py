@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 from .._errors import InvalidPolicy
 from . import _check
+from ._base import PolicyState, RunContext
 
-__all__ = ["RateLimit", "RateMeter"]
+__all__ = ["RateLimit", "RateLimitState", "RateMeter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +121,41 @@ class RateMeter:
         now = loop.time()
         self.record(now, weight)
         return now
+
+
+class RateLimitState(PolicyState):
+    """A RateLimit in a run (or one group of it): each call waits for its turn."""
+
+    __slots__ = ("meter",)
+    report_as = ("rate", "rates")
+    order = 2
+
+    def __init__(self, policy: RateLimit, group: str | None, ctx: RunContext) -> None:
+        super().__init__(policy, group, ctx)
+        self.meter = RateMeter(policy)
+
+    def before(self, task: Any) -> Awaitable[Any] | None:
+        meter = self.meter
+        weight = task.weight
+        now = self.ctx.clock()
+        start = meter.reserve(now, weight)
+        if start <= now and meter.wait_for_window(now, weight) <= 0:
+            meter.record(now, weight)  # its turn is now: no coroutine, no sleep
+            return None
+        return self._wait(start, weight)
+
+    async def _wait(self, start: float, weight: float) -> None:
+        clock = self.ctx.clock
+        meter = self.meter
+        delay = start - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for _ in range(1000):  # bounded: each pass waits for the oldest start to age out
+            extra = meter.wait_for_window(clock(), weight)
+            if extra <= 0:
+                break
+            await asyncio.sleep(extra)
+        meter.record(clock(), weight)
+
+    def report(self) -> dict[str, Any]:
+        return {"rate": self.policy.rate, "per": self.policy.per}

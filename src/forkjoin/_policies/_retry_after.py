@@ -6,11 +6,13 @@ import asyncio
 import email.utils
 import math
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from .._errors import ForkjoinError, InvalidPolicy, TaskTimeout
+from ._base import PolicyState
 
-__all__ = ["RetryAfter", "is_overload", "retry_after_of"]
+__all__ = ["PauseState", "RetryAfter", "is_overload", "retry_after_of"]
 
 _OVERLOAD_STATUS = (429, 503)
 
@@ -81,3 +83,26 @@ def is_overload(error: BaseException) -> bool:
     if isinstance(error, asyncio.CancelledError):
         return False
     return _status(error) in _OVERLOAD_STATUS
+
+
+class PauseState(PolicyState):
+    """A group's pause after a server said "retry after n seconds": every call of the
+    group waits until then (a group with a rate, an adaptive limit or a breaker has one)."""
+
+    __slots__ = ("until",)
+    report_as = ("pause", "pauses")
+    order = 1
+
+    def __init__(self, policy: Any, group: str | None, ctx: Any) -> None:
+        super().__init__(policy, group, ctx)
+        self.until = 0.0
+
+    def before(self, task: Any) -> Awaitable[Any] | None:
+        wait = self.until - self.ctx.clock()
+        return asyncio.sleep(wait) if wait > 0 else None
+
+    def ended(self, task: Any, token: Any, error: BaseException | None, duration: float) -> None:
+        if error is not None:
+            delay = retry_after_of(error)
+            if delay:
+                self.until = max(self.until, self.ctx.clock() + delay)

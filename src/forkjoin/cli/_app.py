@@ -7,7 +7,6 @@ Each command is a thin layer: parse, call the library, render. Exit codes: 0 all
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import sys
 from collections.abc import Iterator
@@ -111,8 +110,6 @@ def run(
     display = str(spec_file)
     redact = Redactor()
     given = parse_vars(var)
-    if html is not None and not hasattr(fj.RunReport, "to_html"):
-        raise fail("--html needs RunReport.to_html, which this forkjoin version does not have")
     spec_dir = spec_file.resolve().parent
     try:
         spec, keylines = load_spec(spec_file, display)
@@ -157,8 +154,7 @@ def run(
     if report_json is not None:
         report_json.write_text(redact(report.to_json(indent=2)) + "\n")
     if html is not None:
-        report_any: Any = report  # to_html arrives with the observability work
-        report_any.to_html(html)
+        report.to_html(html)
         html.write_text(redact(html.read_text()))
     if not quiet:
         sys.stderr.write(render_report(report, results, redact, terminal=_stderr_is_terminal()))
@@ -196,7 +192,7 @@ def _run_with_setup(
         if any(isinstance(t, HttpTask) for t in spec.tasks.values()):
             warm_http()
         options = dict(plan.options)
-        if _accepts_progress() and _stderr_is_terminal() and not quiet:
+        if _stderr_is_terminal() and not quiet:
             options["progress"] = True
         try:
             results = fj.run(plan.tasks, **options)
@@ -212,10 +208,6 @@ def _run_with_setup(
             except Exception as e:
                 agg_error = f"{type(e).__name__}: {e}"
     return results, code, aggregate, agg_error
-
-
-def _accepts_progress() -> bool:
-    return "progress" in inspect.signature(fj.run).parameters
 
 
 def _resolve(ref: str, spec_dir: Path, keylines: Any, key: str) -> Any:
@@ -239,16 +231,11 @@ def report(
         raise fail(f"{run_json}: not a JSON report: {e}") from None
     if not isinstance(data, dict) or "version" not in data:
         raise fail(f"{run_json}: not a forkjoin report (no version field)")
-    loaded: Any = data
-    from_dict = getattr(fj.RunReport, "from_dict", None)
-    if from_dict is not None:
-        try:
-            loaded = from_dict(data)
-        except Exception as e:
-            raise fail(f"{run_json}: not a readable report: {e}") from None
+    try:
+        loaded = fj.RunReport.from_dict(data)
+    except Exception as e:
+        raise fail(f"{run_json}: not a readable report: {e}") from None
     if html is not None:
-        if not hasattr(loaded, "to_html"):
-            raise fail("--html needs RunReport.to_html, which this forkjoin version does not have")
         loaded.to_html(html)
     sys.stdout.write(render_report(loaded, None, Redactor(), terminal=sys.stdout.isatty()))
     raise typer.Exit(EXIT_OK)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import importlib
-import inspect
 import json as json_module
 import os
 import signal
@@ -54,8 +53,6 @@ __all__ = [
 ]
 
 _CHUNK = 65536
-# policies that arrive with newer engine versions are looked up at run time
-_api: Any = fj
 
 
 class CommandFailed(Exception):
@@ -291,21 +288,6 @@ def resolve_call(ref: str, search: Path | None = None) -> Callable[..., Any]:
 # -- policies ---------------------------------------------------------------------------
 
 
-def _has(name: str) -> bool:
-    return hasattr(fj, name)
-
-
-def _accepts(fn: Callable[..., Any], param: str) -> bool:
-    try:
-        return param in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins only
-        return False
-
-
-def _unavailable(feature: str, needs: str) -> str:
-    return f"{feature} needs {needs}, which this forkjoin version does not have yet"
-
-
 def to_retry(spec: RetrySpec | None) -> fj.Retry | bool | None:
     if spec is None:
         return None
@@ -349,12 +331,8 @@ def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
     if r.budget is not None:
         opts["budget"] = _budget(r.budget, keylines)
     if r.rate is not None:
-        if not (_has("RateLimit") and _accepts(fj.run, "rate")):
-            raise SpecError(
-                _unavailable("a rate limit", "fj.RateLimit"), **_where(keylines, "run", "rate")
-            )
         opts["rate"] = _policy(
-            functools.partial(_api.RateLimit, r.rate.rate, per=r.rate.per, burst=r.rate.burst),
+            functools.partial(fj.RateLimit, r.rate.rate, per=r.rate.per, burst=r.rate.burst),
             keylines,
             "run",
             "rate",
@@ -369,14 +347,9 @@ def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
                     "set either limit or adaptive for a group, not both",
                     **_where(keylines, "groups", name, "adaptive"),
                 )
-            if not _has("AdaptiveLimit"):
-                raise SpecError(
-                    _unavailable("an adaptive limit", "fj.AdaptiveLimit"),
-                    **_where(keylines, "groups", name, "adaptive"),
-                )
             a = g.adaptive
             limits[name] = _policy(
-                functools.partial(_api.AdaptiveLimit, initial=a.initial, min=a.min, max=a.max),
+                functools.partial(fj.AdaptiveLimit, initial=a.initial, min=a.min, max=a.max),
                 keylines,
                 "groups",
                 name,
@@ -385,27 +358,17 @@ def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
         elif g.limit is not None:
             limits[name] = g.limit
         if g.rate is not None:
-            if not (_has("RateLimit") and _accepts(fj.run, "rates")):
-                raise SpecError(
-                    _unavailable("a rate limit", "fj.RateLimit"),
-                    **_where(keylines, "groups", name, "rate"),
-                )
             rate = g.rate
             rates[name] = _policy(
-                functools.partial(_api.RateLimit, rate.rate, per=rate.per, burst=rate.burst),
+                functools.partial(fj.RateLimit, rate.rate, per=rate.per, burst=rate.burst),
                 keylines,
                 "groups",
                 name,
                 "rate",
             )
         if g.timeout is not None or g.retry is not None:
-            if not (_has("Group") and _accepts(fj.run, "groups")):
-                raise SpecError(
-                    _unavailable("a group's timeout or retry", "fj.Group"),
-                    **_where(keylines, "groups", name),
-                )
             groups[name] = _policy(
-                functools.partial(_api.Group, timeout=g.timeout, retry=to_retry(g.retry)),
+                functools.partial(fj.Group, timeout=g.timeout, retry=to_retry(g.retry)),
                 keylines,
                 "groups",
                 name,
@@ -427,10 +390,8 @@ def _policy(build: Callable[[], Any], keylines: _KeyLines, *path: str) -> Any:
 
 
 def _budget(b: BudgetSpec, keylines: _KeyLines) -> Any:
-    if not (_has("Budget") and _accepts(fj.run, "budget")):
-        raise SpecError(_unavailable("a budget", "fj.Budget"), **_where(keylines, "run", "budget"))
     return _policy(
-        functools.partial(_api.Budget, usd=b.usd, tokens=b.tokens), keylines, "run", "budget"
+        functools.partial(fj.Budget, usd=b.usd, tokens=b.tokens), keylines, "run", "budget"
     )
 
 
@@ -457,23 +418,14 @@ def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path)
                     "hedging starts a duplicate call: mark the task idempotent = true",
                     **_where(keylines, *base, "hedge"),
                 )
-            if not (_has("Hedge") and _accepts(fj.task, "hedge")):
-                raise SpecError(
-                    _unavailable("hedging", "fj.Hedge"), **_where(keylines, *base, "hedge")
-                )
             h = t.hedge
             options["hedge"] = _policy(
-                functools.partial(_api.Hedge, after=h.after, max_extra=h.max_extra),
+                functools.partial(fj.Hedge, after=h.after, max_extra=h.max_extra),
                 keylines,
                 *base,
                 "hedge",
             )
         if t.idempotent:
-            if not _accepts(fj.task, "idempotent"):
-                raise SpecError(
-                    _unavailable("idempotent", "fj.task(idempotent=...)"),
-                    **_where(keylines, *base, "idempotent"),
-                )
             options["idempotent"] = True
         fn, args = _call_of(t, base, keylines, variables, spec_dir, spec)
         plan.tasks[name] = _policy(

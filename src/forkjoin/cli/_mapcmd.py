@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import stat
 import sys
@@ -130,7 +129,7 @@ def map_command(
     if len(chosen) != 1:
         raise fail("map: give exactly one of `-- ARGV...`, --http METHOD URL or --call mod:fn")
     options: dict[str, Any] = {"limit": limit, "ordered": ordered}
-    if not quiet and sys.stderr.isatty() and "progress" in inspect.signature(fj.imap).parameters:
+    if not quiet and sys.stderr.isatty():
         options["progress"] = True  # drawn on stderr only: the JSON lines stay clean
     try:
         if timeout is not None:
@@ -142,10 +141,7 @@ def map_command(
     if retry is not None:
         options["retry"] = fj.Retry(attempts=retry, backoff=0.1) if retry > 1 else False
     if rate is not None:
-        if not (hasattr(fj, "RateLimit") and "rate" in inspect.signature(fj.imap).parameters):
-            raise fail("map: --rate needs fj.RateLimit, which this forkjoin version lacks")
-        api: Any = fj
-        options["rate"] = api.RateLimit(per_second[0], per=per_second[1])
+        options["rate"] = fj.RateLimit(per_second[0], per=per_second[1])
     method_url: tuple[str, str] | None = None
     if http:
         warm_http()

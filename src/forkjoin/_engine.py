@@ -1,0 +1,510 @@
+"""The engine of one run: its lifecycle, its tasks, its stop.
+
+Where things happen, for a newcomer:
+
+- a task is *added* in :meth:`Engine.prepare` / :meth:`Engine.add` (validated, planned);
+- it is *admitted* by :mod:`._admission` (slots, priorities), which calls :meth:`_start`;
+- it *runs* in :meth:`Engine._drive`: the plain path awaits ``fn(*args)`` itself, any
+  other awaits the call pipeline of its plan (:mod:`._call`: timeout, retries...);
+- its Outcome is *written* by :mod:`._record` (results, stream, observers, early stops);
+- the run *stops early* in :meth:`Engine.stop` (deadline, fail-fast, quorum, cancellation).
+
+Hot-path notes (see bench/RESULTS.md): a task no policy touches costs an asyncio Task, its
+record and its Outcome, nothing else; events are built only when an observer listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from ._admission import Admission
+from ._backends._loop import LoopRunner
+from ._backends._thread import ThreadRunner
+from ._call import FATAL, Planner, TaskState, _current_run, outcome_of, skipped
+from ._deadlines import Deadlines
+from ._errors import DuplicateTaskName, InvalidPolicy
+from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
+from ._options import RunOptions
+from ._outcome import Outcome, Results, RunInfo, Status
+from ._policies._budget import _account
+from ._policies._rate import RateLimitState
+from ._policies._run import RunPolicies
+from ._task import DEFAULTS, Task, close_unstarted, coroutine_runner, is_async_callable, split
+
+__all__ = ["Engine"]
+
+_run_ids = itertools.count(1)
+
+# Most tasks one asyncio Task runs back to back in a limited run before it hands the next
+# one to a new Task (see _finish): tasks that never suspend cannot hold the loop for long.
+CHAIN_MAX: Final = 64
+
+_OK: Final = Status.OK
+_STOCK_TIME = asyncio.BaseEventLoop.time
+
+
+class Engine:
+    """One run (see the module docstring). Façades: ``Fan``, ``gather``, ``run`` and the map
+    family; this class is not public."""
+
+    def __init__(self, options: RunOptions, *, keep: bool = True, total: int | None = None) -> None:
+        self.options = options
+        self.name = options.name or f"run-{next(_run_ids)}"
+        observers = options.observers
+        if options.progress:  # the live display is one more observer; nothing when off
+            from ._progress import with_progress
+
+            observers = with_progress(observers, options.progress, total)
+        self.events = Observers(observers)
+        self.state = "new"
+        self.stop_reason: str | None = None
+        self.fatal: BaseException | None = None  # a KeyboardInterrupt/SystemExit of a task
+        self.keep = keep
+        self.t0 = 0.0
+        self.wall0 = 0.0
+        self.wall = 0.0
+        self.clock: Callable[[], float] = time.monotonic
+        self.policies = RunPolicies(options, self)
+        self.loop_runner = LoopRunner()
+        self.threads = ThreadRunner(self.name, options.limit)
+        self._deadlines: dict[float, Deadlines] = {}
+        self.planner = Planner(
+            options,
+            self.policies,
+            self,
+            self.events,
+            self._deadlines_for,
+            self.loop_runner,
+            self.threads,
+        )
+        self._seq = 0
+        self._pending = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._stop_listeners: list[Callable[[str], None]] = []
+        # while a finishing task admits the next ones: the asyncio Task that may run the
+        # first admitted one itself, and the task it was given
+        self._handoff: asyncio.Task[Any] | None = None
+        self._handed: TaskState | None = None
+        self._deadline_handle: asyncio.TimerHandle | None = None
+        self._token: contextvars.Token[Any] | None = None
+        self.results: Results | None = None
+        from ._record import Recorder
+
+        self.recorder = Recorder(
+            self.name,
+            self.events,
+            self.elapsed,
+            self.stop,
+            keep=keep,
+            quorum=options.quorum,
+            stop_after=options.stop_after_failures,
+            fail_fast=options.on_error == "fail_fast",
+        )
+        self._record = self.recorder.record
+        self._queued_subs = self.events.task_queued
+        self._started_subs = self.events.attempt_started
+
+    # -- what policies and the pipeline may use (RunContext) ---------------------------------
+
+    @property
+    def pending(self) -> int:
+        """How many tasks have no Outcome yet."""
+        return self._pending
+
+    @property
+    def stopping(self) -> str | None:
+        """Why the run is stopping (None while it runs on)."""
+        return self.stop_reason
+
+    def elapsed(self) -> float:
+        """Seconds since the run started, on the run's clock."""
+        return self.clock() - self.t0
+
+    def set_limit(self, group: str, limit: int) -> None:
+        self.admission.set_limit(group, limit)
+
+    def emit(self, hook: str, event: Event) -> None:
+        self.events.emit(hook, event)
+
+    def listens(self, hook: str) -> bool:
+        return self.events.listens(hook)
+
+    def _deadlines_for(self, timeout: float) -> Deadlines:
+        deadlines = self._deadlines.get(timeout)
+        if deadlines is None:
+            deadlines = self._deadlines[timeout] = Deadlines(self.loop, timeout)
+        return deadlines
+
+    def on_stop(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` when the run stops early."""
+        self._stop_listeners.append(listener)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.state != "new":
+            raise RuntimeError("a Fan runs once: make a new fj.Fan(...) for another run")
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        # the stock loops' time() is time.monotonic(): call it directly (no Python frame)
+        self.clock = time.monotonic if type(loop).time is _STOCK_TIME else loop.time
+        self.t0 = self.clock()
+        self.wall0 = time.time()
+        options = self.options
+        self.admission = Admission(options.limit, dict(options.group_limits), self._start, loop)
+        self.state = "running"
+        self._token = _current_run.set(self)
+        if options.deadline is not None:
+            self._deadline_handle = loop.call_at(self.t0 + options.deadline, self.stop, "deadline")
+        if self.events.run_started:
+            self.events.emit("run_started", RunStarted(self.name, 0.0, options.settings()))
+
+    async def wait(self) -> None:
+        """Wait until every task has its Outcome. An outer cancellation stops the run
+        first and is re-raised (with its message) once every task has ended."""
+        cancelled: asyncio.CancelledError | None = None
+        while self._pending > 0:
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            except asyncio.CancelledError as e:
+                cancelled = e
+                self.stop("cancelled")
+        if cancelled is not None:
+            raise asyncio.CancelledError(*cancelled.args)
+
+    def close(self, report: Any = None) -> Results:
+        """End the run: no timer, thread pool or context is left behind. ``report`` is the
+        RunReport of a run that keeps no Outcomes (map)."""
+        self.state = "closed"
+        self.wall = self.clock() - self.t0
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+        for deadlines in self._deadlines.values():
+            deadlines.close()
+        self.threads.close()
+        if self._token is not None:
+            try:
+                _current_run.reset(self._token)
+            except ValueError:  # exited in another context than entered: nothing to restore
+                _current_run.set(None)
+            self._token = None
+        tasks = self.recorder.tasks
+        if self._pending:  # only after an error in the engine itself: keep what ended
+            tasks = {n: o for n, o in tasks.items() if isinstance(o, Outcome)}
+        results = Results(tasks, self.info(), report)
+        self.results = results
+        if self.events.run_finished:
+            self.events.emit("run_finished", RunFinished(self.name, self.wall, results))
+        return results
+
+    def info(self) -> RunInfo:
+        """What the report needs beyond the Outcomes."""
+        return RunInfo(
+            wall=self.wall,
+            started_at=self.wall0,
+            limit=self.options.limit,
+            limits=dict(self.admission.group_limits) if self.state != "new" else {},
+            run=self.name,
+            policies=self.policies.report(),
+        )
+
+    def raise_fatal(self) -> None:
+        """Re-raise a KeyboardInterrupt or SystemExit a task raised, now that every other
+        task has been stopped and recorded."""
+        if self.fatal is not None:
+            raise self.fatal
+
+    # -- adding tasks --------------------------------------------------------------------
+
+    def prepare(self, tasks: Any) -> list[TaskState]:
+        """Validate everything ``gather()`` was given, before anything starts (no partial
+        runs): names, task values, their options against the run's policies."""
+        if not isinstance(tasks, Mapping):
+            if isinstance(tasks, list | tuple):
+                close_unstarted(list(tasks))
+            raise TypeError(
+                f"expected a mapping of task name -> task, got {type(tasks).__name__} "
+                "(name your tasks: results are keyed)"
+            )
+        states: list[TaskState] = []
+        names: dict[str, Any] = self.recorder.tasks
+        seen_coros: dict[int, str] = {}
+        asyncs: dict[int, bool] = {}  # fn id -> async? (the fns stay alive meanwhile)
+        planner = self.planner
+        defaults: dict[tuple[str | None, bool], Any] = {}
+        seq = self._seq
+        try:
+            for name, spec in tasks.items():
+                if type(name) is not str:
+                    raise TypeError(f"task names must be strings, got {name!r}")
+                if type(spec) is tuple and spec and callable(spec[0]):
+                    fn, args, opts = spec[0], spec[1:], DEFAULTS
+                else:
+                    fn, args, opts = split(f"tasks[{name!r}]", spec)
+                    if fn is coroutine_runner:
+                        other = seen_coros.setdefault(id(args[0]), name)
+                        if other != name:
+                            raise InvalidPolicy(
+                                f"tasks[{name!r}]: the same coroutine object is also "
+                                f"tasks[{other!r}]; a coroutine runs once: give each task "
+                                "its own (or pass the function: (fn, *args))"
+                            )
+                if opts is DEFAULTS:
+                    key = id(fn)
+                    is_async = asyncs.get(key)
+                    if is_async is None:
+                        is_async = asyncs[key] = is_async_callable(fn)
+                    pkey = (None, is_async)
+                    plan = defaults.get(pkey)
+                    if plan is None:
+                        plan = defaults[pkey] = planner.plan(DEFAULTS, None, is_async)
+                    if fn is coroutine_runner and plan.reruns:
+                        st = self._state(name, fn, args, opts, seq)  # raises, naming it
+                    st = TaskState(name, fn, args, opts, None, seq, plan, 0.0)
+                else:
+                    st = self._state(name, fn, args, opts, seq)
+                states.append(st)
+                seq += 1
+            if len(states) != len(set(tasks)):  # pragma: no cover - a mapping has unique keys
+                raise DuplicateTaskName("duplicate task names")
+            for st in states:
+                if st.name in names:
+                    raise DuplicateTaskName(f"task name {st.name!r} is already used in this run")
+        except BaseException:
+            close_unstarted(tasks)
+            raise
+        self._seq = seq
+        return states
+
+    def _state(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, seq: int) -> TaskState:
+        is_async = opts.is_async if fn is opts.fn else is_async_callable(fn)
+        plan = self.planner.plan(opts, opts.group, is_async)
+        if fn is coroutine_runner and plan.reruns:
+            args[0].close()
+            raise InvalidPolicy(
+                f"task {name!r}: a coroutine object runs only once, so the run's retry, "
+                "hedge or fallback cannot call it again; pass the function and its "
+                "arguments: (fn, *args) or fj.task(fn, *args)"
+            )
+        if opts.weight != 1 and plan.hooks is not None:
+            for state in plan.hooks.states:
+                if isinstance(state, RateLimitState):
+                    state.policy.check_weight(f"task {name!r}: weight", opts.weight)
+        return TaskState(name, fn, args, opts, opts.group, seq, plan, 0.0)
+
+    def start_all(self, states: list[TaskState]) -> None:
+        """Put prepared tasks into the run: limited ones queue for a slot, the others are
+        fed a batch per loop pass (see _admission.FEED_BATCH)."""
+        names = self.recorder.tasks
+        adm = self.admission
+        now = self.clock()
+        self._pending += len(states)
+        queued = self._queued_subs
+        if self.stop_reason is not None:
+            for st in states:
+                names[st.name] = st
+                self._end(st, skipped(st, self.stop_reason))
+            return
+        limited = adm.limit is not None
+        glimits = adm.group_limits
+        push = adm.push
+        feed = adm.feed
+        for st in states:
+            st.added = now
+            names[st.name] = st
+            if queued:
+                self._emit_queued(st)
+            if limited or (st.group is not None and st.group in glimits):
+                push(st)
+            else:
+                feed(st)
+        if adm.queued:
+            adm.admit()
+        adm.sort_feed()
+        adm.feed_now()
+
+    def add(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task) -> None:
+        """Add one task to the running run (``Fan.spawn``)."""
+        if type(name) is not str:
+            raise TypeError(f"task names must be strings, got {name!r}")
+        names = self.recorder.tasks
+        if name in names:
+            if fn is coroutine_runner:
+                args[0].close()
+            raise DuplicateTaskName(f"task name {name!r} is already used in this run")
+        st = self._state(name, fn, args, opts, self._seq)
+        self._seq += 1
+        st.added = self.clock()
+        names[name] = st
+        self._pending += 1
+        if self._queued_subs:
+            self._emit_queued(st)
+        if self.stop_reason is not None:
+            self._end(st, skipped(st, self.stop_reason))
+            return
+        adm = self.admission
+        if adm.limited(st.group):
+            adm.push(st)
+            adm.admit_soon()  # on the next pass, so tasks spawned together start by priority
+        else:
+            adm.take(st.group)
+            self._start(st)
+
+    def _emit_queued(self, st: TaskState) -> None:
+        self.events.send(
+            self._queued_subs,
+            TaskQueued(self.name, st.added - self.t0, st.name, st.group, st.priority),
+        )
+
+    # -- running -------------------------------------------------------------------------
+
+    def _start(self, st: TaskState) -> None:
+        """Admission gave ``st`` a slot: run it."""
+        plan = st.plan
+        if not plan.plain:
+            reason = plan.start(st)
+            if reason is not None:  # e.g. its estimate does not fit the budget
+                self.admission.release(st.group)
+                self._end(st, skipped(st, reason))
+                return
+        handoff = self._handoff
+        if handoff is not None and plan.plain:
+            # the Task of the task that just finished runs this one next, in the same loop
+            # pass: no new Task, no extra pass before its first step (bench workload 3)
+            self._handoff = None
+            self._handed = st
+            st.handle = handoff
+            return
+        st.handle = self.loop.create_task(self._drive(st))
+
+    async def _drive(self, st: TaskState) -> None:
+        """The asyncio Task of a task: call it, write its Outcome, and go on with the
+        task admitted into the slot it freed, if any (like a pool's worker: a slot freed
+        and refilled costs no new Task and no loop pass)."""
+        clock = self.clock
+        t0 = self.t0
+        chained = 0
+        while True:
+            start = clock()
+            st.started = start
+            if self._started_subs:
+                self._emit_started(st, start)
+            call = st.plan.call
+            try:
+                if call is None:  # the plain path: no frame, no timeout scope, no policy
+                    value = await st.fn(*st.args)
+                else:
+                    value = await call(st)
+            except BaseException as e:
+                outcome = outcome_of(st, None, e, start, clock(), t0)
+                if isinstance(e, FATAL):
+                    self._fatal(e)
+            else:
+                if call is None:
+                    end = clock()
+                    outcome = Outcome(
+                        st.name, _OK, value, None, None, 1, start - t0, end - t0, None,
+                        st.group, st.seq, (), False, None, start - st.added,
+                    )  # fmt: skip
+                else:
+                    outcome = outcome_of(st, value, None, start, clock(), t0)
+            if call is not None and st.plan.accounts:
+                _account.set(None)  # the next task this Task runs must not charge this one
+            nxt = self._finish(st, outcome, chained < CHAIN_MAX)
+            if nxt is None:
+                return
+            st = nxt
+            chained += 1
+
+    def _emit_started(self, st: TaskState, start: float) -> None:
+        self.events.send(
+            self._started_subs, AttemptStarted(self.name, start - self.t0, st.name, st.group, 1)
+        )
+
+    def _fatal(self, error: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self.stop("aborted")
+
+    # -- ending --------------------------------------------------------------------------
+
+    def _finish(self, st: TaskState, outcome: Outcome, chain: bool) -> TaskState | None:
+        """Write a started task's Outcome and free its slot. With ``chain`` the first plain
+        task admitted into the freed room is returned, for this Task to run next."""
+        task = st.handle
+        st.done = True
+        # a finished task keeps neither its asyncio Task nor its arguments: a Task kept per
+        # record doubled peak RSS at 100k tasks and fed the cyclic GC (bench/PROFILE.md)
+        st.handle = None
+        st.args = ()
+        adm = self.admission
+        adm.release(st.group)
+        self._pending -= 1
+        self._record(outcome)
+        nxt = None
+        if adm.queued:
+            # a cancellation requested of this Task and not yet delivered (3.11 cannot take
+            # one back) would hit the next task: then that one gets a Task of its own
+            if chain and task is not None and not task.cancelling():
+                self._handoff = task
+                try:
+                    adm.admit()
+                finally:
+                    nxt, self._handed, self._handoff = self._handed, None, None
+                if nxt is not None and nxt.done:
+                    nxt = None  # the run stopped while admitting: it was skipped already
+            else:
+                adm.admit()
+        if self._pending == 0:
+            self._wake()
+        return nxt
+
+    def _end(self, st: TaskState, outcome: Outcome) -> None:
+        """Write the Outcome of a task that holds no slot (never started)."""
+        st.done = True
+        self._pending -= 1
+        self._record(outcome)
+        if self._pending == 0:
+            self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def stop(self, reason: str) -> None:
+        """Stop the run early: waiting tasks are skipped, running ones cancelled."""
+        if self.stop_reason is not None or self.state == "closed":
+            return
+        self.stop_reason = reason
+        if self.state == "new":
+            return
+        for st in self.admission.drain():
+            self._end(st, skipped(st, reason))
+        for st in [v for v in self.recorder.tasks.values() if type(v) is TaskState]:
+            if not st.done:
+                self._cancel(st, reason)
+        for listener in self._stop_listeners:
+            listener(reason)
+
+    def _cancel(self, st: TaskState, reason: str) -> None:
+        if st.handle is None:
+            return
+        st.cancel_reason = reason
+        if st is self._handed:
+            # handed to a finishing task's Task, which is running this very code: that Task
+            # is not cancelled, it just does not run this one
+            self.admission.release(st.group)
+            self._end(st, skipped(st, reason))
+            return
+        st.handle.cancel()
+        if st.started is None:
+            # its asyncio Task never ran a step, so _drive will not run: write it here
+            self.admission.release(st.group)
+            self._end(st, skipped(st, reason))

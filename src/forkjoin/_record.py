@@ -1,0 +1,230 @@
+"""Recording: the one path every Outcome takes.
+
+:meth:`Recorder.record` is called exactly once per task, whatever happened to it. It keeps
+the Outcome (``gather``, ``Fan``) or folds it into streaming figures (``map``, ``imap``:
+O(1) memory in the number of items), feeds the ``as_completed`` stream, tells the
+observers, and decides the run's early stops that depend on outcomes (``quorum``,
+``max_failures`` / fail-fast).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._events import Observers, TaskFinished
+from ._outcome import Outcome, Status
+
+__all__ = ["Aggregate", "Recorder"]
+
+_OK: Final = Status.OK
+_FAILED: Final = Status.FAILED
+_TIMED_OUT: Final = Status.TIMED_OUT
+
+SLOWEST: Final = 10  # how many slowest calls a map run's report names
+
+
+class Aggregate:
+    """The figures of a run that keeps no Outcome per task: counts by status and reason,
+    the sum of call durations, attempts, cost, the slowest calls and the peak number of
+    calls running at once. Memory is O(1) in the number of tasks."""
+
+    __slots__ = (
+        "attempts",
+        "busy",
+        "cost",
+        "counts",
+        "fallbacks",
+        "first",
+        "hedged",
+        "last",
+        "peak",
+        "reasons",
+        "retries",
+        "skipped_for_budget",
+        "slowest",
+        "tokens",
+        "total",
+        "waited",
+    )
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.reasons: dict[str, int] = {}
+        self.total = 0.0  # seconds spent in calls
+        self.waited = 0.0
+        self.attempts = 0
+        self.retries = 0
+        self.hedged = 0
+        self.fallbacks = 0
+        self.cost = 0.0
+        self.tokens: float | None = None
+        self.slowest: list[tuple[float, str]] = []  # a min-heap of the SLOWEST longest
+        self.peak = 0
+        self.busy = 0  # calls running now (map pools count them)
+        self.first: float | None = None
+        self.last: float | None = None
+        self.skipped_for_budget: list[str] = []
+
+    def add(self, o: Outcome) -> None:
+        status = o.status.value
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if o.reason:
+            self.reasons[o.reason] = self.reasons.get(o.reason, 0) + 1
+            if o.reason == "budget" and status == "skipped" and len(self.skipped_for_budget) < 100:
+                self.skipped_for_budget.append(o.name)
+        self.attempts += o.attempts
+        if o.fallback:
+            self.fallbacks += 1
+        if o.cost is not None:
+            self.cost += o.cost
+        if o.tokens is not None:
+            self.tokens = (self.tokens or 0) + o.tokens
+        if o.waited:
+            self.waited += o.waited
+        calls = o.calls
+        spent: float | None
+        if calls:
+            numbers = {c.number for c in calls if not c.hedge}
+            self.hedged += sum(1 for c in calls if c.hedge)
+            self.retries += max(0, len(numbers) - 1)
+            spent = math.fsum(c.ended - c.started for c in calls)
+        else:
+            self.retries += max(0, o.attempts - 1)
+            spent = None
+            if o.started is not None and o.ended is not None:
+                spent = o.ended - o.started
+        if spent is not None and o.started is not None and o.ended is not None:
+            self.span(o.name, spent, o.started, o.ended)
+
+    def span(self, name: str, spent: float, started: float, ended: float) -> None:
+        """A task that spent ``spent`` seconds in calls between ``started`` and ``ended``."""
+        self.total += spent
+        if self.first is None or started < self.first:
+            self.first = started
+        if self.last is None or ended > self.last:
+            self.last = ended
+        slowest = self.slowest
+        if len(slowest) < SLOWEST:
+            heapq.heappush(slowest, (spent, name))
+        elif spent > slowest[0][0]:
+            heapq.heapreplace(slowest, (spent, name))
+
+    def add_ok(self, n: int, spent: float, slow: list[tuple[float, str]], first: float,
+               last: float) -> None:  # fmt: skip
+        """``n`` ok calls of one attempt each from a map worker, summed by the worker."""
+        if not n:
+            return
+        self.counts["ok"] = self.counts.get("ok", 0) + n
+        self.attempts += n
+        self.total += spent
+        if self.first is None or first < self.first:
+            self.first = first
+        if self.last is None or last > self.last:
+            self.last = last
+        for item in slow:
+            if len(self.slowest) < SLOWEST:
+                heapq.heappush(self.slowest, item)
+            elif item[0] > self.slowest[0][0]:
+                heapq.heapreplace(self.slowest, item)
+
+    @property
+    def tasks(self) -> int:
+        return sum(self.counts.values())
+
+
+class Recorder:
+    """Where every Outcome of a run goes (see the module's docstring)."""
+
+    __slots__ = (
+        "_events",
+        "_finished",
+        "_now",
+        "_run",
+        "aggregate",
+        "deliver",
+        "failures",
+        "ok",
+        "on_stop",
+        "quorum",
+        "stop_after",
+        "stop_reason",
+        "stream",
+        "stream_waiter",
+        "tasks",
+    )
+
+    def __init__(
+        self,
+        run: str,
+        events: Observers,
+        now: Callable[[], float],
+        on_stop: Callable[[str], None],
+        *,
+        keep: bool,
+        quorum: int | None,
+        stop_after: int | None,
+        fail_fast: bool,
+    ) -> None:
+        # gather, Fan: name -> the task's state while it runs, its Outcome once recorded
+        self.tasks: dict[str, Any] = {}
+        self.aggregate: Aggregate | None = None if keep else Aggregate()
+        self.deliver: Callable[[Outcome], Any] | None = None  # map, imap: the consumer
+        self.stream: deque[Outcome] | None = None  # Fan.as_completed
+        self.stream_waiter: asyncio.Future[None] | None = None
+        self.quorum = quorum
+        self.stop_after = stop_after
+        self.stop_reason = "fail_fast" if fail_fast else "max_failures"
+        self.ok = 0
+        self.failures = 0
+        self.on_stop = on_stop
+        self._run = run
+        self._events = events
+        self._finished = events.task_finished
+        self._now = now
+
+    def record(self, outcome: Outcome) -> Any:
+        """Record a task's Outcome (exactly once per task). Returns what the consumer of a
+        map run returned (an awaitable when it wants the producer to wait)."""
+        aggregate = self.aggregate
+        if aggregate is None:
+            self.tasks[outcome.name] = outcome
+        else:
+            aggregate.add(outcome)
+        if self._finished:
+            self._events.send(self._finished, TaskFinished(self._run, self._now(), outcome))
+        stream = self.stream
+        if stream is not None:
+            stream.append(outcome)
+            w = self.stream_waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+        deliver = self.deliver
+        # delivered before the early stops it causes: what they cancel comes after it
+        r = deliver(outcome) if deliver is not None else None
+        status = outcome.status
+        if status is _OK:
+            if self.quorum is not None:
+                self.ok += 1
+                if self.ok >= self.quorum:
+                    self.on_stop("quorum")
+        elif (status is _FAILED or status is _TIMED_OUT) and self.stop_after is not None:
+            self.failures += 1
+            if self.failures >= self.stop_after:
+                self.on_stop(self.stop_reason)
+        return r
+
+    def open_stream(self) -> deque[Outcome]:
+        """Start streaming: the Outcomes recorded so far first, then each as it comes."""
+        if self.stream is None:
+            self.stream = deque(o for o in self.tasks.values() if isinstance(o, Outcome))
+        return self.stream
+
+    @property
+    def stopped_by_failures(self) -> bool:
+        """Whether the run was stopped because too many tasks failed."""
+        return self.stop_after is not None and self.failures >= self.stop_after
