@@ -241,17 +241,17 @@ class Admission:
         self._feed.append(entry)
         self._schedule_feed()
 
+    def feed_all(self, entries: list[Any]) -> None:
+        """:meth:`feed` each entry (highest priority first, FIFO among equals)."""
+        if any(e.priority for e in entries):
+            entries = sorted(entries, key=lambda e: -e.priority)
+        self._feed.extend(entries)
+        self._schedule_feed()
+
     def feed_now(self) -> None:
         """Start the first batch of the feed now, in this loop pass."""
         if self._feed:
             self._feed_batch()
-
-    def sort_feed(self) -> None:
-        """Higher priorities get started first (entries keep their ``seq``)."""
-        if any(e.priority for e in self._feed):
-            ordered = sorted(self._feed, key=lambda e: -e.priority)
-            self._feed.clear()
-            self._feed.extend(ordered)
 
     def _schedule_feed(self) -> None:
         if not self._feeding:

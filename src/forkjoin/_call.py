@@ -95,8 +95,8 @@ class TaskState:
     """The engine's record of one task while it is in the run.
 
     ``fn(*args)`` is the call; ``opts`` its :class:`Task` options; ``plan`` what applies to
-    it; ``seq`` the order it was added (Outcome.index). ``calls`` is the pipeline's log of
-    its calls (None on the plain path).
+    it; ``seq`` the order it was added (Outcome.index); ``added`` when, on the run's clock.
+    ``calls`` is the pipeline's log of its calls (None on the plain path).
     """
 
     __slots__ = (
@@ -594,7 +594,7 @@ def outcome_of(
     if calls is None:  # the plain path
         return Outcome(
             st.name, status, value, error, reason, 1, start - t0, end - t0, None, st.group,
-            st.seq, (), False, None, start - st.added,
+            st.seq, (), False, None, (start - t0) - st.added,
         )  # fmt: skip
     log = calls.log
     first = start - t0
@@ -620,7 +620,7 @@ def outcome_of(
     ordered = tuple(sorted(log, key=lambda a: a.started)) if log else ()
     outcome = Outcome(
         st.name, status, value, error, reason, attempts, first, end - t0, None, st.group,
-        st.seq, ordered, fallback, None, (first + t0) - st.added,
+        st.seq, ordered, fallback, None, first - st.added,
     )  # fmt: skip
     return _settled(st, outcome)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import time
 from collections.abc import Callable, Mapping
@@ -105,7 +106,6 @@ class Engine:
             stop_after=options.stop_after_failures,
             fail_fast=options.on_error == "fail_fast",
         )
-        self._record = self.recorder.record
         self._queued_subs = self.events.task_queued
         self._started_subs = self.events.attempt_started
 
@@ -157,6 +157,13 @@ class Engine:
         self.wall0 = time.time()
         options = self.options
         self.admission = Admission(options.limit, dict(options.group_limits), self._start, loop)
+        # a Task straight from its class skips create_task's Python frame, unless the
+        # application set a task factory of its own
+        self._task: Callable[[Any], asyncio.Task[Any]] = (
+            functools.partial(asyncio.Task, loop=loop)
+            if loop.get_task_factory() is None
+            else loop.create_task
+        )
         self.state = "running"
         self._token = _current_run.set(self)
         if options.deadline is not None:
@@ -233,18 +240,21 @@ class Engine:
                 "(name your tasks: results are keyed)"
             )
         states: list[TaskState] = []
-        names: dict[str, Any] = self.recorder.tasks
+        append = states.append
         seen_coros: dict[int, str] = {}
         asyncs: dict[int, bool] = {}  # fn id -> async? (the fns stay alive meanwhile)
-        planner = self.planner
-        defaults: dict[tuple[str | None, bool], Any] = {}
+        plans: dict[bool, Any] = {}  # async? -> the plan of a task with default options
+        plan_of = self.planner.plan
         seq = self._seq
+        defaults = DEFAULTS
         try:
             for name, spec in tasks.items():
                 if type(name) is not str:
                     raise TypeError(f"task names must be strings, got {name!r}")
                 if type(spec) is tuple and spec and callable(spec[0]):
-                    fn, args, opts = spec[0], spec[1:], DEFAULTS
+                    fn = spec[0]
+                    args = spec[1:]
+                    opts = defaults
                 else:
                     fn, args, opts = split(f"tasks[{name!r}]", spec)
                     if fn is coroutine_runner:
@@ -255,27 +265,24 @@ class Engine:
                                 f"tasks[{other!r}]; a coroutine runs once: give each task "
                                 "its own (or pass the function: (fn, *args))"
                             )
-                if opts is DEFAULTS:
-                    key = id(fn)
-                    is_async = asyncs.get(key)
+                if opts is defaults:
+                    is_async = asyncs.get(id(fn))
                     if is_async is None:
-                        is_async = asyncs[key] = is_async_callable(fn)
-                    pkey = (None, is_async)
-                    plan = defaults.get(pkey)
+                        is_async = asyncs[id(fn)] = is_async_callable(fn)
+                    plan = plans.get(is_async)
                     if plan is None:
-                        plan = defaults[pkey] = planner.plan(DEFAULTS, None, is_async)
+                        plan = plans[is_async] = plan_of(defaults, None, is_async)
                     if fn is coroutine_runner and plan.reruns:
-                        st = self._state(name, fn, args, opts, seq)  # raises, naming it
-                    st = TaskState(name, fn, args, opts, None, seq, plan, 0.0)
+                        self._state(name, fn, args, opts, seq)  # raises, naming the task
+                    append(TaskState(name, fn, args, opts, None, seq, plan, 0.0))
                 else:
-                    st = self._state(name, fn, args, opts, seq)
-                states.append(st)
+                    append(self._state(name, fn, args, opts, seq))
                 seq += 1
-            if len(states) != len(set(tasks)):  # pragma: no cover - a mapping has unique keys
-                raise DuplicateTaskName("duplicate task names")
-            for st in states:
-                if st.name in names:
-                    raise DuplicateTaskName(f"task name {st.name!r} is already used in this run")
+            names = self.recorder.tasks
+            if names:  # a run that already has tasks (names in one mapping are unique)
+                for st in states:
+                    if st.name in names:
+                        raise DuplicateTaskName(f"task name {st.name!r} is already used")
         except BaseException:
             close_unstarted(tasks)
             raise
@@ -300,33 +307,33 @@ class Engine:
 
     def start_all(self, states: list[TaskState]) -> None:
         """Put prepared tasks into the run: limited ones queue for a slot, the others are
-        fed a batch per loop pass (see _admission.FEED_BATCH)."""
+        fed a batch per loop pass (see _admission.FEED_BATCH). Takes the list over (it is
+        emptied, so a finished task's record is not kept alive by it)."""
         names = self.recorder.tasks
         adm = self.admission
-        now = self.clock()
         self._pending += len(states)
-        queued = self._queued_subs
+        for st in states:
+            names[st.name] = st
         if self.stop_reason is not None:
             for st in states:
-                names[st.name] = st
                 self._end(st, skipped(st, self.stop_reason))
+            states.clear()
             return
-        limited = adm.limit is not None
-        glimits = adm.group_limits
-        push = adm.push
-        feed = adm.feed
-        for st in states:
-            st.added = now
-            names[st.name] = st
-            if queued:
+        if self._queued_subs:
+            for st in states:
                 self._emit_queued(st)
-            if limited or (st.group is not None and st.group in glimits):
-                push(st)
-            else:
-                feed(st)
-        if adm.queued:
-            adm.admit()
-        adm.sort_feed()
+        glimits = adm.group_limits
+        if adm.limit is None and not glimits:
+            adm.feed_all(states)  # added in the given order, started highest priority first
+        else:
+            for st in states:
+                if adm.limited(st.group):
+                    adm.push(st)
+                else:
+                    adm.feed(st)
+            if adm.queued:
+                adm.admit()
+        states.clear()
         adm.feed_now()
 
     def add(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task) -> None:
@@ -340,7 +347,7 @@ class Engine:
             raise DuplicateTaskName(f"task name {name!r} is already used in this run")
         st = self._state(name, fn, args, opts, self._seq)
         self._seq += 1
-        st.added = self.clock()
+        st.added = self.clock() - self.t0
         names[name] = st
         self._pending += 1
         if self._queued_subs:
@@ -359,7 +366,7 @@ class Engine:
     def _emit_queued(self, st: TaskState) -> None:
         self.events.send(
             self._queued_subs,
-            TaskQueued(self.name, st.added - self.t0, st.name, st.group, st.priority),
+            TaskQueued(self.name, st.added, st.name, st.group, st.priority),
         )
 
     # -- running -------------------------------------------------------------------------
@@ -367,21 +374,22 @@ class Engine:
     def _start(self, st: TaskState) -> None:
         """Admission gave ``st`` a slot: run it."""
         plan = st.plan
-        if not plan.plain:
+        if plan.plain:
+            handoff = self._handoff
+            if handoff is not None:
+                # the Task of the task that just finished runs this one next, in the same
+                # loop pass: no new Task, no extra pass before its first step (workload 3)
+                self._handoff = None
+                self._handed = st
+                st.handle = handoff
+                return
+        else:
             reason = plan.start(st)
             if reason is not None:  # e.g. its estimate does not fit the budget
                 self.admission.release(st.group)
                 self._end(st, skipped(st, reason))
                 return
-        handoff = self._handoff
-        if handoff is not None and plan.plain:
-            # the Task of the task that just finished runs this one next, in the same loop
-            # pass: no new Task, no extra pass before its first step (bench workload 3)
-            self._handoff = None
-            self._handed = st
-            st.handle = handoff
-            return
-        st.handle = self.loop.create_task(self._drive(st))
+        st.handle = self._task(self._drive(st))
 
     async def _drive(self, st: TaskState) -> None:
         """The asyncio Task of a task: call it, write its Outcome, and go on with the
@@ -389,6 +397,7 @@ class Engine:
         and refilled costs no new Task and no loop pass)."""
         clock = self.clock
         t0 = self.t0
+        new = tuple.__new__  # an Outcome without its NamedTuple __new__ frame
         chained = 0
         while True:
             start = clock()
@@ -407,15 +416,14 @@ class Engine:
                     self._fatal(e)
             else:
                 if call is None:
-                    end = clock()
-                    outcome = Outcome(
-                        st.name, _OK, value, None, None, 1, start - t0, end - t0, None,
-                        st.group, st.seq, (), False, None, start - st.added,
-                    )  # fmt: skip
+                    s = start - t0
+                    outcome = new(Outcome, (st.name, _OK, value, None, None, 1, s, clock() - t0,
+                                            None, st.group, st.seq, (), False, None,
+                                            s - st.added))  # fmt: skip
                 else:
                     outcome = outcome_of(st, value, None, start, clock(), t0)
-            if call is not None and st.plan.accounts:
-                _account.set(None)  # the next task this Task runs must not charge this one
+                    if st.plan.accounts:
+                        _account.set(None)  # the next task this Task runs must not charge this
             nxt = self._finish(st, outcome, chained < CHAIN_MAX)
             if nxt is None:
                 return
@@ -439,14 +447,14 @@ class Engine:
         task admitted into the freed room is returned, for this Task to run next."""
         task = st.handle
         st.done = True
-        # a finished task keeps neither its asyncio Task nor its arguments: a Task kept per
-        # record doubled peak RSS at 100k tasks and fed the cyclic GC (bench/PROFILE.md)
-        st.handle = None
-        st.args = ()
         adm = self.admission
-        adm.release(st.group)
+        group = st.group
+        if group is None:
+            adm.running -= 1
+        else:
+            adm.release(group)
         self._pending -= 1
-        self._record(outcome)
+        self.recorder.record(outcome)  # the record is dropped there (by its name)
         nxt = None
         if adm.queued:
             # a cancellation requested of this Task and not yet delivered (3.11 cannot take
@@ -469,7 +477,7 @@ class Engine:
         """Write the Outcome of a task that holds no slot (never started)."""
         st.done = True
         self._pending -= 1
-        self._record(outcome)
+        self.recorder.record(outcome)
         if self._pending == 0:
             self._wake()
 

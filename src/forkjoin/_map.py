@@ -362,7 +362,7 @@ class _Pool:
                 more, i, item = await self._pull()
                 if not more:
                     return
-                st = TaskState(str(i), fn, (item,), opts, group, i, plan, clock())
+                st = TaskState(str(i), fn, (item,), opts, group, i, plan, clock() - t0)
                 if self.dynamic:
                     try:
                         await adm.acquire(group)
@@ -630,7 +630,7 @@ async def _run_for_values(
         if o.status is not _OK:
             failed[o.name] = o
 
-    recorder.deliver = keep_failed
+    recorder.set_deliver(keep_failed)
     results = await _run_pool(pool)
     if failed:
         ordered = dict(sorted(failed.items(), key=lambda kv: kv[1].index))
@@ -813,7 +813,7 @@ async def _imap(
         buffer[o.index] = o
         wake_consumer()
 
-    recorder.deliver = deliver_ordered if ordered else deliver_unordered
+    recorder.set_deliver(deliver_ordered if ordered else deliver_unordered)
     pool = _Pool(engine, fn, items, group, window=(2 * capacity) if ordered else None)
     engine.open()
     try:

@@ -151,6 +151,7 @@ class Recorder:
         "ok",
         "on_stop",
         "quorum",
+        "record",
         "stop_after",
         "stop_reason",
         "stream",
@@ -186,8 +187,35 @@ class Recorder:
         self._events = events
         self._finished = events.task_finished
         self._now = now
+        self.record: Callable[[Outcome], Any] = self._record
+        self._choose()
 
-    def record(self, outcome: Outcome) -> Any:
+    def _choose(self) -> None:
+        """``record`` is the full path, or only the keyed store when nothing else wants the
+        Outcome (no stream, observer, consumer or early stop): one dict store per task."""
+        if (
+            self.aggregate is None
+            and not self._finished
+            and self.stream is None
+            and self.deliver is None
+            and self.quorum is None
+            and self.stop_after is None
+        ):
+            tasks = self.tasks
+
+            def record(outcome: Outcome) -> None:
+                tasks[outcome.name] = outcome
+
+            self.record = record
+        else:
+            self.record = self._record
+
+    def set_deliver(self, deliver: Callable[[Outcome], Any]) -> None:
+        """Hand every Outcome to ``deliver`` too (the consumer of a map run)."""
+        self.deliver = deliver
+        self._choose()
+
+    def _record(self, outcome: Outcome) -> Any:
         """Record a task's Outcome (exactly once per task). Returns what the consumer of a
         map run returned (an awaitable when it wants the producer to wait)."""
         aggregate = self.aggregate
@@ -222,6 +250,7 @@ class Recorder:
         """Start streaming: the Outcomes recorded so far first, then each as it comes."""
         if self.stream is None:
             self.stream = deque(o for o in self.tasks.values() if isinstance(o, Outcome))
+            self._choose()
         return self.stream
 
     @property
