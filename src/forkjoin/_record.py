@@ -45,6 +45,7 @@ class Aggregate:
         "peak",
         "reasons",
         "retries",
+        "sampled",
         "skipped_for_budget",
         "slowest",
         "tokens",
@@ -69,6 +70,7 @@ class Aggregate:
         self.first: float | None = None
         self.last: float | None = None
         self.skipped_for_budget: list[str] = []
+        self.sampled = 0  # the slowest calls and the peak were taken from 1 call in this
 
     def add(self, o: Outcome) -> None:
         status = o.status.value

@@ -328,7 +328,9 @@ class RunReport:
             budget=_budget_limit(budget),
             skipped_for_budget=list(agg.skipped_for_budget),
             run=info.run,
-            options=_jsonable(dict(info.policies)),
+            options=_jsonable(
+                {**info.policies, **({"sampled": agg.sampled} if agg.sampled else {})}
+            ),
             waited=agg.waited,
         )
 
@@ -684,7 +686,11 @@ class RunReport:
             )
             lines.append(("adaptive", text))
         if self.slowest:
-            lines.append(("slowest", ", ".join(f"{n} {d:.3f}s" for n, d in self.slowest[:3])))
+            text = ", ".join(f"{n} {d:.3f}s" for n, d in self.slowest[:3])
+            sampled = self.options.get("sampled")
+            if sampled:
+                text += f" (calls this short were timed 1 in {sampled})"
+            lines.append(("slowest", text))
         if self.stragglers and self.tail_start is not None:
             tail = self.wall - self.tail_start if self.wall else 0.0
             names = ", ".join(n for n, _ in self.stragglers[:3])
