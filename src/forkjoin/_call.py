@@ -178,16 +178,20 @@ class Plan:
         "accounts",
         "call",
         "hooks",
+        "keeps",
         "logged",
         "plain",
         "reruns",
         "runner",
+        "starts",
         "timeout",
     )
 
     def __init__(self) -> None:
         self.call: CallFn | None = None
         self.plain = True
+        self.keeps = False  # its tasks need a CallLog (attempts, history, account...)
+        self.starts = False  # start() has something to do (a CallLog, admission hooks)
         self.logged = False
         self.accounts = False
         self.reruns = False  # a retry, hedge or fallback may call the function again
@@ -198,9 +202,10 @@ class Plan:
     def start(self, st: TaskState) -> str | None:
         """The task was admitted: make its call log and account, run the admission hooks.
         Returns a reason to skip it (e.g. ``"budget"``), or None."""
-        opts = st.opts
-        account = Charge(None, opts.cost, opts.tokens) if self.accounts else None
-        st.calls = CallLog(st.name, account, self.logged)
+        if self.keeps:
+            opts = st.opts
+            account = Charge(None, opts.cost, opts.tokens) if self.accounts else None
+            st.calls = CallLog(st.name, account, self.logged)
         hooks = self.hooks
         if hooks is not None:
             for admit in hooks.admit:
@@ -281,13 +286,15 @@ class Planner:
         plan.timeout = timeout
         plan.runner = self._loop_runner if is_async else self._thread_runner
         plan.accounts = opts.cost is not None or opts.tokens is not None or hooks.accounts
-        plan.logged = hooks.gated or hedge is not None
+        plan.logged = hooks.waits or hedge is not None
         plan.reruns = retry is not None or hedge is not None or opts.fallback is not None
+        plan.keeps = plan.logged or plan.reruns or plan.accounts or not is_async
+        plan.starts = plan.keeps or bool(hooks.admit)
         plan.plain = (
             is_async
             and timeout is None
             and not plan.reruns
-            and not plan.logged
+            and not hooks.gated
             and not plan.accounts
             and not hooks.admit
             and not hooks.settle
@@ -301,6 +308,8 @@ class Planner:
         if plan.logged:
             gate = _gated(call, hooks, ctx)
             call = gate if hedge is None else _hedged(gate, hedge, hooks, ctx, self._events)
+        elif hooks.gated:
+            call = _watched(call, hooks, ctx, inline=is_async and timeout is None)
         if retry is not None:
             call = _retrying(call, retry, ctx, self._events, plan.logged)
         if opts.fallback is not None:
@@ -402,6 +411,55 @@ def _gated(inner: CallFn, hooks: Hooks, ctx: Context) -> Gate:
         return value
 
     return gate
+
+
+def _watched(inner: CallFn, hooks: Hooks, ctx: Context, inline: bool) -> CallFn:
+    """The policies' hooks around every call, when none of them makes calls wait as a rule
+    (a circuit breaker, an adaptive limit): no log, no token unless a state wants one. A
+    call that did wait (a server's pause) starts when the wait ends."""
+    before = hooks.before
+    around = hooks.around
+    tokens = hooks.tokens
+    ended_hooks = [ended for _, ended in around if ended is not None]
+
+    async def watched(st: TaskState) -> Any:
+        try:
+            for hook in before:
+                wait = hook(st)
+                if wait is not None:
+                    await wait
+                    st.started = ctx.clock()
+        except BaseException:
+            if st.calls is None or not st.calls.log:
+                st.started = None  # refused (an open circuit) or stopped before any call
+            raise
+        if tokens:
+            pairs = [(ended, None if started is None else started(st)) for started, ended in around]
+            try:
+                value = await inner(st)
+            except BaseException as e:
+                duration = ctx.clock() - (st.started or 0.0)
+                for ended, token in pairs:
+                    if ended is not None:
+                        ended(st, token, e, duration)
+                raise
+            duration = ctx.clock() - (st.started or 0.0)
+            for ended, token in pairs:
+                if ended is not None:
+                    ended(st, token, None, duration)
+            return value
+        try:
+            # an async function on the loop is awaited here (no dispatch frame)
+            value = await (st.fn(*st.args) if inline else inner(st))
+        except BaseException as e:
+            for ended in ended_hooks:
+                ended(st, None, e, 0.0)
+            raise
+        for ended in ended_hooks:
+            ended(st, None, None, 0.0)
+        return value
+
+    return watched
 
 
 def _hedged(
@@ -524,6 +582,9 @@ async def _retry(
             )
         try:
             value = await inner(st)
+        except CircuitOpen:
+            calls.attempts -= 1  # refused: this call was never made (and is not retried)
+            raise
         except Exception as e:
             if not logged:
                 log.append(Attempt(calls.attempts, a_start - t0, clock() - t0, e))
@@ -575,7 +636,7 @@ def outcome_of(
     st: TaskState,
     value: Any,
     exc: BaseException | None,
-    start: float,
+    start: float | None,
     end: float,
     t0: float,
 ) -> Outcome:
@@ -591,11 +652,20 @@ def outcome_of(
     reason: str | None = None
     if exc is not None:
         status, error, reason = _ending(st, exc)
-    if calls is None:  # the plain path
-        return Outcome(
-            st.name, status, value, error, reason, 1, start - t0, end - t0, None, st.group,
-            st.seq, (), False, None, (start - t0) - st.added,
-        )  # fmt: skip
+        if start is None:  # no call was made: refused, or stopped while it waited
+            if status is _TIMED_OUT or status is _CANCELLED:
+                status, reason = _SKIPPED, st.cancel_reason or reason
+                error = TaskSkipped(reason or "cancelled")
+            return _settled(st, tuple.__new__(Outcome, (
+                st.name, status, None, error, reason, 0, None, None, None, st.group, st.seq,
+                (), False, None, None,
+            )))  # fmt: skip
+    assert start is not None
+    if calls is None:  # no call log: one call, from start to end
+        s = start - t0
+        fields = (st.name, status, value, error, reason, 1, s, end - t0, None, st.group, st.seq,
+                  (), False, None, s - st.added)  # fmt: skip
+        return tuple.__new__(Outcome, fields)
     log = calls.log
     first = start - t0
     if calls.logged:

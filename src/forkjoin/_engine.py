@@ -374,21 +374,20 @@ class Engine:
     def _start(self, st: TaskState) -> None:
         """Admission gave ``st`` a slot: run it."""
         plan = st.plan
-        if plan.plain:
-            handoff = self._handoff
-            if handoff is not None:
-                # the Task of the task that just finished runs this one next, in the same
-                # loop pass: no new Task, no extra pass before its first step (workload 3)
-                self._handoff = None
-                self._handed = st
-                st.handle = handoff
-                return
-        else:
+        if plan.starts:
             reason = plan.start(st)
             if reason is not None:  # e.g. its estimate does not fit the budget
                 self.admission.release(st.group)
                 self._end(st, skipped(st, reason))
                 return
+        handoff = self._handoff
+        if handoff is not None:
+            # the Task of the task that just finished runs this one next, in the same loop
+            # pass: no new Task, no extra pass before its first step (bench workload 3)
+            self._handoff = None
+            self._handed = st
+            st.handle = handoff
+            return
         st.handle = self._task(self._drive(st))
 
     async def _drive(self, st: TaskState) -> None:
@@ -411,17 +410,18 @@ class Engine:
                 else:
                     value = await call(st)
             except BaseException as e:
-                outcome = outcome_of(st, None, e, start, clock(), t0)
+                outcome = outcome_of(st, None, e, st.started, clock(), t0)
                 if isinstance(e, FATAL):
                     self._fatal(e)
             else:
-                if call is None:
-                    s = start - t0
+                if st.calls is None:  # no call log (the plain path, or a light gate)
+                    s = st.started - t0
                     outcome = new(Outcome, (st.name, _OK, value, None, None, 1, s, clock() - t0,
                                             None, st.group, st.seq, (), False, None,
                                             s - st.added))  # fmt: skip
                 else:
-                    outcome = outcome_of(st, value, None, start, clock(), t0)
+                    # a policy that made the call wait moved its start (st.started)
+                    outcome = outcome_of(st, value, None, st.started, clock(), t0)
                     if st.plan.accounts:
                         _account.set(None)  # the next task this Task runs must not charge this
             nxt = self._finish(st, outcome, chained < CHAIN_MAX)
@@ -443,7 +443,7 @@ class Engine:
     # -- ending --------------------------------------------------------------------------
 
     def _finish(self, st: TaskState, outcome: Outcome, chain: bool) -> TaskState | None:
-        """Write a started task's Outcome and free its slot. With ``chain`` the first plain
+        """Write a started task's Outcome and free its slot. With ``chain`` the first
         task admitted into the freed room is returned, for this Task to run next."""
         task = st.handle
         st.done = True

@@ -65,6 +65,10 @@ class PolicyState:
     # any wait, a server's pause comes before the rate limits, an adaptive limit counts
     # the call itself
     order: ClassVar[int] = 5
+    # its before() hook makes calls wait as a rule (a rate limit): each call is then logged
+    # with the time it really started; a state whose waits are the exception (a server's
+    # pause) only moves the task's start when it does wait
+    waits: ClassVar[bool] = False
 
     def __init__(self, policy: Any, group: str | None, ctx: RunContext) -> None:
         self.policy = policy

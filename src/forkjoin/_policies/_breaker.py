@@ -60,7 +60,7 @@ class BreakerState(PolicyState):
         self.state = CLOSED
         self.failed = 0  # consecutive failed calls
         self.opened_at = 0.0
-        self.trial = False  # the half-open trial call is in flight
+        self.trial: Any = None  # the task let through for the half-open trial
         self.changes: list[tuple[float, str]] = []
 
     def before(self, task: Any) -> Awaitable[Any] | None:
@@ -73,35 +73,37 @@ class BreakerState(PolicyState):
             if wait > 0:
                 raise CircuitOpen(self.group, wait)
             self._change(HALF_OPEN, now)
-        if self.trial:  # half-open: one trial at a time; the others fail at once
+        if self.trial is not None:  # half-open: one trial at a time; the others fail at once
             raise CircuitOpen(self.group, 0.0)
-        self.trial = True
+        self.trial = task
         return None
-
-    def started(self, task: Any) -> Any:
-        # the half-open trial is the call that started right after before() granted it
-        return self.state is HALF_OPEN
 
     def ended(self, task: Any, token: Any, error: BaseException | None, duration: float) -> None:
         state = self.state
-        if state is OPEN or (state is HALF_OPEN and not token):
+        if state is CLOSED:
+            if error is None:
+                self.failed = 0
+            elif not isinstance(error, asyncio.CancelledError | CircuitOpen):
+                self.failed += 1
+                if self.failed >= self.policy.failures:
+                    self._open()
+            return
+        trial = task is self.trial
+        if not trial:
             return  # a call from before the circuit opened: the trial decides
+        self.trial = None
         if isinstance(error, asyncio.CancelledError | CircuitOpen):
-            if token:
-                self.trial = False  # the trial was stopped: the next call may try
-            return  # stopped by the run, or never called: says nothing of the dependency
-        if token:
-            self.trial = False
+            return  # the trial was stopped: the next call may try
         if error is None:
             self.failed = 0
-            if state is HALF_OPEN:
-                self._change(CLOSED, self.ctx.clock())
-            return
-        self.failed += 1
-        if state is HALF_OPEN or self.failed >= self.policy.failures:
-            now = self.ctx.clock()
-            self.opened_at = now
-            self._change(OPEN, now)
+            self._change(CLOSED, self.ctx.clock())
+        else:
+            self._open()
+
+    def _open(self) -> None:
+        now = self.ctx.clock()
+        self.opened_at = now
+        self._change(OPEN, now)
 
     def _change(self, state: str, now: float) -> None:
         self.state = state

@@ -128,6 +128,7 @@ class RateLimitState(PolicyState):
 
     __slots__ = ("meter",)
     report_as = ("rate", "rates")
+    waits = True
     order = 2
 
     def __init__(self, policy: RateLimit, group: str | None, ctx: RunContext) -> None:

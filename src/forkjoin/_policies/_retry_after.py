@@ -87,7 +87,7 @@ def is_overload(error: BaseException) -> bool:
 
 class PauseState(PolicyState):
     """A group's pause after a server said "retry after n seconds": every call of the
-    group waits until then (a group with a rate, an adaptive limit or a breaker has one)."""
+    group waits until then (a group with a rate or an adaptive limit has one)."""
 
     __slots__ = ("until",)
     report_as = ("pause", "pauses")
@@ -98,6 +98,8 @@ class PauseState(PolicyState):
         self.until = 0.0
 
     def before(self, task: Any) -> Awaitable[Any] | None:
+        if not self.until:
+            return None
         wait = self.until - self.ctx.clock()
         return asyncio.sleep(wait) if wait > 0 else None
 

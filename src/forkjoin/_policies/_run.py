@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import REGISTRY
 from ._adaptive import AdaptiveLimitState
 from ._base import PolicyState, Registration, RunContext, implements
+from ._rate import RateLimitState
 from ._retry_after import PauseState
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class Hooks:
     """The bound hooks of every state that applies to one group's tasks."""
 
     __slots__ = ("accounts", "admit", "admit_extra", "around", "before", "gated", "settle",
-                 "states")  # fmt: skip
+                 "states", "tokens", "waits")  # fmt: skip
 
     def __init__(self, states: list[PolicyState]) -> None:
         self.states = states
@@ -48,8 +49,12 @@ class Hooks:
             if implements(s, "started") or implements(s, "ended")
         ]
         self.settle = bound("settle")
-        # a state is around every call (so each call goes through the gate and is logged)
+        # a state is around every call (so each call goes through the gate)
         self.gated = bool(self.before or self.around)
+        # a state hands a token from started() to ended()
+        self.tokens = any(s is not None for s, _ in self.around)
+        # a state makes calls wait as a rule: each call is logged with its real start
+        self.waits = any(s.waits for s in states)
         # a state accounts for what tasks spend (a budget)
         self.accounts = bool(self.admit or self.settle)
 
@@ -99,9 +104,10 @@ class RunPolicies:
         if group is not None and group in options.adaptive:
             states.append(AdaptiveLimitState(options.adaptive[group], group, ctx))
         if group is not None and any(
-            implements(s, hook) for s in states for hook in ("before", "started", "ended")
+            isinstance(s, RateLimitState | AdaptiveLimitState) for s in states
         ):
-            states.append(PauseState(None, group, ctx))  # Retry-After pauses the whole group
+            # a server's Retry-After pauses the whole group whose rate or load it watches
+            states.append(PauseState(None, group, ctx))
         self._groups[group] = states
         return states
 
