@@ -164,6 +164,34 @@ class Admission:
         q.push(entry)
         self.queued += 1
 
+    def admit_freed(self, group: str | None) -> None:
+        """A slot of ``group`` was just released: start what it makes room for. With no
+        run-wide limit only that group's queue can use it (every other waiting group is
+        at its own limit), so only that queue is looked at."""
+        if self.limit is not None or group is None:
+            self.admit()
+            return
+        q = self._queues.get(group)
+        if q is None:
+            return
+        glimits = self.group_limits
+        grun = self.group_running
+        while grun[group] < glimits[group]:
+            entry = q.pop()
+            self.queued -= 1
+            self.take(group)
+            if not q:
+                del self._queues[group]
+            if type(entry) is _Waiter:
+                if not entry.fut.done():
+                    entry.fut.set_result(None)
+                else:  # its worker was cancelled while it waited: the slot goes on
+                    self.release(group)
+            else:
+                self._start(entry)
+            if group not in self._queues:
+                return
+
     def admit(self) -> None:
         """Start waiting entries while there is room: highest priority first, FIFO among
         equals, passing over groups that are at their own limit."""

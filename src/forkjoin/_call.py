@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._options import RunOptions
     from ._policies._hedge import Hedge
     from ._policies._run import Hooks, RunPolicies
+    from ._record import Busy
     from ._retry import Retry
 
 __all__ = ["CallLog", "Plan", "Planner", "TaskState", "in_task", "outcome_of", "skipped"]
@@ -71,6 +72,9 @@ class Context(Protocol):
 
     @property
     def stopping(self) -> str | None: ...
+
+    @property
+    def busy(self) -> Busy: ...
 
     def clock(self) -> float: ...
 
@@ -218,8 +222,8 @@ class Plan:
 class Planner:
     """Resolves and assembles the plans of one run (cached: most tasks share a few)."""
 
-    __slots__ = ("_cache", "_ctx", "_deadlines", "_events", "_loop_runner", "_options",
-                 "_policies", "_thread_runner")  # fmt: skip
+    __slots__ = ("_cache", "_ctx", "_deadlines", "_events", "_last", "_loop_runner",
+                 "_options", "_policies", "_thread_runner")  # fmt: skip
 
     def __init__(
         self,
@@ -239,9 +243,27 @@ class Planner:
         self._loop_runner = loop_runner
         self._thread_runner = thread_runner
         self._cache: dict[Any, Plan] = {}
+        # the options and plan of the last task planned: tasks added one after another
+        # mostly have the same options
+        self._last: tuple[Task, bool, Plan] | None = None
 
     def plan(self, opts: Task, group: str | None, is_async: bool) -> Plan:
         """The plan of a task with options ``opts`` in ``group``."""
+        last = self._last
+        if last is not None:
+            prev, prev_async, prev_plan = last
+            if (
+                is_async is prev_async
+                and group == prev.group
+                and opts.timeout == prev.timeout
+                and opts.retry is prev.retry
+                and opts.hedge is prev.hedge
+                and opts.idempotent is prev.idempotent
+                and (opts.fallback is None) is (prev.fallback is None)
+                and (opts.cost is None and opts.tokens is None)
+                is (prev.cost is None and prev.tokens is None)
+            ):
+                return prev_plan
         key: Any
         if opts.default:
             key = (group, is_async)
@@ -259,6 +281,7 @@ class Planner:
         plan = self._cache.get(key)
         if plan is None:
             plan = self._cache[key] = self._make(opts, group, is_async)
+        self._last = (opts, is_async, plan)
         return plan
 
     def _make(self, opts: Task, group: str | None, is_async: bool) -> Plan:
@@ -288,7 +311,9 @@ class Planner:
         plan.accounts = opts.cost is not None or opts.tokens is not None or hooks.accounts
         plan.logged = hooks.waits or hedge is not None
         plan.reruns = retry is not None or hedge is not None or opts.fallback is not None
-        plan.keeps = plan.logged or plan.reruns or plan.accounts or not is_async
+        # a retry or a fallback makes its task's log when it first needs it (after a
+        # failure): a task that succeeds at once pays nothing for it
+        plan.keeps = plan.logged or plan.accounts or not is_async
         plan.starts = plan.keeps or bool(hooks.admit)
         plan.plain = (
             is_async
@@ -311,7 +336,11 @@ class Planner:
         elif hooks.gated:
             call = _watched(call, hooks, ctx, inline=is_async and timeout is None)
         if retry is not None:
-            call = _retrying(call, retry, ctx, self._events, plan.logged)
+            if timeout is not None and not plan.logged and not hooks.gated and is_async:
+                # the common "timeout and retry" plan: its first call in one frame
+                call = _retrying_timed(call, retry, ctx, self._events, self._deadlines, timeout)
+            else:
+                call = _retrying(call, retry, ctx, self._events, plan.logged)
         if opts.fallback is not None:
             call = _with_fallback(call, ctx, self._thread_runner)
         plan.call = call
@@ -390,9 +419,12 @@ def _gated(inner: CallFn, hooks: Hooks, ctx: Context) -> Gate:
         tokens = [None if s is None else s(st) for s, _ in around]
         number = calls.attempts
         start = clock()
+        busy = ctx.busy
+        busy.enter()  # counted from here: the waits above are not a running call
         try:
             value = await inner(st)
         except BaseException as e:
+            busy.leave()
             end = clock()
             error: BaseException = e
             if isinstance(e, asyncio.CancelledError):
@@ -403,6 +435,7 @@ def _gated(inner: CallFn, hooks: Hooks, ctx: Context) -> Gate:
                 if ended is not None:
                     ended(st, token, e, end - start)
             raise
+        busy.leave()
         end = clock()
         calls.log.append(Attempt(number, start - t0, end - t0, None, hedge))
         for (_, ended), token in zip(around, tokens, strict=True):
@@ -536,10 +569,61 @@ def _retrying(
     async def retrying(st: TaskState) -> Any:
         try:
             return await inner(st)
+        except CircuitOpen:
+            raise  # refused by an open circuit: never retried
         except Exception as e:
             return await _retry(inner, policy, ctx, events, logged, st, e)
 
     return retrying
+
+
+def call_log(st: TaskState) -> CallLog:
+    """The task's call log, made now if its plan did not need one at the start."""
+    calls = st.calls
+    if calls is None:
+        calls = st.calls = CallLog(st.name, None, False)
+    return calls
+
+
+def _retrying_timed(
+    timed: CallFn,
+    policy: Retry,
+    ctx: Context,
+    events: Observers,
+    deadlines_for: Callable[[float], Deadlines],
+    timeout: float,
+) -> CallFn:
+    """retry(timeout(dispatch)) for an async function on the loop, with the first call
+    made in this one frame; retries go through ``timed`` as usual."""
+    current_task = asyncio.current_task
+    found: list[Deadlines] = []
+
+    async def retrying_timed(st: TaskState) -> Any:
+        # no hedge in this plan: the task's own asyncio Task makes the call
+        task = st.handle or current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        if not found:
+            found.append(deadlines_for(timeout))
+        deadlines = found[0]
+        entry = deadlines.start(task)
+        error: Exception
+        try:
+            value = await st.fn(*st.args)
+        except asyncio.CancelledError:
+            deadlines.end(entry)
+            if not (entry.expired and task.uncancel() <= cancelling):
+                raise
+            error = TaskTimeout(f"task {st.name!r} timed out after {timeout:g}s")
+        except Exception as e:
+            deadlines.end(entry)
+            error = e
+        else:
+            deadlines.end(entry)
+            return value
+        return await _retry(timed, policy, ctx, events, False, st, error)
+
+    return retrying_timed
 
 
 async def _retry(
@@ -551,8 +635,7 @@ async def _retry(
     st: TaskState,
     error: Exception,
 ) -> Any:
-    calls = st.calls
-    assert calls is not None
+    calls = call_log(st)
     assert st.started is not None
     clock = ctx.clock
     t0 = ctx.t0
@@ -608,8 +691,7 @@ def _with_fallback(inner: CallFn, ctx: Context, threads: Runner) -> CallFn:
         try:
             return await inner(st)
         except Exception as e:
-            calls = st.calls
-            assert calls is not None
+            calls = call_log(st)
             if ctx.stopping is not None:
                 raise
             fallback = st.opts.fallback

@@ -94,7 +94,9 @@ class Engine:
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._token: contextvars.Token[Any] | None = None
         self.results: Results | None = None
-        from ._record import Recorder
+        from ._record import Busy, Recorder
+
+        self.busy = Busy()  # calls running now (map runs report its peak)
 
         self.recorder = Recorder(
             self.name,
@@ -319,9 +321,17 @@ class Engine:
                 self._end(st, skipped(st, self.stop_reason))
             states.clear()
             return
-        if self._queued_subs:
+        subs = self._queued_subs
+        if subs:
+            name = self.name
+            events = self.events
             for st in states:
-                self._emit_queued(st)
+                event = TaskQueued(name, 0.0, st.name, st.group, st.priority)
+                for observer, method in subs:
+                    try:
+                        method(event)
+                    except Exception:
+                        events.failed(observer, event)
         glimits = adm.group_limits
         if adm.limit is None and not glimits:
             adm.feed_all(states)  # added in the given order, started highest priority first
@@ -364,10 +374,12 @@ class Engine:
             self._start(st)
 
     def _emit_queued(self, st: TaskState) -> None:
-        self.events.send(
-            self._queued_subs,
-            TaskQueued(self.name, st.added, st.name, st.group, st.priority),
-        )
+        event = TaskQueued(self.name, st.added, st.name, st.group, st.priority)
+        for observer, method in self._queued_subs:
+            try:
+                method(event)
+            except Exception:
+                self.events.failed(observer, event)
 
     # -- running -------------------------------------------------------------------------
 
@@ -401,8 +413,14 @@ class Engine:
         while True:
             start = clock()
             st.started = start
-            if self._started_subs:
-                self._emit_started(st, start)
+            subs = self._started_subs
+            if subs:
+                event = AttemptStarted(self.name, start - t0, st.name, st.group, 1)
+                for observer, method in subs:
+                    try:
+                        method(event)
+                    except Exception:
+                        self.events.failed(observer, event)
             call = st.plan.call
             try:
                 if call is None:  # the plain path: no frame, no timeout scope, no policy
@@ -429,11 +447,6 @@ class Engine:
                 return
             st = nxt
             chained += 1
-
-    def _emit_started(self, st: TaskState, start: float) -> None:
-        self.events.send(
-            self._started_subs, AttemptStarted(self.name, start - self.t0, st.name, st.group, 1)
-        )
 
     def _fatal(self, error: BaseException) -> None:
         if self.fatal is None:
@@ -462,13 +475,13 @@ class Engine:
             if chain and task is not None and not task.cancelling():
                 self._handoff = task
                 try:
-                    adm.admit()
+                    adm.admit_freed(group)
                 finally:
                     nxt, self._handed, self._handoff = self._handed, None, None
                 if nxt is not None and nxt.done:
                     nxt = None  # the run stopped while admitting: it was skipped already
             else:
-                adm.admit()
+                adm.admit_freed(group)
         if self._pending == 0:
             self._wake()
         return nxt

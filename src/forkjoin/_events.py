@@ -12,6 +12,7 @@ started). Events are plain values: treat them as read-only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -223,22 +224,44 @@ class Observers:
         self.send(getattr(self, hook), event)
 
     def send(self, subscribers: list[Subscriber], event: Event) -> None:
+        """Tell ``subscribers`` (one of this object's per-hook lists) about ``event``. The
+        engine inlines this loop where it counts; both call :meth:`failed` on an error."""
         for observer, method in subscribers:
             try:
                 method(event)
             except Exception:
-                self._disable(observer, event)
+                self.failed(observer, event)
 
-    def _disable(self, observer: Any, event: Event) -> None:
+    def failed(self, observer: Any, event: Event) -> None:
+        """``observer`` raised on ``event`` (in an ``except`` block): log it once and
+        disable it for the rest of the run."""
         # one log record, then silence: a broken observer must neither break the run nor
         # flood the log with a traceback per event
-        if id(observer) not in self._broken:
-            self._broken.add(id(observer))
-            log.exception(
-                "forkjoin observer %r failed on %s; it is disabled for the rest of the run",
-                observer,
-                type(event).__name__,
-            )
+        if id(observer) in self._broken:
+            return
+        self._broken.add(id(observer))
+        log.exception(
+            "forkjoin observer %r failed on %s; it is disabled for the rest of the run",
+            observer,
+            type(event).__name__,
+        )
+        # silenced in place at once (a loop may be iterating these lists right now, and
+        # removing an entry would skip the next observer), dropped on the next loop pass
+        for hook in HOOKS:
+            subscribers: list[Subscriber] = getattr(self, hook)
+            for k, (o, _) in enumerate(subscribers):
+                if o is observer:
+                    subscribers[k] = (observer, _ignore)
+        try:
+            asyncio.get_running_loop().call_soon(self._remove, observer)
+        except RuntimeError:
+            self._remove(observer)
+
+    def _remove(self, observer: Any) -> None:
         for hook in HOOKS:
             subscribers: list[Subscriber] = getattr(self, hook)
             subscribers[:] = [s for s in subscribers if s[0] is not observer]
+
+
+def _ignore(event: Event) -> None:
+    """What a disabled observer is told until it is dropped."""

@@ -99,8 +99,6 @@ class _Pool:
         self.lock: asyncio.Lock | None = None
         self.workers: list[asyncio.Task[None]] = []
         self.current: dict[asyncio.Task[Any], TaskState] = {}  # policied items in flight
-        self.busy = 0  # calls running now
-        self.peak = 0
         self.seen = 0  # items pulled
         self.sampled = False  # the bulk path timed only some calls
         # (index, item) pairs pulled by the bulk workers, shared: no counter per item
@@ -248,6 +246,7 @@ class _Pool:
         assert on_value is not None
         clock = engine.clock
         t0 = engine.t0
+        busy = engine.busy
         spent = 0.0
         slow: list[tuple[float, str]] = []
         slow_min = -1.0
@@ -278,20 +277,18 @@ class _Pool:
                     continue
                 counted += every
                 left = every
-                self.busy += 1
-                if self.busy > self.peak:
-                    self.peak = self.busy
+                busy.enter()
                 start = clock()
                 try:
                     value = await fn(item)
                 except Exception as e:
-                    self.busy -= 1
+                    busy.leave()
                     others += 1
                     self._failed(i, e, start - t0, clock() - t0)
                     if engine.stop_reason is not None:
                         return
                     continue
-                self.busy -= 1
+                busy.leave()
                 now = clock()
                 d = now - start
                 if d > slow_min:
@@ -319,7 +316,7 @@ class _Pool:
         except asyncio.CancelledError:
             if i >= 0:
                 others += 1
-                self.busy = max(0, self.busy - 1)
+                busy.now = max(0, busy.now - 1)
                 self._stopped(i, batch_start - t0, clock() - t0)
         except BaseException as e:
             if i >= 0:  # a KeyboardInterrupt / SystemExit from the call
@@ -349,6 +346,7 @@ class _Pool:
         events = engine.events
         listeners = events.attempt_started
         name = engine.name
+        busy = engine.busy
         while engine.stop_reason is None:
             more, i, item = await self._pull()
             if not more:
@@ -356,20 +354,18 @@ class _Pool:
             start = clock()
             if listeners:
                 events.send(listeners, AttemptStarted(name, start - t0, str(i), self.group, 1))
-            self.busy += 1
-            if self.busy > self.peak:
-                self.peak = self.busy
+            busy.enter()
             try:
                 value = await fn(item)
             except asyncio.CancelledError:
-                self.busy -= 1
+                busy.leave()
                 self._stopped(i, start - t0, clock() - t0)
                 return
             except BaseException as e:
-                self.busy -= 1
+                busy.leave()
                 self._failed(i, e, start - t0, clock() - t0)
                 continue
-            self.busy -= 1
+            busy.leave()
             end = clock()
             o = Outcome(str(i), _OK, value, None, None, 1, start - t0, end - t0, None,
                         self.group, i, (), False, None, 0.0)  # fmt: skip
@@ -397,6 +393,8 @@ class _Pool:
         events = engine.events
         listeners = events.attempt_started
         name = engine.name
+        busy = engine.busy
+        counts = not plan.logged  # a logged plan's gate counts its calls after their waits
         current = asyncio.current_task()
         assert current is not None
         try:
@@ -405,6 +403,7 @@ class _Pool:
                 if not more:
                     return
                 st = TaskState(str(i), fn, (item,), opts, group, i, plan, clock() - t0)
+                st.handle = current  # the asyncio Task that makes its calls
                 if self.dynamic:
                     try:
                         await adm.acquire(group)
@@ -425,9 +424,8 @@ class _Pool:
                 st.started = start
                 if listeners:
                     events.send(listeners, AttemptStarted(name, start - t0, st.name, group, 1))
-                self.busy += 1
-                if self.busy > self.peak:
-                    self.peak = self.busy
+                if counts:
+                    busy.enter()
                 try:
                     value = await call(st)
                 except BaseException as e:
@@ -439,7 +437,8 @@ class _Pool:
                 else:
                     outcome = outcome_of(st, value, None, st.started, clock(), t0)
                 finally:
-                    self.busy -= 1
+                    if counts:
+                        busy.leave()
                     del self.current[current]
                     if self.dynamic:
                         adm.release(group)
@@ -529,14 +528,14 @@ class _Pool:
 
         executor = engine.threads.executor()
         calls = [loop.run_in_executor(executor, job) for _ in range(limit)]
-        self.busy = self.peak = limit
+        engine.busy.now = engine.busy.peak = limit
         try:
             await asyncio.gather(*calls)
         except asyncio.CancelledError:
             stop.set()  # calls in progress finish in their threads; none is started after
             raise
         finally:
-            self.busy = 0
+            engine.busy.now = 0
             agg = engine.recorder.aggregate
             assert agg is not None
             if stats[0]:
@@ -598,9 +597,7 @@ def _threadable(engine: Engine, plan: Any) -> bool:
     )
 
 
-def _map_engine(
-    options: dict[str, Any], items: Any, group: Any, on_error: str
-) -> Engine:
+def _map_engine(options: dict[str, Any], items: Any, group: Any, on_error: str) -> Engine:
     """The engine of a map run: its options checked against what a map run can use."""
     check_group_name("group", group)
     opts = build_options(options, on_error=on_error)
@@ -612,9 +609,7 @@ def _map_engine(
             if group is not None
             else "the items of this run have no group (pass group=...)"
         )
-        raise InvalidPolicy(
-            f"groups/limits/rates: {unreachable[0]!r} can never apply: {where}"
-        )
+        raise InvalidPolicy(f"groups/limits/rates: {unreachable[0]!r} can never apply: {where}")
     return Engine(opts, keep=False, total=total)
 
 
@@ -642,7 +637,7 @@ def _report(pool: _Pool) -> RunReport:
     engine = pool.engine
     agg = engine.recorder.aggregate
     assert agg is not None
-    agg.peak = max(agg.peak, pool.peak)
+    agg.peak = max(agg.peak, engine.busy.peak)
     if pool.sampled:
         agg.sampled = SAMPLE
     return RunReport.from_aggregate(agg, engine.info())
@@ -663,9 +658,7 @@ async def _run_pool(pool: _Pool) -> Results:
     return results
 
 
-async def _run_for_values(
-    pool: _Pool, failed: dict[str, Outcome], sized: int | None
-) -> Results:
+async def _run_for_values(pool: _Pool, failed: dict[str, Outcome], sized: int | None) -> Results:
     """Run a map-like pool; raise FanError with the Outcomes that were not ok (in input
     order), counted against the items, once it has ended."""
     engine = pool.engine
@@ -876,6 +869,8 @@ async def _imap(
                     next_index += 1
                     pool.release(next_index)
                     yield o
+                    if o is recorder.stop_outcome:
+                        break  # the stream ends with the Outcome that reached max_failures
                     continue
             elif ready:
                 o = ready.popleft()
@@ -887,6 +882,8 @@ async def _imap(
                         if not f.done():
                             f.set_result(None)
                 yield o
+                if o is recorder.stop_outcome:
+                    break
                 continue
             if all(w.done() for w in pool.workers):
                 if ordered and buffer:  # only after a stop can the buffer hold gaps

@@ -260,6 +260,14 @@ def build_options(
     on_error = get("on_error", on_error)
     if on_error not in ON_ERROR:
         raise InvalidPolicy(f"on_error: expected 'collect' or 'fail_fast', got {on_error!r}")
+    max_failures = check_count("max_failures", get("max_failures"))
+    if max_failures is not None and on_error == "fail_fast":
+        if "on_error" in options:
+            raise InvalidPolicy(
+                "max_failures: give on_error='fail_fast' (stop at the first failure) or "
+                "max_failures=N, not both"
+            )
+        on_error = "collect"  # the entry point's default gives way to the explicit number
     quorum = check_count("quorum", get("quorum"))
     if quorum is not None and total is not None and quorum > total:
         raise InvalidPolicy(f"quorum: {quorum} is more than the {total} tasks given")
@@ -293,7 +301,7 @@ def build_options(
         timeout=check_seconds("timeout", get("timeout")),
         retry=retry if isinstance(retry, Retry) else None,
         on_error=on_error,
-        max_failures=check_count("max_failures", get("max_failures")),
+        max_failures=max_failures,
         quorum=quorum,
         observers=observers,
         name=name,

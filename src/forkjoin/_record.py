@@ -19,13 +19,32 @@ from typing import Any, Final
 from ._events import Observers, TaskFinished
 from ._outcome import Outcome, Status
 
-__all__ = ["Aggregate", "Recorder"]
+__all__ = ["Aggregate", "Busy", "Recorder"]
 
 _OK: Final = Status.OK
 _FAILED: Final = Status.FAILED
 _TIMED_OUT: Final = Status.TIMED_OUT
 
 SLOWEST: Final = 10  # how many slowest calls a map run's report names
+
+
+class Busy:
+    """Calls running now and the most at once: what a run that keeps no Outcome per task
+    reports as its peak concurrency (the call pipeline counts the calls it makes wait)."""
+
+    __slots__ = ("now", "peak")
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        self.now += 1
+        if self.now > self.peak:
+            self.peak = self.now
+
+    def leave(self) -> None:
+        self.now -= 1
 
 
 class Aggregate:
@@ -155,6 +174,7 @@ class Recorder:
         "quorum",
         "record",
         "stop_after",
+        "stop_outcome",
         "stop_reason",
         "stream",
         "stream_waiter",
@@ -184,6 +204,7 @@ class Recorder:
         self.stop_reason = "fail_fast" if fail_fast else "max_failures"
         self.ok = 0
         self.failures = 0
+        self.stop_outcome: Outcome | None = None  # the failure that reached stop_after
         self.on_stop = on_stop
         self._run = run
         self._events = events
@@ -197,16 +218,31 @@ class Recorder:
         Outcome (no stream, observer, consumer or early stop): one dict store per task."""
         if (
             self.aggregate is None
-            and not self._finished
             and self.stream is None
             and self.deliver is None
             and self.quorum is None
             and self.stop_after is None
         ):
             tasks = self.tasks
+            finished = self._finished
+            if not finished:
 
-            def record(outcome: Outcome) -> None:
-                tasks[outcome.name] = outcome
+                def record(outcome: Outcome) -> None:
+                    tasks[outcome.name] = outcome
+
+            else:
+                run = self._run
+                now = self._now
+                events = self._events
+
+                def record(outcome: Outcome) -> None:
+                    tasks[outcome.name] = outcome
+                    event = TaskFinished(run, now(), outcome)
+                    for observer, method in finished:
+                        try:
+                            method(event)
+                        except Exception:
+                            events.failed(observer, event)
 
             self.record = record
         else:
@@ -225,8 +261,14 @@ class Recorder:
             self.tasks[outcome.name] = outcome
         else:
             aggregate.add(outcome)
-        if self._finished:
-            self._events.send(self._finished, TaskFinished(self._run, self._now(), outcome))
+        finished = self._finished
+        if finished:
+            event = TaskFinished(self._run, self._now(), outcome)
+            for observer, method in finished:
+                try:
+                    method(event)
+                except Exception:
+                    self._events.failed(observer, event)
         stream = self.stream
         if stream is not None:
             stream.append(outcome)
@@ -244,7 +286,8 @@ class Recorder:
                     self.on_stop("quorum")
         elif (status is _FAILED or status is _TIMED_OUT) and self.stop_after is not None:
             self.failures += 1
-            if self.failures >= self.stop_after:
+            if self.failures == self.stop_after:
+                self.stop_outcome = outcome
                 self.on_stop(self.stop_reason)
         return r
 
