@@ -19,6 +19,32 @@ Method (issue 3):
 checks that every contender runs and is correct; it exits non-zero when a contender crashes,
 returns wrong results or hangs, never because the machine is slow. ``--full`` writes
 bench/RESULTS.md (and the raw figures beside it, as RESULTS.json).
+
+``--ref REV`` adds a before/after comparison: src/forkjoin as committed at REV is exported
+to a temporary directory and every forkjoin contender runs twice per repeat, once against
+the working tree and once against REV, both in the same interleaved passes (adjacent, their
+order swapped every other pass). A contender that REV cannot run (a feature it lacks) is
+left out at REV, with a note. The floors are judged on the working tree only; the
+"Before/after" section gives, per configuration, REV's figure, the working tree's and their
+ratio, with a verdict that counts a difference only when it is larger than the spread of
+the repeats.
+
+The floors (judged on the stock asyncio loop; the time floors of the CPU-bound workloads
+1, 2, 5 and 8 on the child's CPU time, the others on wall time):
+
+- 1: ``fj.gather`` of 100,000 trivial tasks ≤ 1.15× raw ``asyncio.gather``; peak RSS ≤ 1.3×;
+- 2: ``fj.map(limit=100)`` ≤ 1.5× the hand-written pool of 100 workers at every size,
+  ≤ 0.5× gather + Semaphore, ≥ 8× faster than aiometer and ≥ 40× faster than LangChain;
+- 3: makespan of 1,000 × 10 ms under limit 50, as a multiple of the ideal: ``fj.map`` ≤ the
+  bare pool of the same run + 0.02, ``fj.gather(limit=50)`` ≤ the bare pool + 0.03;
+- 4: ``fj.imap`` over 1,000,000 items: peak RSS ≤ 60 MB and ≤ 1.1× its RSS at 100,000;
+- 5: policies on (timeout, retry, two limited groups, an observer) ≤ 1.3× workload 1's
+  ``fj.gather``;
+- 6: 200 blocking ``time.sleep(0.01)`` calls through ``fj.map`` / ``fj.gather`` ≤ 1.1×
+  ``ThreadPoolExecutor.map``;
+- 7: 500 tasks under ``RateLimit(100, per=1)``: no 1-s window (the first included) over 100
+  starts, and ≥ 97% of the rate achieved;
+- 8: a circuit breaker and ``max_failures`` that never trip ≤ 1.1× the same run without them.
 """
 
 from __future__ import annotations
@@ -49,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import workloads
-from bench.workloads import Skip, Workload
+from bench.workloads import Contender, Skip, Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -63,6 +89,7 @@ class Config:
     contender: str
     n: int
     loop: str  # "asyncio", "uvloop", "trio" or "-" (a sync contender)
+    engine: str = "tree"  # which forkjoin: "tree" (the working tree) or "ref" (``--ref``)
 
 
 @dataclass
@@ -86,6 +113,11 @@ class Agg:
 
     def worst(self, key: str) -> float:
         return max(r[key] for r in self.runs)
+
+    def spread(self, key: str = "seconds") -> float:
+        """max / min over the repeats: how much this configuration moved between runs."""
+        values = [float(r[key]) for r in self.runs]
+        return max(values) / min(values) if min(values) > 0 else float("inf")
 
     @property
     def us_per_task(self) -> float:
@@ -112,6 +144,18 @@ class Agg:
 # -- the child ----------------------------------------------------------------------------
 
 
+def _check_engine() -> None:
+    """Raise unless forkjoin was imported from the src directory the parent chose."""
+    want = os.environ.get(_SRC_ENV)
+    if want is None:
+        return
+    import forkjoin
+
+    got = Path(forkjoin.__file__ or "?").resolve()
+    if not got.is_relative_to(Path(want).resolve()):
+        raise RuntimeError(f"forkjoin was imported from {got}, not from {want}")
+
+
 def child(spec: str) -> int:
     """Run one configuration once; print one JSON line."""
     cfg = Config(**json.loads(spec))
@@ -121,6 +165,8 @@ def child(spec: str) -> int:
     try:
         for mod in c.modules():
             importlib.import_module(mod)
+        if c.is_forkjoin:
+            _check_engine()
         if cfg.loop == "uvloop":
             import uvloop
 
@@ -151,29 +197,57 @@ def child(spec: str) -> int:
 # -- the parent ---------------------------------------------------------------------------
 
 
-# where the children import forkjoin from: the working tree (None) or an exported revision
-_SRC: Path | None = None
+def probe(spec: str) -> int:
+    """Print, as JSON, why each forkjoin contender of the given workloads cannot run with
+    the forkjoin this process imports (None: it can). The parent runs this against
+    ``--ref``'s export: its own ``import forkjoin`` is the working tree's."""
+    _check_engine()
+    reasons = {
+        f"{w.id}/{c.key}": c.skip_reason()
+        for w in map(workloads.get, json.loads(spec))
+        for c in w.contenders
+        if c.is_forkjoin
+    }
+    print(json.dumps(reasons))
+    return 0
 
 
-def child_env() -> dict[str, str]:
-    paths = [str(ROOT)] if _SRC is None else [str(_SRC), str(ROOT)]
+# where the children import forkjoin from, per engine: "tree" is the working tree's src/,
+# "ref" (with --ref) a revision's src/forkjoin exported to a temporary directory
+SRCS: dict[str, Path] = {"tree": ROOT / "src"}
+# the child checks that forkjoin came from there (an installed copy must not win silently)
+_SRC_ENV = "FORKJOIN_BENCH_SRC"
+
+
+def child_env(engine: str = "tree") -> dict[str, str]:
+    src = SRCS[engine]
+    paths = [str(src), str(ROOT)]
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **{_SRC_ENV: str(src)})
 
 
 def export_revision(rev: str) -> Path:
     """``src/forkjoin`` as of git revision ``rev``, in a temporary directory: the children
     then measure what is committed there, not what someone is editing right now."""
-    dest = Path(tempfile.mkdtemp(prefix="forkjoin-bench-"))
     archive = subprocess.run(
         ["git", "archive", "--format=tar", rev, "src/forkjoin"],
         cwd=ROOT,
         capture_output=True,
-        check=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    )
+    if archive.returncode != 0:
+        raise RuntimeError(archive.stderr.decode(errors="replace").strip())
+    dest = Path(tempfile.mkdtemp(prefix="forkjoin-bench-"))
+    SRCS["ref"] = dest / "src"  # before extracting: _drop_export() then removes what is left
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest / "src"
+
+
+def _drop_export() -> None:
+    """Remove --ref's exported copy, if any."""
+    src = SRCS.pop("ref", None)
+    if src is not None:
+        shutil.rmtree(src.parent, ignore_errors=True)
 
 
 # children running now: killed if the harness itself is stopped (Ctrl-C, SIGTERM)
@@ -183,7 +257,7 @@ _LIVE: set[subprocess.Popen[bytes]] = set()
 def run_child(cfg: Config, timeout: float) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter; its figures, or {"error": ...}."""
     cmd = [sys.executable, "-m", "bench.run", "--child", json.dumps(asdict(cfg))]
-    env = child_env()
+    env = child_env(cfg.engine)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=env)
         _LIVE.add(proc)
@@ -217,9 +291,41 @@ def run_child(cfg: Config, timeout: float) -> dict[str, Any]:
     return result
 
 
+def probe_ref(chosen: Iterable[Workload]) -> dict[str, str | None]:
+    """Which forkjoin contenders ``--ref``'s revision cannot run, and why (see probe())."""
+    ids = [w.id for w in chosen]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--probe", json.dumps(ids)],
+        cwd=ROOT,
+        env=child_env("ref"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-12:])
+        raise RuntimeError(f"the revision's forkjoin cannot be probed:\n{tail}")
+    reasons: dict[str, str | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    return reasons
+
+
+def _name(c: Contender) -> str:
+    """A contender in a sentence: its label, or its key where the label only makes sense
+    under the row above it ("… with ...")."""
+    return f"`{c.key}` ({c.label[1:].strip()})" if c.label.startswith("…") else c.label
+
+
 def plan(
-    mode: str, chosen: Iterable[Workload], only: str | None, uvloop: bool, notes: list[str]
+    mode: str,
+    chosen: Iterable[Workload],
+    only: str | None,
+    uvloop: bool,
+    notes: list[str],
+    ref: tuple[str, dict[str, str | None]] | None = None,
 ) -> list[Config]:
+    """The configurations to run, in the order of one pass. With ``ref`` (the revision's
+    name and probe()'s answer), each forkjoin configuration is followed by the same one
+    against that revision."""
     have_uvloop = importlib.util.find_spec("uvloop") is not None
     if uvloop and not have_uvloop:
         notes.append("uvloop is not installed: every contender runs on the stock loop only.")
@@ -233,8 +339,18 @@ def plan(
                 continue
             reason = c.skip_reason()
             if reason is not None:
-                notes.append(f"Workload {w.id}: {c.label} skipped: {reason}.")
+                notes.append(f"Workload {w.id}: {_name(c)} skipped: {reason}.")
                 continue
+            engines = ["tree"]
+            if ref is not None and c.is_forkjoin:
+                name, reasons = ref
+                why = reasons.get(f"{w.id}/{c.key}")
+                if why is None:
+                    engines.append("ref")
+                else:
+                    notes.append(
+                        f"Workload {w.id}: {_name(c)} not run at `{name}` (`--ref`): {why}."
+                    )
             for n in w.sizes[mode]:
                 if mode == "full" and c.max_n is not None and n > c.max_n:
                     continue
@@ -248,7 +364,9 @@ def plan(
                         loops.append("select")
                 else:
                     loops = ["trio" if c.runtime == "trio" else "-"]
-                configs.extend(Config(w.id, c.key, n, loop) for loop in loops)
+                configs.extend(
+                    Config(w.id, c.key, n, loop, engine) for loop in loops for engine in engines
+                )
         capped = [
             f"{c.label} (≤ {c.max_n:,})"
             for c in w.contenders
@@ -262,12 +380,31 @@ def plan(
     return configs
 
 
+def _twin(cfg: Config) -> Config:
+    """The same configuration against the other engine."""
+    return Config(
+        cfg.workload, cfg.contender, cfg.n, cfg.loop, "ref" if cfg.engine == "tree" else "tree"
+    )
+
+
 def execute(
     configs: list[Config], repeats: dict[int, int], jobs: int, timeout: float, progress: bool
 ) -> dict[Config, Agg]:
     aggs = {cfg: Agg(cfg) for cfg in configs}
     passes = max(repeats[cfg.workload] for cfg in configs) if configs else 0
-    todo = [cfg for p in range(passes) for cfg in configs if p < repeats[cfg.workload]]
+    # a configuration and its --ref twin are adjacent; every other pass runs them in the
+    # other order, so neither always runs just after the same neighbour
+    swapped = list(configs)
+    for i in range(len(swapped) - 1):
+        a, b = swapped[i], swapped[i + 1]
+        if a.engine == "tree" and b.engine == "ref" and _twin(a) == b:
+            swapped[i], swapped[i + 1] = b, a
+    todo = [
+        cfg
+        for p in range(passes)
+        for cfg in (configs if p % 2 == 0 else swapped)
+        if p < repeats[cfg.workload]
+    ]
     started = time.monotonic()
     done = 0
     lock = threading.Lock()
@@ -290,9 +427,10 @@ def execute(
                 agg.runs.append(result)
                 tag = f"{result['seconds'] / cfg.n * 1e6:10.2f} µs/task"
             if progress:
+                name = cfg.contender + ("@ref" if cfg.engine == "ref" else "")
                 print(
                     f"[{time.monotonic() - started:6.0f}s {done}/{len(todo)}] "
-                    f"w{cfg.workload} {cfg.contender:<22} n={cfg.n:<8,} {cfg.loop:<7} {tag}",
+                    f"w{cfg.workload} {name:<26} n={cfg.n:<8,} {cfg.loop:<7} {tag}",
                     flush=True,
                 )
 
@@ -317,11 +455,14 @@ def _x(v: float | None) -> str:
 
 
 def _git(ref: str | None) -> str:
-    """Which forkjoin the children import, in words."""
+    """Which forkjoin the children import (the working tree's, or ``ref``'s), in words."""
+    # read-only: no opportunistic index refresh by `git status` (someone may be committing)
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short", ref or "HEAD"],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             text=True,
             check=True,
@@ -331,6 +472,7 @@ def _git(ref: str | None) -> str:
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "src/forkjoin"],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             text=True,
             check=True,
@@ -358,39 +500,61 @@ def machine(ref: str | None) -> dict[str, str]:
             versions.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{dist} (absent)")
-    return {
+    info = {
         "cores": str(os.cpu_count()),
         "cpu": cpu,
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "os": platform.platform(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "forkjoin": _git(ref),
+        "forkjoin": _git(None),
         "peers": ", ".join(versions),
         "load": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
+    if ref is not None:
+        info["ref"] = _git(ref)
+        info["ref_rev"] = info["ref"].split(" (", 1)[0]
+    return info
 
 
-def _find(aggs: dict[Config, Agg], w: int, c: str, n: int, loop: str = "asyncio") -> Agg | None:
-    agg = aggs.get(Config(w, c, n, loop))
+def _find(
+    aggs: dict[Config, Agg], w: int, c: str, n: int, loop: str = "asyncio", engine: str = "tree"
+) -> Agg | None:
+    agg = aggs.get(Config(w, c, n, loop, engine))
     return agg if agg is not None and agg.ok else None
 
 
-def _ratio_base(w: Workload, aggs: dict[Config, Agg], n: int) -> Agg | None:
+def _ratio_base(w: Workload, aggs: dict[Config, Agg], n: int, engine: str = "tree") -> Agg | None:
+    """The baseline a row is divided by: the working tree's, unless the baseline is itself
+    forkjoin (workload 8), in which case a --ref row is divided by the --ref baseline."""
     if w.baseline == "ideal":
         return None
     base = w.contender(w.baseline)
     loop = {"trio": "trio", "sync": "-"}.get(base.runtime, "asyncio")
-    return _find(aggs, w.id, w.baseline, n, loop)
+    return _find(aggs, w.id, w.baseline, n, loop, engine if base.is_forkjoin else "tree")
 
 
-def workload_table(w: Workload, aggs: dict[Config, Agg]) -> list[str]:
+LOOP_ORDER = {"asyncio": 0, "-": 0, "trio": 0, "uvloop": 1, "select": 2}
+
+
+def workload_table(w: Workload, aggs: dict[Config, Agg], ref: str | None = None) -> list[str]:
     rows = [a for a in aggs.values() if a.config.workload == w.id]
     if not rows:
         return []
     labels = {c.key: c.label for c in w.contenders}
+
+    def label(cfg: Config) -> str:
+        return labels[cfg.contender] + (f" @ `{ref}`" if cfg.engine == "ref" else "")
+
     order = {c.key: i for i, c in enumerate(w.contenders)}
-    loop_order = {"asyncio": 0, "-": 0, "trio": 0, "uvloop": 1, "select": 2}
-    rows.sort(key=lambda a: (a.config.n, loop_order[a.config.loop], order[a.config.contender]))
+    engine_order = {"tree": 0, "ref": 1}
+    rows.sort(
+        key=lambda a: (
+            a.config.n,
+            LOOP_ORDER[a.config.loop],
+            order[a.config.contender],
+            engine_order[a.config.engine],
+        )
+    )
     out = [f"### {w.id}. {w.title}", "", w.description + ".", ""]
     if w.unit == "rate":
         out += [
@@ -403,13 +567,13 @@ def workload_table(w: Workload, aggs: dict[Config, Agg]) -> list[str]:
             c = a.config
             if not a.ok:
                 out.append(
-                    f"| {c.n:,} | {labels[c.contender]} | {c.loop} | "
+                    f"| {c.n:,} | {label(c)} | {c.loop} | "
                     f"{'skipped' if a.skipped else 'ERROR'} | | | | | |"
                 )
                 continue
             ach = a.median("achieved")
             out.append(
-                f"| {c.n:,} | {labels[c.contender]} | {c.loop} | {ach:.1f} | "
+                f"| {c.n:,} | {label(c)} | {c.loop} | {ach:.1f} | "
                 f"{ach / rate:.1%} | {a.worst('worst_window'):.0f} | "
                 f"{a.worst('first_window'):.0f} | {a.median():.3f} | {_mb(a.rss)} |"
             )
@@ -431,13 +595,11 @@ def workload_table(w: Workload, aggs: dict[Config, Agg]) -> list[str]:
             c = a.config
             if not a.ok:
                 what = f"skipped: {a.skipped}" if a.skipped else "ERROR"
-                out.append(
-                    f"| {c.n:,} | {labels[c.contender]} | {c.loop} | {what} |" + " |" * (cols + 2)
-                )
+                out.append(f"| {c.n:,} | {label(c)} | {c.loop} | {what} |" + " |" * (cols + 2))
                 continue
-            base = _ratio_base(w, aggs, c.n)
+            base = _ratio_base(w, aggs, c.n, c.engine)
             is_base = c.contender == w.baseline and base is a
-            name = f"**{labels[c.contender]}** (baseline)" if is_base else labels[c.contender]
+            name = f"**{label(c)}** (baseline)" if is_base else label(c)
             rss_ratio = _x(a.rss / base.rss) if base is not None else "–"
             if w.unit == "s":
                 assert w.ideal is not None
@@ -512,8 +674,8 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
     fj, raw = _find(aggs, 1, "fj.gather", n), _find(aggs, 1, "asyncio.gather", n)
     add(
         1,
-        f"`fj.gather`, {n:,} trivial tasks: time ≤ 1.5× raw `asyncio.gather`",
-        *cpu(fj, raw, lambda v: v <= 1.5),
+        f"`fj.gather`, {n:,} trivial tasks: time ≤ 1.15× raw `asyncio.gather`",
+        *cpu(fj, raw, lambda v: v <= 1.15),
     )
     add(
         1,
@@ -523,11 +685,18 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
         _x,
     )
 
+    for n in get(2).sizes[mode]:
+        add(
+            2,
+            f"`fj.map(limit=100)`, {n:,} trivial tasks: ≤ 1.5× the hand-written pool of 100 "
+            "workers",
+            *cpu(_find(aggs, 2, "fj.map", n), _find(aggs, 2, "pool", n), lambda v: v <= 1.5),
+        )
     n = ref_n(2)
     fjm = _find(aggs, 2, "fj.map", n)
     add(
         2,
-        f"`fj.map(limit=100)`, {n:,} trivial tasks: ≤ 0.5× gather + Semaphore",
+        f"… {n:,} trivial tasks: ≤ 0.5× gather + Semaphore",
         *cpu(fjm, _find(aggs, 2, "gather+sem", n), lambda v: v <= 0.5),
     )
     aio = [
@@ -550,28 +719,35 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
         *cpu(_find(aggs, 2, "langchain", n), fjm, lambda v: v >= 40, faster),
     )
 
+    # timer wake-ups are late on a loaded machine, for every contender alike: the bare pool
+    # of the same run on the same loop shows how much of the excess is the machine's, and
+    # the floor is what the engine adds to it (in multiples of the ideal)
     w3 = get(3)
-    for key in ("fj.map", "fj.gather"):
+    x3: Callable[[float], str] = lambda v: f"{v:.3f}×"  # noqa: E731
+    for key, slack in (("fj.map", 0.02), ("fj.gather", 0.03)):
         for n in w3.sizes[mode]:
-            a, pool = _find(aggs, 3, key, n), _find(aggs, 3, "pool", n)
             ideal = w3.ideal(n) if w3.ideal else 1.0
-            # timer wake-ups are late on a loaded machine: the bare pool of the same run
-            # shows how much of the excess is the machine's rather than the engine's
-            context = f"bare pool: {_x(pool.median() / ideal)}" if pool else ""
+            excess: float | None = None
+            context = ""
+            a, pool = _find(aggs, 3, key, n), _find(aggs, 3, "pool", n)
+            if a and pool:
+                excess = (a.median() - pool.median()) / ideal
+                context = f"{x3(a.median() / ideal)} vs bare pool {x3(pool.median() / ideal)}"
             # and the same on a loop whose timeouts are not rounded up to a millisecond
             sel, sel_pool = _find(aggs, 3, key, n, "select"), _find(aggs, 3, "pool", n, "select")
             if sel and sel_pool:
                 context += (
-                    f"; on a select() loop: {_x(sel.median() / ideal)}, "
-                    f"bare pool {_x(sel_pool.median() / ideal)}"
+                    f"; on a select() loop: {x3(sel.median() / ideal)}, "
+                    f"bare pool {x3(sel_pool.median() / ideal)}"
                 )
-            context = f" ({context})" if context else ""
+            context = f" ({context.lstrip('; ')})" if context else ""
             add(
                 3,
-                f"makespan, `{key}(limit=50)`, {n:,} × 10 ms: ≤ 1.08× ideal",
-                a.median() / ideal if a else None,
-                lambda v: v <= 1.08,
-                lambda v, c=context: _x(v) + c,  # type: ignore[misc]
+                f"makespan, `{key}(limit=50)`, {n:,} × 10 ms, in × ideal: ≤ the bare pool's "
+                f"+ {slack:.2f}",
+                excess,
+                lambda v, s=slack: v <= s,  # type: ignore[misc]
+                lambda v, c=context: f"{v:+.3f}{c}",  # type: ignore[misc]
             )
 
     sizes = get(4).sizes[mode]
@@ -595,11 +771,11 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
     n5, n1 = ref_n(5), ref_n(1)
     add(
         5,
-        f"policies on, {n5:,} tasks: `fj.gather` ≤ 2.5× its workload-1 time ({n1:,} tasks)",
+        f"policies on, {n5:,} tasks: `fj.gather` ≤ 1.3× its workload-1 time ({n1:,} tasks)",
         *cpu(
             _find(aggs, 5, "fj.gather", n5) if n5 == n1 else None,
             _find(aggs, 1, "fj.gather", n1),
-            lambda v: v <= 2.5,
+            lambda v: v <= 1.3,
         ),
     )
 
@@ -640,6 +816,18 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
             lambda v: v >= 0.97,
             lambda v: f"{v:.1%}",
         )
+
+    for n in get(8).sizes[mode]:
+        add(
+            8,
+            f"breaker and `max_failures=10` that never trip, {n:,} tasks, limit 100: "
+            "≤ 1.1× the same run without them",
+            *cpu(
+                _find(aggs, 8, "fj.breaker+max_failures", n),
+                _find(aggs, 8, "fj.gather", n),
+                lambda v: v <= 1.1,
+            ),
+        )
     return res
 
 
@@ -651,6 +839,133 @@ def floors_table(fl: list[Floor]) -> list[str]:
     return out
 
 
+def _pct(v: float) -> str:
+    return f"{v:+.0%}".replace("-", "−")
+
+
+# peak RSS often repeats to the kilobyte, so its spread can be 0: below this, a difference
+# in RSS is not named (a few hundred kB of code or import is not "more memory")
+RSS_NOISE_MIN = 0.02
+
+
+def _judge(a: Agg, b: Agg, key: str) -> tuple[float, float | None, str | None]:
+    """``b`` (the working tree) against ``a`` (the revision) on one figure:
+    (b ÷ a, noise, "slower" | "faster" | "within noise").
+
+    noise: the larger of the two spreads (max ÷ min over the repeats) minus 1 (for "rss",
+    at least RSS_NOISE_MIN). With a single repeat there is no spread to judge by:
+    (b ÷ a, None, None)."""
+    rss = key == "rss"
+    ratio = b.rss / a.rss if rss else b.median(key) / a.median(key)
+    if min(len(a.runs), len(b.runs)) < 2:
+        return ratio, None, None
+    noise = max(x.spread("rss_peak_kb" if rss else key) for x in (a, b)) - 1
+    if rss:
+        noise = max(noise, RSS_NOISE_MIN)
+    if ratio > 1 + noise:
+        return ratio, noise, "slower"
+    if ratio < 1 / (1 + noise):
+        return ratio, noise, "faster"
+    return ratio, noise, "within noise"
+
+
+def before_after(
+    aggs: dict[Config, Agg], ref: str, rev: str, reasons: dict[str, str | None]
+) -> list[str]:
+    """The --ref section: every forkjoin configuration, at ``ref`` (commit ``rev``) and in
+    the working tree; ``reasons``: probe()'s answer, why a contender was not run at ``ref``."""
+    cpu_bound = ", ".join(str(w.id) for w in workloads.ALL if w.cpu_bound)
+    out = [
+        f"## Before/after: `{ref}` → working tree",
+        "",
+        f"Every forkjoin configuration also ran against src/forkjoin as committed at `{ref}` "
+        f"({rev}, exported), in the same passes as the working tree's and next to it (the two "
+        "swap places every other pass). The time is the child's CPU time for the CPU-bound "
+        f"workloads ({cpu_bound}) and wall time for the others; ratio = working tree ÷ "
+        f"`{ref}`, so below 1.00× the working tree is faster. Noise is judged per row: it is "
+        "the larger of the two configurations' spreads (max ÷ min of the figure over the "
+        "repeats, minus 1); a row says **slower** only when the ratio is above 1 + noise, "
+        "faster only when it is below 1 ÷ (1 + noise), and within noise otherwise. Peak RSS "
+        "is judged the same way against the spreads of the two RSS figures (taken as at "
+        f"least {RSS_NOISE_MIN:.0%}, as RSS often repeats to the kilobyte) and named in the "
+        "verdict only when it is beyond them. With a single repeat there is no spread, "
+        "hence no verdict.",
+        "",
+    ]
+    tally: dict[str, int] = {}
+    body: list[str] = []
+    for w in workloads.ALL:
+        order = {c.key: i for i, c in enumerate(w.contenders)}
+        labels = {c.key: c.label for c in w.contenders}
+        fj = {c.key for c in w.contenders if c.is_forkjoin}
+        rows = sorted(
+            (
+                cfg
+                for cfg in aggs
+                if cfg.workload == w.id and cfg.engine == "tree" and cfg.contender in fj
+            ),
+            key=lambda c: (c.n, LOOP_ORDER[c.loop], order[c.contender]),
+        )
+        if not rows:
+            continue
+        key = "cpu" if w.cpu_bound else "seconds"
+        per_task = w.unit == "us"
+        unit = f"{'CPU' if w.cpu_bound else 'wall'} {'µs/task' if per_task else 's'}"
+        body += [
+            f"### {w.id}. {w.title}",
+            "",
+            f"| n | contender | loop | {unit} at `{ref}` | {unit}, working tree | ratio | "
+            f"peak RSS MB at `{ref}` | peak RSS MB, working tree | RSS ratio | verdict |",
+            "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for cfg in rows:
+            head = f"| {cfg.n:,} | {labels[cfg.contender]} | {cfg.loop} |"
+            tree, at_ref = aggs[cfg], aggs.get(_twin(cfg))
+            why = None
+            if at_ref is None:
+                why = f"not run at `{ref}`: {reasons.get(f'{w.id}/{cfg.contender}') or '?'}"
+            elif not at_ref.ok:
+                why = f"at `{ref}`: " + (
+                    f"skipped: {at_ref.skipped}" if at_ref.skipped else "ERROR"
+                )
+            elif not tree.ok:
+                why = "working tree: " + (f"skipped: {tree.skipped}" if tree.skipped else "ERROR")
+            if why is not None:
+                tally["not compared"] = tally.get("not compared", 0) + 1
+                body.append(f"{head} | | | | | | {why} |")
+                continue
+            assert at_ref is not None
+            # a CPU-bound contender that reports no CPU time is compared on wall time
+            k = key if at_ref.has(key) and tree.has(key) else "seconds"
+            what = "CPU" if k == "cpu" else "wall"
+            ratio, noise, verdict = _judge(at_ref, tree, k)
+            rss_ratio, rss_noise, rss_verdict = _judge(at_ref, tree, "rss")
+            if verdict is None or noise is None:
+                words = "no verdict (1 repeat)"
+            elif verdict == "within noise":
+                words = f"within noise ({what} {_pct(ratio - 1)}, noise {noise:.0%})"
+            else:
+                bold = "**" if verdict == "slower" else ""
+                words = f"{bold}{verdict}{bold}: {what} {_pct(ratio - 1)}, noise {noise:.0%}"
+            if rss_verdict in ("slower", "faster") and rss_noise is not None:
+                more = "more" if rss_verdict == "slower" else "less"
+                words += f"; {more} memory: RSS {_pct(rss_ratio - 1)}, noise {rss_noise:.0%}"
+            tally[verdict or "no verdict"] = tally.get(verdict or "no verdict", 0) + 1
+
+            a_fig, t_fig = (
+                f"{a.median(k) / cfg.n * 1e6:.2f}" if per_task else f"{a.median(k):.3f}"
+                for a in (at_ref, tree)
+            )
+            body.append(
+                f"{head} {a_fig} | {t_fig} | {_x(ratio)} | {_mb(at_ref.rss)} | "
+                f"{_mb(tree.rss)} | {_x(rss_ratio)} | {words} |"
+            )
+        body.append("")
+    kinds = ("slower", "faster", "within noise", "no verdict", "not compared")
+    summary = "; ".join(f"{k}: {tally[k]}" for k in kinds if tally.get(k))
+    return [*out, f"Rows — {summary or 'none'}.", "", *body]
+
+
 def render(
     mode: str,
     command: str,
@@ -659,7 +974,9 @@ def render(
     aggs: dict[Config, Agg],
     notes: list[str],
     elapsed: float,
+    ref: tuple[str, dict[str, str | None]] | None = None,
 ) -> str:
+    """The markdown report; ``ref``: --ref's revision and probe()'s answer, if given."""
     chosen = sorted({a.config.workload for a in aggs.values()})
     reps = ", ".join(f"w{w}: {repeats[w]}" for w in chosen)
     out = [
@@ -676,6 +993,7 @@ def render(
         f"- command: `{command}`",
         f"- machine: {info['cores']} cores ({info['cpu']}), {info['python']}, {info['os']}",
         f"- date: {info['date']}; forkjoin: {info['forkjoin']}",
+        *([f"- before/after against: {info['ref']}"] if "ref" in info else []),
         f"- peers: {info['peers']}",
         f"- repeats per configuration: {reps}; load average at the start: {info['load']}; "
         f"the run took {elapsed / 60:.1f} min",
@@ -688,26 +1006,36 @@ def render(
             "",
         ]
     out += [
-        "## Floors (issue 3; stock asyncio loop)",
+        "## Floors (stock asyncio loop, working tree)",
         "",
-        "Time floors of the CPU-bound workloads (1, 2, 5) are judged on the child's CPU time, "
-        "which other processes on this shared machine disturb far less than wall time; the "
-        "wall-time ratio is shown beside it.",
+        "Time floors of the CPU-bound workloads (1, 2, 5, 8) are judged on the child's CPU "
+        "time, which other processes on this shared machine disturb far less than wall time; "
+        "the wall-time ratio is shown beside it.",
         "",
         *floors_table(floors(aggs, mode)),
         "",
     ]
+    ref_name = ref[0] if ref is not None else None
+    if ref is not None:
+        out += before_after(aggs, ref[0], info.get("ref_rev", ref[0]), ref[1])
     out += ["## Results", ""]
+    if ref is not None:
+        out += [
+            f"Rows marked @ `{ref_name}` ran against that revision's src/forkjoin; the "
+            "others against the working tree.",
+            "",
+        ]
     for w in workloads.ALL:
-        out += workload_table(w, aggs)
+        out += workload_table(w, aggs, ref_name)
     errors = [a for a in aggs.values() if a.errors]
     if notes or errors:
         out += ["## Notes", ""]
         out += [f"- {n}" for n in notes]
         for a in errors:
             first = a.errors[0].splitlines()[0]
+            at = f" at `{ref_name}`" if a.config.engine == "ref" else ""
             out.append(
-                f"- ERROR in workload {a.config.workload}, {a.config.contender}, "
+                f"- ERROR in workload {a.config.workload}, {a.config.contender}{at}, "
                 f"n={a.config.n}, {a.config.loop}: {first}"
             )
         out.append("")
@@ -746,13 +1074,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, help="seconds before a configuration counts as hung")
     p.add_argument(
         "--ref",
-        help="measure forkjoin as committed at this git revision (e.g. "
-        "HEAD) instead of the working tree",
+        metavar="REV",
+        help="also measure forkjoin as committed at this git revision (e.g. HEAD): every "
+        "forkjoin contender runs against both, interleaved, and a before/after section "
+        "compares them (the floors are judged on the working tree)",
     )
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
         return child(args.child)
+    if args.probe is not None:
+        return probe(args.probe)
     mode = args.mode or "quick"
     try:
         ids = [int(x) for x in args.workloads.split(",")] if args.workloads else None
@@ -768,17 +1101,19 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout or (120.0 if mode == "quick" else 900.0)
     out = args.out if args.out is not None else (RESULTS if mode == "full" else None)
 
-    global _SRC
+    notes: list[str] = []
+    ref: tuple[str, dict[str, str | None]] | None = None
     if args.ref is not None:
         try:
-            _SRC = export_revision(args.ref)
-        except (OSError, subprocess.CalledProcessError) as e:
-            p.error(f"--ref: cannot export src/forkjoin at {args.ref!r}: {e}")
-        # the availability checks (e.g. "has forkjoin a RateLimit?") must see that revision too
-        sys.path.insert(0, str(_SRC))
-    notes: list[str] = []
+            SRCS["ref"] = export_revision(args.ref)
+            # which forkjoin contenders that revision can run ("has it a RateLimit?"): asked
+            # of its own forkjoin, in a child; this process imports the working tree's
+            ref = (args.ref, probe_ref(chosen))
+        except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as e:
+            _drop_export()
+            p.error(f"--ref {args.ref}: {e}")
     info = machine(args.ref)
-    configs = plan(mode, chosen, args.only, not args.no_uvloop, notes)
+    configs = plan(mode, chosen, args.only, not args.no_uvloop, notes, ref)
     command = ".venv/bin/python -m bench " + " ".join(argv) if argv else ".venv/bin/python -m bench"
     print(
         f"{len(configs)} configurations, {sum(repeats[c.workload] for c in configs)} runs "
@@ -796,13 +1131,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for proc in list(_LIVE):  # only with --jobs > 1: other threads' children
             proc.kill()
-        if _SRC is not None:
-            shutil.rmtree(_SRC.parent, ignore_errors=True)
-    text = render(mode, command, info, repeats, aggs, notes, time.monotonic() - t0)
+        _drop_export()
+    text = render(mode, command, info, repeats, aggs, notes, time.monotonic() - t0, ref)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
-        raw = {f"w{c.workload}/{c.contender}/{c.n}/{c.loop}": asdict(a) for c, a in aggs.items()}
+        raw = {
+            f"w{c.workload}/{c.contender}/{c.n}/{c.loop}" + ("/ref" if c.engine == "ref" else ""): (
+                asdict(a)
+            )
+            for c, a in aggs.items()
+        }
         out.with_suffix(".json").write_text(
             json.dumps({"machine": info, "results": raw}, indent=1, default=str)
         )
@@ -811,8 +1150,9 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     failed = [a for a in aggs.values() if a.errors]
     for a in failed:
+        at = f" at {args.ref}" if a.config.engine == "ref" else ""
         print(
-            f"ERROR w{a.config.workload} {a.config.contender} n={a.config.n} "
+            f"ERROR w{a.config.workload} {a.config.contender}{at} n={a.config.n} "
             f"{a.config.loop}:\n{a.errors[0]}",
             file=sys.stderr,
         )

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from . import w1_overhead, w2_limited, w3_makespan, w4_lazy, w5_policies, w6_blocking, w7_rate
+from . import (
+    w1_overhead,
+    w2_limited,
+    w3_makespan,
+    w4_lazy,
+    w5_policies,
+    w6_blocking,
+    w7_rate,
+    w8_breaker,
+)
 from ._base import Contender, Result, Skip, Workload
 
 ALL: tuple[Workload, ...] = (
@@ -13,6 +22,7 @@ ALL: tuple[Workload, ...] = (
     w5_policies.WORKLOAD,
     w6_blocking.WORKLOAD,
     w7_rate.WORKLOAD,
+    w8_breaker.WORKLOAD,
 )
 
 
