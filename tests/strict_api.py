@@ -187,9 +187,7 @@ class StrictAPI:
     def max_in_window(self, per: float = 1.0, status: int | None = 200) -> int:
         """Most requests (with ``status``; None: all) that arrived in any window of
         ``per`` seconds, by the server's clock."""
-        return _max_window(
-            [t for t, _, st in self.requests if status is None or st == status], per
-        )
+        return _max_window([t for t, _, st in self.requests if status is None or st == status], per)
 
 
 @contextmanager
@@ -342,10 +340,7 @@ async def scenario_hedge(
     async with _client() as client:
         call = _caller(client, api.url)
         results = await fj.gather(
-            {
-                str(i): fj.task(call, i, idempotent=True, hedge=hedge, cost=0.001)
-                for i in range(n)
-            },
+            {str(i): fj.task(call, i, idempotent=True, hedge=hedge, cost=0.001) for i in range(n)},
             limit=20,
         )
     durations = [o.duration for o in results.values() if o.duration is not None]

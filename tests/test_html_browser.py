@@ -114,8 +114,12 @@ def test_five_thousand_tasks_load_with_the_aggregate(tmp_path: Path) -> None:
                 "started": start,
                 "ended": start + 0.1,
                 "calls": [
-                    {"number": 1, "started": start, "ended": start + 0.1,
-                     "error": "ValueError: x" if status == "failed" else None}
+                    {
+                        "number": 1,
+                        "started": start,
+                        "ended": start + 0.1,
+                        "error": "ValueError: x" if status == "failed" else None,
+                    }
                 ],
             }
         )

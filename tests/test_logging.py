@@ -76,9 +76,7 @@ def test_values_only_when_asked(vrun: Any, caplog: pytest.LogCaptureFixture) -> 
     assert done.value == "'S3CRET-ARG'"  # type: ignore[attr-defined]
 
 
-def test_levels_filter_before_building_records(
-    vrun: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_levels_filter_before_building_records(vrun: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="forkjoin")
     _run(vrun, fj.LogObserver())
     assert {r.event for r in caplog.records} == {"attempt_failed", "task_finished"}  # type: ignore[attr-defined]
@@ -88,8 +86,9 @@ def test_levels_filter_before_building_records(
 def test_a_custom_logger_and_level(vrun: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="myapp")
     _run(vrun, fj.LogObserver("myapp.fan", level=logging.DEBUG))
-    ok = next(r for r in caplog.records if getattr(r, "task", None) == "a"
-              and r.event == "task_finished")  # type: ignore[attr-defined]
+    ok = next(
+        r for r in caplog.records if getattr(r, "task", None) == "a" and r.event == "task_finished"
+    )  # type: ignore[attr-defined]
     assert ok.name == "myapp.fan"
     assert ok.levelno == logging.DEBUG
 

@@ -68,11 +68,18 @@ def test_spans_for_the_run_and_each_call(vrun: Any, spans: Any) -> None:
     calls = by_name["forkjoin.task"]
     assert all(c.parent.span_id == run.context.span_id for c in calls)
     attrs = sorted(
-        (c.attributes["forkjoin.task"], c.attributes["forkjoin.attempt"],
-         c.attributes["forkjoin.status"]) for c in calls
+        (
+            c.attributes["forkjoin.task"],
+            c.attributes["forkjoin.attempt"],
+            c.attributes["forkjoin.status"],
+        )
+        for c in calls
     )
     assert attrs == [
-        ("a", 1, "ok"), ("b", 1, "failed"), ("b", 2, "failed"), ("late", 1, "timed_out"),
+        ("a", 1, "ok"),
+        ("b", 1, "failed"),
+        ("b", 2, "failed"),
+        ("late", 1, "timed_out"),
         ("t", 1, "ok"),
     ]
     a = next(c for c in calls if c.attributes["forkjoin.task"] == "a")

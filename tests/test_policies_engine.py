@@ -343,9 +343,7 @@ def test_map_takes_the_run_level_policies(vrun: Any) -> None:
 
     async def main() -> tuple[list[int], list[fj.Outcome]]:
         values = await fj.map(work, range(5), limit=5, rate=fj.RateLimit(2))
-        outcomes = [
-            o async for o in fj.imap(work, range(20), limit=2, budget=fj.Budget(usd=0.5))
-        ]
+        outcomes = [o async for o in fj.imap(work, range(20), limit=2, budget=fj.Budget(usd=0.5))]
         return values, outcomes
 
     values, outcomes = vrun(main())

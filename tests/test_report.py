@@ -90,7 +90,17 @@ def test_hedges_fallbacks_and_budget_read_from_outcomes() -> None:
     # written by the resilience policies when they run; the report only reads them
     outcomes = {
         "h": Outcome(
-            "h", Status.OK, 1, None, None, 2, 0.0, 1.0, 0.2, None, 0,
+            "h",
+            Status.OK,
+            1,
+            None,
+            None,
+            2,
+            0.0,
+            1.0,
+            0.2,
+            None,
+            0,
             (Attempt(1, 0.0, 1.0), Attempt(2, 0.5, 0.8, None, True)),
         ),
         "f": Outcome("f", Status.OK, 2, None, None, 1, 0.0, 0.5, None, None, 1, (), True),
@@ -126,9 +136,27 @@ def test_dict_round_trip_and_schema(vrun: Any, tmp_path: Path) -> None:
     d = rep.to_dict()
     assert d["version"] == 2
     assert set(d) >= {
-        "wall", "total_duration", "speedup", "ideal_speedup", "time_saved", "peak_concurrency",
-        "mean_concurrency", "limit", "limits", "utilisation", "groups", "tasks", "counts",
-        "reasons", "attempts", "retries", "hedged", "fallbacks", "cost", "slowest", "tail",
+        "wall",
+        "total_duration",
+        "speedup",
+        "ideal_speedup",
+        "time_saved",
+        "peak_concurrency",
+        "mean_concurrency",
+        "limit",
+        "limits",
+        "utilisation",
+        "groups",
+        "tasks",
+        "counts",
+        "reasons",
+        "attempts",
+        "retries",
+        "hedged",
+        "fallbacks",
+        "cost",
+        "slowest",
+        "tail",
         "rows",
     }
     json.dumps(d, allow_nan=False)  # plain JSON
@@ -149,8 +177,16 @@ def test_values_and_arguments_never_reach_the_report(vrun: Any) -> None:
 
 
 def test_from_dict_reads_version_1_summaries() -> None:
-    v1 = {"version": 1, "wall": 2.0, "total_duration": 3.0, "speedup": 1.5, "tasks": 2,
-          "counts": {"ok": 2}, "slowest": [{"name": "a", "duration": 2.0}], "cost": 0.5}
+    v1 = {
+        "version": 1,
+        "wall": 2.0,
+        "total_duration": 3.0,
+        "speedup": 1.5,
+        "tasks": 2,
+        "counts": {"ok": 2},
+        "slowest": [{"name": "a", "duration": 2.0}],
+        "cost": 0.5,
+    }
     rep = RunReport.from_dict(v1)
     assert rep.wall == 2.0
     assert rep.cost == 0.5
