@@ -192,6 +192,24 @@ class Admission:
             if group not in self._queues:
                 return
 
+    def push_all(self, entries: list[Any]) -> None:
+        """:meth:`push` each entry (in one step when they share a group and a priority)."""
+        if not entries:
+            return
+        first = entries[0]
+        group, priority = first.group, first.priority
+        if (
+            group not in self._queues
+            and all(e.group == group and e.priority == priority for e in entries)
+        ):
+            q = self._queues[group] = _Queue(priority)
+            assert q.fifo is not None
+            q.fifo.extend(entries)
+            self.queued += len(entries)
+            return
+        for e in entries:
+            self.push(e)
+
     def admit(self) -> None:
         """Start waiting entries while there is room: highest priority first, FIFO among
         equals, passing over groups that are at their own limit."""
@@ -199,6 +217,26 @@ class Admission:
         limit = self.limit
         glimits = self.group_limits
         grun = self.group_running
+        if len(queues) == 1 and None in queues and not glimits:
+            # one run-wide limit and one queue (a limited gather): pop while there is room
+            q = queues[None]
+            start = self._start
+            while self.queued and (limit is None or self.running < limit):
+                entry = q.pop()
+                self.queued -= 1
+                if not q:
+                    del queues[None]
+                self.running += 1
+                if type(entry) is _Waiter:
+                    if not entry.fut.done():
+                        entry.fut.set_result(None)
+                    else:
+                        self.running -= 1
+                else:
+                    start(entry)
+                if None not in queues:
+                    return
+            return
         while self.queued and (limit is None or self.running < limit):
             if len(queues) == 1:
                 group, q = next(iter(queues.items()))

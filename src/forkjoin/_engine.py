@@ -335,6 +335,9 @@ class Engine:
         glimits = adm.group_limits
         if adm.limit is None and not glimits:
             adm.feed_all(states)  # added in the given order, started highest priority first
+        elif adm.limit is not None:
+            adm.push_all(states)
+            adm.admit()
         else:
             for st in states:
                 if adm.limited(st.group):
