@@ -19,7 +19,6 @@ the engine awaits ``fn(*args)`` itself (``plan.plain``).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -28,7 +27,7 @@ from ._errors import TaskSkipped, TaskTimeout, stopped_error
 from ._events import AttemptFailed, AttemptStarted, HedgeStarted, Observers
 from ._outcome import Attempt, Outcome, Status
 from ._policies._breaker import CircuitOpen
-from ._policies._budget import Charge, _account
+from ._policies._budget import Charge, current_account
 from ._task import Task, coroutine_runner
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from ._record import Busy
     from ._retry import Retry
 
-__all__ = ["CallLog", "Plan", "Planner", "TaskState", "in_task", "outcome_of", "skipped"]
+__all__ = ["CallLog", "Plan", "Planner", "TaskState", "outcome_of", "skipped"]
 
 _OK: Final = Status.OK
 _FAILED: Final = Status.FAILED
@@ -48,17 +47,9 @@ _TIMED_OUT: Final = Status.TIMED_OUT
 _CANCELLED: Final = Status.CANCELLED
 _SKIPPED: Final = Status.SKIPPED
 
-# set in a run's context while it runs: fj.charge() and friends check they are in a task
-_current_run: contextvars.ContextVar[Any] = contextvars.ContextVar("forkjoin_run", default=None)
-
 # interrupting the program, not a task's own failure: re-raised by the run once every
 # other task has been stopped and recorded (as trio and anyio do)
 FATAL: Final = (KeyboardInterrupt, SystemExit)
-
-
-def in_task() -> bool:
-    """Whether the caller runs inside a task of a forkjoin run."""
-    return _current_run.get() is not None
 
 
 class Context(Protocol):
@@ -359,7 +350,7 @@ def _dispatch(runner: Runner, is_async: bool, accounts: bool) -> CallFn:
             return lambda st: st.fn(*st.args)
 
         def loop_call(st: TaskState) -> Awaitable[Any]:
-            _account.set(st.account)  # in the task's own context: what fj.charge() finds
+            current_account.set(st.account)  # in the task's own context: what fj.charge() finds
             return st.fn(*st.args)  # type: ignore[no-any-return]
 
         return loop_call
@@ -369,7 +360,7 @@ def _dispatch(runner: Runner, is_async: bool, accounts: bool) -> CallFn:
         calls = st.calls
         assert calls is not None
         if accounts:
-            _account.set(calls.account)
+            current_account.set(calls.account)
         return call(calls, st.fn, st.args, None)
 
     return backend_call

@@ -26,15 +26,17 @@ from typing import Any, Final
 from ._admission import Admission
 from ._backends._loop import LoopRunner
 from ._backends._thread import ThreadRunner
-from ._call import FATAL, Planner, TaskState, _current_run, outcome_of, skipped
+from ._call import FATAL, Planner, TaskState, outcome_of, skipped
 from ._deadlines import Deadlines
 from ._errors import DuplicateTaskName, InvalidPolicy
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
 from ._options import RunOptions
 from ._outcome import Outcome, Results, RunInfo, Status
-from ._policies._budget import _account
+from ._policies._base import current_run
+from ._policies._budget import current_account
 from ._policies._rate import RateLimitState
 from ._policies._run import RunPolicies
+from ._record import Busy, Recorder
 from ._task import DEFAULTS, Task, close_unstarted, coroutine_runner, is_async_callable, split
 
 __all__ = ["Engine"]
@@ -94,8 +96,6 @@ class Engine:
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._token: contextvars.Token[Any] | None = None
         self.results: Results | None = None
-        from ._record import Busy, Recorder
-
         self.busy = Busy()  # calls running now (map runs report its peak)
 
         self.recorder = Recorder(
@@ -167,7 +167,7 @@ class Engine:
             else loop.create_task
         )
         self.state = "running"
-        self._token = _current_run.set(self)
+        self._token = current_run.set(self)
         if options.deadline is not None:
             self._deadline_handle = loop.call_at(self.t0 + options.deadline, self.stop, "deadline")
         if self.events.run_started:
@@ -199,9 +199,9 @@ class Engine:
         self.threads.close()
         if self._token is not None:
             try:
-                _current_run.reset(self._token)
+                current_run.reset(self._token)
             except ValueError:  # exited in another context than entered: nothing to restore
-                _current_run.set(None)
+                current_run.set(None)
             self._token = None
         tasks = self.recorder.tasks
         if self._pending:  # only after an error in the engine itself: keep what ended
@@ -444,7 +444,8 @@ class Engine:
                     # a policy that made the call wait moved its start (st.started)
                     outcome = outcome_of(st, value, None, st.started, clock(), t0)
                     if st.plan.accounts:
-                        _account.set(None)  # the next task this Task runs must not charge this
+                        # the next task this Task runs must not charge this one
+                        current_account.set(None)
             nxt = self._finish(st, outcome, chained < CHAIN_MAX)
             if nxt is None:
                 return

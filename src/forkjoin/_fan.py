@@ -17,7 +17,7 @@ from ._engine import Engine
 from ._errors import FanClosed, Interrupted
 from ._options import RunKwargs, build_options
 from ._outcome import Outcome, Results, fan_error
-from ._task import _UNSET, Task, close_unstarted, split
+from ._task import UNSET, Task, close_unstarted, split
 from ._task import task as make_task
 
 __all__ = ["Fan", "current_fan", "gather", "run"]
@@ -134,16 +134,16 @@ class Fan:
         fn: Callable[..., Any] | Task | Any,
         /,
         *args: Any,
-        timeout: float | None = _UNSET,
-        retry: Any = _UNSET,
-        group: str | None = _UNSET,
-        priority: float = _UNSET,
-        cost: float | None = _UNSET,
-        tokens: float | None = _UNSET,
-        weight: float = _UNSET,
-        idempotent: bool = _UNSET,
-        hedge: Any = _UNSET,
-        fallback: Callable[..., Any] | None = _UNSET,
+        timeout: float | None = UNSET,
+        retry: Any = UNSET,
+        group: str | None = UNSET,
+        priority: float = UNSET,
+        cost: float | None = UNSET,
+        tokens: float | None = UNSET,
+        weight: float = UNSET,
+        idempotent: bool = UNSET,
+        hedge: Any = UNSET,
+        fallback: Callable[..., Any] | None = UNSET,
     ) -> None:
         """Add a task named ``name`` that calls ``fn(*args)`` to the running run.
 
@@ -168,7 +168,7 @@ class Fan:
             "hedge": hedge,
             "fallback": fallback,
         }
-        if asyncio._get_running_loop() is not engine.loop:
+        if _running_loop() is not engine.loop:
             # from a sync task's worker thread: the run's state belongs to the loop thread
             # (and a loop asleep in select() would not notice a plain call_soon), so the
             # spawn is handed over and waited for; its errors still raise here
@@ -178,7 +178,7 @@ class Fan:
                 raise TypeError("spawn(): arguments go into fj.task(fn, *args), not after a Task")
             t = fn.with_options(**options)
         else:
-            given = {k: v for k, v in options.items() if v is not _UNSET}
+            given = {k: v for k, v in options.items() if v is not UNSET}
             if not given and (not args or callable(fn)):
                 call, call_args, opts = split(f"spawn({name!r})", (fn, *args) if args else fn)
                 engine.add(name, call, call_args, opts)
@@ -205,6 +205,13 @@ class Fan:
                 return
             waiter = recorder.stream_waiter = engine.loop.create_future()
             await waiter
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a thread with no loop: a sync task's worker thread
+        return None
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> None:

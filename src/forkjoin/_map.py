@@ -32,11 +32,12 @@ from ._call import FATAL, TaskState, outcome_of, skipped
 from ._engine import Engine
 from ._errors import FanError, InvalidPolicy, stopped_error
 from ._events import AttemptStarted
-from ._options import RunKwargs, build_options, check_group_name
+from ._options import RunKwargs, build_options
 from ._outcome import Outcome, Results, Status, fan_error
 from ._record import SLOWEST
 from ._report import RunReport
 from ._task import Task, is_async_callable
+from ._validate import check_group_name
 
 # the bulk path times each call while calls take at least this long on average (a clock
 # read is then under 0.5% of a call), and one call in SAMPLE otherwise

@@ -2,18 +2,24 @@
 
 ``gather``, ``run``, ``Fan``, ``map``, ``imap`` and ``map_reduce`` all take the same
 keywords (:class:`RunKwargs`) and turn them into a :class:`RunOptions` here, so a value is
-valid or invalid wherever it is given. The field validators below are also the ones
-:class:`~forkjoin.Task` and the policy values use: one rule per field.
+valid or invalid wherever it is given. Each field is checked by its one rule
+(:mod:`._validate`), the same that :class:`~forkjoin.Task` and the policy values use.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._errors import InvalidPolicy
+from ._validate import (
+    check_count,
+    check_group_map,
+    check_instance,
+    check_limit,
+    check_seconds,
+)
 
 if TYPE_CHECKING:
     from ._policies._adaptive import AdaptiveLimit
@@ -26,97 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["RunKwargs", "RunOptions", "build_options"]
 
 ON_ERROR = ("collect", "fail_fast")
-
-
-# -- one rule per field -----------------------------------------------------------------
-
-
-def check_limit(where: str, value: Any) -> int | None:
-    """A concurrency limit: an int >= 1, or None for no limit."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidPolicy(f"{where}: expected a positive integer or None, got {value!r}")
-    if value < 1:
-        raise InvalidPolicy(f"{where}: must be >= 1, got {value!r}")
-    return value
-
-
-def check_seconds(where: str, value: Any) -> float | None:
-    """A duration (timeout, deadline): finite seconds > 0, or None for none."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise InvalidPolicy(f"{where}: expected seconds > 0, got {value!r}")
-    if value <= 0:
-        raise InvalidPolicy(f"{where}: must be > 0 seconds, got {value!r}")
-    if math.isinf(value):
-        raise InvalidPolicy(f"{where}: must be finite (None means no limit), got {value!r}")
-    return float(value)
-
-
-def check_amount(where: str, value: Any) -> float | None:
-    """A cost or token estimate: a finite number >= 0, or None."""
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value >= 0
-        or math.isinf(value)
-    ):
-        raise InvalidPolicy(f"{where}: expected a finite number >= 0, got {value!r}")
-    return value
-
-
-def check_count(where: str, value: Any) -> int | None:
-    """A count such as ``quorum`` or ``max_failures``: an int >= 1, or None."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidPolicy(f"{where}: expected an integer >= 1, got {value!r}")
-    return value
-
-
-def check_retry(where: str, value: Any) -> Retry | bool | None:
-    """A retry setting: a :class:`Retry`, True (the default Retry), False (none) or None
-    (inherit)."""
-    from ._retry import Retry
-
-    if value is None or value is False or isinstance(value, Retry):
-        return value
-    if value is True:
-        return Retry()
-    raise InvalidPolicy(f"{where}: expected fj.Retry(...), False or None, got {value!r}")
-
-
-def check_instance(where: str, value: Any, kind: type) -> Any:
-    """``value`` is None or an instance of ``kind`` (a policy value)."""
-    if value is not None and not isinstance(value, kind):
-        raise InvalidPolicy(f"{where}: expected fj.{kind.__name__}(...), got {value!r}")
-    return value
-
-
-def check_group_map(where: str, value: Any, kind: type) -> dict[str, Any]:
-    """``{group name: kind}``."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidPolicy(f"{where}: expected a mapping of group -> fj.{kind.__name__}")
-    out: dict[str, Any] = {}
-    for g, v in value.items():
-        if not isinstance(g, str):
-            raise InvalidPolicy(f"{where}: group names must be strings, got {g!r}")
-        if not isinstance(v, kind):
-            raise InvalidPolicy(f"{where}[{g!r}]: expected fj.{kind.__name__}(...), got {v!r}")
-        out[g] = v
-    return out
-
-
-def check_group_name(where: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidPolicy(f"{where}: expected a string, got {value!r}")
-    return value
 
 
 # -- the options ------------------------------------------------------------------------
@@ -220,7 +135,7 @@ def build_options(
     from ._policies import REGISTRY
     from ._policies._adaptive import AdaptiveLimit
     from ._policies._group import Group
-    from ._retry import Retry
+    from ._retry import Retry, check_retry
 
     get = options.get
     limit = check_limit("limit", get("limit"))

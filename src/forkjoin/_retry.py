@@ -15,12 +15,12 @@ from typing import Any
 import tenacity
 from tenacity import RetryCallState
 
+from . import _validate
 from ._errors import InvalidPolicy
-from ._policies import _check
 from ._policies._breaker import CircuitOpen
 from ._policies._retry_after import retry_after_of
 
-__all__ = ["Retry"]
+__all__ = ["Retry", "check_retry"]
 
 # Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C, and a call
 # an open circuit refused (the run's deadline reaches a task as a cancellation, and the
@@ -68,9 +68,9 @@ class Retry:
     retry: Any = None
 
     def __post_init__(self) -> None:
-        _check.integer("Retry", "attempts", self.attempts, minimum=1)
-        _check.number("Retry", "backoff", self.backoff, minimum=0, strict=False)
-        _check.number("Retry", "max_delay", self.max_delay, minimum=0, strict=False)
+        _validate.integer("Retry", "attempts", self.attempts, minimum=1)
+        _validate.number("Retry", "backoff", self.backoff, minimum=0, strict=False)
+        _validate.number("Retry", "max_delay", self.max_delay, minimum=0, strict=False)
         on = self.on
         if on is None:
             pass
@@ -148,3 +148,13 @@ _JITTER: Callable[[float], float] = _equal_jitter
 # tenacity strategies receive a RetryCallState whose retry_object must exist; it is only
 # read (for statistics) and never mutated by the strategies used here.
 _RETRYING = tenacity.AsyncRetrying()
+
+
+def check_retry(where: str, value: Any) -> Retry | bool | None:
+    """A retry setting: a :class:`Retry`, True (the default Retry), False (none) or None
+    (inherit)."""
+    if value is None or value is False or isinstance(value, Retry):
+        return value
+    if value is True:
+        return Retry()
+    raise InvalidPolicy(f"{where}: expected fj.Retry(...), False or None, got {value!r}")

@@ -10,7 +10,7 @@ from types import FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import InvalidPolicy
-from ._options import check_amount, check_group_name, check_retry, check_seconds
+from ._validate import check_amount, check_group_name, check_seconds
 
 if TYPE_CHECKING:
     from ._policies._hedge import Hedge
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Task", "coroutine_runner", "is_async_callable", "split", "task"]
 
-_UNSET: Any = object()
+UNSET: Any = object()  # an option left out (not the same as None)
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -95,6 +95,8 @@ class Task(_TaskFields):
             check_seconds("task.timeout", timeout)
             default = False
         if retry is not None:
+            from ._retry import check_retry
+
             retry = check_retry("task.retry", retry)
             default = False
         if group is not None:
@@ -152,7 +154,7 @@ class Task(_TaskFields):
 
     def with_options(self, **options: Any) -> Task:
         """A copy with some options replaced (options left out are kept)."""
-        given = {k: v for k, v in options.items() if v is not _UNSET}
+        given = {k: v for k, v in options.items() if v is not UNSET}
         if not given:
             return self
         fields = self._asdict()

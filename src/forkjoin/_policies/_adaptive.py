@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _validate
 from .._errors import InvalidPolicy
 from .._events import LimitChanged
-from . import _check
 from ._base import PolicyState, RunContext
 from ._retry_after import is_overload
 
@@ -30,9 +30,9 @@ class AdaptiveLimit:
     max: int = 64
 
     def __post_init__(self) -> None:
-        _check.integer("AdaptiveLimit", "min", self.min, minimum=1)
-        _check.integer("AdaptiveLimit", "max", self.max, minimum=1)
-        _check.integer("AdaptiveLimit", "initial", self.initial, minimum=1)
+        _validate.integer("AdaptiveLimit", "min", self.min, minimum=1)
+        _validate.integer("AdaptiveLimit", "max", self.max, minimum=1)
+        _validate.integer("AdaptiveLimit", "initial", self.initial, minimum=1)
         if self.max < self.min:
             raise InvalidPolicy(f"AdaptiveLimit.max: must be >= min ({self.min}), got {self.max}")
         if not self.min <= self.initial <= self.max:

@@ -20,11 +20,20 @@ States never touch the engine: what they may do to a run is in :class:`RunContex
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-__all__ = ["HOOKS", "PolicyState", "Registration", "RunContext", "implements"]
+__all__ = [
+    "HOOKS",
+    "PolicyState",
+    "Registration",
+    "RunContext",
+    "current_run",
+    "implements",
+    "in_task",
+]
 
 
 class RunContext(Protocol):
@@ -52,6 +61,18 @@ class RunContext(Protocol):
     def listens(self, hook: str) -> bool:
         """Whether any observer listens to ``hook`` (build the event only then)."""
         ...
+
+
+# the run a task runs in, set in its context while the run is open: what fj.charge() and
+# friends check to know they are called from inside a task
+current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "forkjoin_run", default=None
+)
+
+
+def in_task() -> bool:
+    """Whether the caller runs inside a task of a forkjoin run."""
+    return current_run.get() is not None
 
 
 class PolicyState:

@@ -14,9 +14,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _validate
 from .._errors import ForkjoinError
 from .._events import CircuitChanged
-from . import _check
 from ._base import PolicyState, RunContext
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitOpen"]
@@ -34,8 +34,8 @@ class CircuitBreaker:
     reset: float = 30.0
 
     def __post_init__(self) -> None:
-        _check.integer("CircuitBreaker", "failures", self.failures, minimum=1)
-        _check.number("CircuitBreaker", "reset", self.reset, minimum=0, strict=True)
+        _validate.integer("CircuitBreaker", "failures", self.failures, minimum=1)
+        _validate.number("CircuitBreaker", "reset", self.reset, minimum=0, strict=True)
 
 
 class CircuitOpen(ForkjoinError):

@@ -7,9 +7,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _validate
 from .._errors import InvalidPolicy
-from . import _check
-from ._base import PolicyState, RunContext
+from ._base import PolicyState, RunContext, in_task
 
 __all__ = ["Budget", "BudgetState", "Charge", "RunBudget", "charge"]
 
@@ -30,9 +30,9 @@ class Budget:
         if self.usd is None and self.tokens is None:
             raise InvalidPolicy("Budget: give usd=... and/or tokens=...")
         if self.usd is not None:
-            _check.number("Budget", "usd", self.usd, minimum=0, strict=False)
+            _validate.number("Budget", "usd", self.usd, minimum=0, strict=False)
         if self.tokens is not None:
-            _check.number("Budget", "tokens", self.tokens, minimum=0, strict=False)
+            _validate.number("Budget", "tokens", self.tokens, minimum=0, strict=False)
 
 
 class Charge:
@@ -185,7 +185,7 @@ class RunBudget(PolicyState):
         return self.state.snapshot()
 
 
-_account: contextvars.ContextVar[Charge | None] = contextvars.ContextVar(
+current_account: contextvars.ContextVar[Charge | None] = contextvars.ContextVar(
     "forkjoin_charge", default=None
 )
 
@@ -198,11 +198,9 @@ def charge(*, usd: float | None = None, tokens: float | None = None) -> None:
     """
     for field, value in (("usd", usd), ("tokens", tokens)):
         if value is not None:
-            _check.number("charge", field, value, minimum=0, strict=False)
-    account = _account.get()
+            _validate.number("charge", field, value, minimum=0, strict=False)
+    account = current_account.get()
     if account is None:
-        from .._call import in_task  # late: the engine imports this module
-
         if not in_task():
             raise RuntimeError("fj.charge() is only available inside a task run by forkjoin")
         return  # a task with no budget and no estimate: nothing to account for

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import InvalidPolicy
-from .._options import check_limit, check_retry, check_seconds
+from .._retry import Retry, check_retry
+from .._validate import check_limit, check_seconds
 from ._adaptive import AdaptiveLimit
 from ._breaker import CircuitBreaker
 from ._hedge import Hedge
 from ._rate import RateLimit
-
-if TYPE_CHECKING:
-    from .._retry import Retry
 
 __all__ = ["Group"]
 

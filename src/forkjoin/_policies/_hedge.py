@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import _check
+from .. import _validate
 
 __all__ = ["Hedge"]
 
@@ -20,8 +20,8 @@ class Hedge:
     max_extra: int = 1
 
     def __post_init__(self) -> None:
-        _check.number("Hedge", "after", self.after, minimum=0, strict=True)
-        _check.integer("Hedge", "max_extra", self.max_extra, minimum=1)
+        _validate.number("Hedge", "after", self.after, minimum=0, strict=True)
+        _validate.integer("Hedge", "max_extra", self.max_extra, minimum=1)
 
     def delays(self) -> list[float]:
         """When each duplicate starts, in seconds after the first call started."""

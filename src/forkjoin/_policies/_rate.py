@@ -22,8 +22,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _validate
 from .._errors import InvalidPolicy
-from . import _check
 from ._base import PolicyState, RunContext
 
 __all__ = ["RateLimit", "RateLimitState", "RateMeter"]
@@ -43,10 +43,10 @@ class RateLimit:
     burst: float | None = None
 
     def __post_init__(self) -> None:
-        _check.number("RateLimit", "rate", self.rate, minimum=0, strict=True)
-        _check.number("RateLimit", "per", self.per, minimum=0, strict=True)
+        _validate.number("RateLimit", "rate", self.rate, minimum=0, strict=True)
+        _validate.number("RateLimit", "per", self.per, minimum=0, strict=True)
         if self.burst is not None:
-            _check.number("RateLimit", "burst", self.burst, minimum=0, strict=False)
+            _validate.number("RateLimit", "burst", self.burst, minimum=0, strict=False)
 
     @property
     def capacity(self) -> float:
