@@ -156,9 +156,10 @@ class _Pool:
             return
         if plan.plain:
             work = self._work_plain
-            if bulk and self.sync_it is not None:
-                work = self._work_bulk
+            if self.sync_it is not None and self.window is None:
                 self.pairs = enumerate(self.sync_it)
+                if bulk:
+                    work = self._work_bulk
         else:
             work = self._work
         self.workers = [loop.create_task(self._worker(work)) for _ in range(capacity)]
@@ -348,13 +349,30 @@ class _Pool:
         listeners = events.attempt_started
         name = engine.name
         busy = engine.busy
+        group = self.group
+        new = tuple.__new__
+        # a sync input with no ordering window is pulled inline (no coroutine per item),
+        # from the (index, item) pairs the workers share
+        pairs = self.pairs
         while engine.stop_reason is None:
-            more, i, item = await self._pull()
-            if not more:
-                return
+            if pairs is not None:
+                try:
+                    i, item = next(pairs)
+                except StopIteration:
+                    return
+                except Exception as e:  # the input itself failed: the whole map fails
+                    self.iter_error = e
+                    engine.stop("aborted")
+                    return
+                if i >= self.seen:
+                    self.seen = i + 1
+            else:
+                more, i, item = await self._pull()
+                if not more:
+                    return
             start = clock()
             if listeners:
-                events.send(listeners, AttemptStarted(name, start - t0, str(i), self.group, 1))
+                events.send(listeners, AttemptStarted(name, start - t0, str(i), group, 1))
             busy.enter()
             try:
                 value = await fn(item)
@@ -367,9 +385,9 @@ class _Pool:
                 self._failed(i, e, start - t0, clock() - t0)
                 continue
             busy.leave()
-            end = clock()
-            o = Outcome(str(i), _OK, value, None, None, 1, start - t0, end - t0, None,
-                        self.group, i, (), False, None, 0.0)  # fmt: skip
+            s = start - t0
+            o = new(Outcome, (str(i), _OK, value, None, None, 1, s, clock() - t0, None, group,
+                              i, (), False, None, 0.0))  # fmt: skip
             if on_value is not None:
                 on_value(i, value)
             r = record(o)
@@ -838,7 +856,7 @@ async def _imap(
             w.set_result(None)
 
     def deliver_unordered(o: Outcome) -> Any:
-        if recorder.stopped_by_failures:
+        if recorder.stop_outcome is not None:
             return None  # the stream ends with the Outcome that reached max_failures
         ready.append(o)
         wake_consumer()
@@ -850,7 +868,7 @@ async def _imap(
         return None
 
     def deliver_ordered(o: Outcome) -> None:
-        if recorder.stopped_by_failures:
+        if recorder.stop_outcome is not None:
             return
         buffer[o.index] = o
         wake_consumer()

@@ -310,7 +310,7 @@ class RunReport:
             peak_concurrency=agg.peak,
             mean_concurrency=mean,
             tasks=agg.tasks,
-            counts=dict(agg.counts),
+            counts=agg.all_counts(),
             reasons=dict(agg.reasons),
             attempts=agg.attempts,
             retries=agg.retries,
