@@ -498,10 +498,10 @@ class _Pool:
                         value = fn(item)
                         if inspect.isawaitable(value):  # lambda x: coro(x): await on the loop
                             value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
-                    except Exception as e:
+                    except BaseException as e:  # KeyboardInterrupt/SystemExit too: recorded
                         with lock:
                             failures.append((i, e, start, clock()))
-                        if stops_on_failure:
+                        if stops_on_failure or not isinstance(e, Exception):
                             stop.set()
                         continue
                     end = clock()
@@ -527,8 +527,7 @@ class _Pool:
                     stats[3] = max(stats[3], last)
                     slow.extend(mine)
 
-        executor = engine.threads.executor()
-        calls = [loop.run_in_executor(executor, job) for _ in range(limit)]
+        calls = [engine.threads.submit(job) for _ in range(limit)]
         engine.busy.now = engine.busy.peak = limit
         try:
             await asyncio.gather(*calls)
