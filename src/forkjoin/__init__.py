@@ -35,7 +35,7 @@ from ._otel import OtelObserver
 from ._outcome import Attempt, Outcome, Results, Status
 from ._policies._adaptive import AdaptiveLimit
 from ._policies._breaker import CircuitBreaker, CircuitOpen
-from ._policies._budget import Budget, charge
+from ._policies._budget import Budget, BudgetExceeded, charge
 from ._policies._group import Group
 from ._policies._hedge import Hedge
 from ._policies._rate import RateLimit
@@ -52,6 +52,7 @@ __all__ = [
     "AttemptFailed",
     "AttemptStarted",
     "Budget",
+    "BudgetExceeded",
     "CircuitBreaker",
     "CircuitChanged",
     "CircuitOpen",

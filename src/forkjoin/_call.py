@@ -27,7 +27,7 @@ from ._errors import TaskSkipped, TaskTimeout, stopped_error
 from ._events import AttemptFailed, AttemptStarted, HedgeStarted, Observers
 from ._outcome import Attempt, Outcome, Status
 from ._policies._breaker import CircuitOpen
-from ._policies._budget import Charge, current_account
+from ._policies._budget import BudgetExceeded, Charge, current_account
 from ._task import Task, coroutine_runner
 
 if TYPE_CHECKING:
@@ -805,6 +805,8 @@ def _ending(st: TaskState, exc: BaseException) -> tuple[Status, BaseException, s
         return _TIMED_OUT, exc, "timeout"
     if isinstance(exc, CircuitOpen):
         return _FAILED, exc, "circuit_open"
+    if isinstance(exc, BudgetExceeded):
+        return _FAILED, exc, "budget"
     return _FAILED, exc, None
 
 

@@ -32,7 +32,7 @@ from ._errors import DuplicateTaskName, InvalidPolicy, TaskTimeout, stopped_erro
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
 from ._options import RunOptions
 from ._outcome import Outcome, Results, RunInfo, Status
-from ._policies._base import current_run
+from ._policies._base import WAITING, current_run
 from ._policies._budget import current_account
 from ._policies._rate import RateLimitState
 from ._policies._run import RunPolicies
@@ -93,6 +93,8 @@ class Engine:
         )
         self._seq = 0
         self._pending = 0
+        self._parked: list[TaskState] = []  # answered WAITING by a policy (the budget)
+        self._room: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._stop_listeners: list[Callable[[str], None]] = []
         # while a finishing task admits the next ones: the asyncio Task that may run the
@@ -166,6 +168,24 @@ class Engine:
 
     def _timeout_of(self, st: TaskState) -> float:
         return st.plan.timeout or 0.0
+
+    def readmit(self) -> None:
+        """A policy made room: the tasks it kept waiting ask admission again (in order)."""
+        parked = self._parked
+        if parked:
+            self._parked = []
+            self.admission.push_front(parked)
+            self.admission.admit_soon()
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    def room(self) -> asyncio.Future[None]:
+        """A future that :meth:`readmit` resolves (a map worker waits on it)."""
+        room = self._room
+        if room is None or room.done():
+            room = self._room = self.loop.create_future()
+        return room
 
     def on_stop(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(reason)`` when the run stops early."""
@@ -416,9 +436,12 @@ class Engine:
         plan = st.plan
         if plan.starts:
             reason = plan.start(st)
-            if reason is not None:  # e.g. its estimate does not fit the budget
+            if reason is not None:
                 self.admission.release(st.group)
-                self._end(st, skipped(st, reason))
+                if reason is WAITING:  # it may fit once what is in flight has settled
+                    self._parked.append(st)
+                else:  # e.g. its estimate can never fit the budget
+                    self._end(st, skipped(st, reason))
                 return
         handoff = self._handoff
         if handoff is not None:
@@ -539,7 +562,8 @@ class Engine:
         if self.state == "new":
             return
         self.stopped_at = self.clock()
-        for st in self.admission.drain():
+        parked, self._parked = self._parked, []
+        for st in [*parked, *self.admission.drain()]:
             self._end(st, skipped(st, reason))
         cancelled = []
         for st in [v for v in self.recorder.tasks.values() if type(v) is TaskState]:

@@ -34,6 +34,7 @@ from ._errors import FanError, InvalidPolicy, stopped_error
 from ._events import AttemptStarted
 from ._options import RunKwargs, build_options
 from ._outcome import Outcome, Results, Status, fan_error
+from ._policies._base import WAITING
 from ._record import SLOWEST
 from ._report import RunReport
 from ._task import Task, is_async_callable
@@ -412,6 +413,9 @@ class _Pool:
                         r = record(skipped(st, engine.stop_reason or "cancelled"))
                         return
                 reason = plan.start(st)
+                while reason is WAITING:  # the budget may have room once others settle
+                    await engine.room()
+                    reason = plan.start(st)
                 if reason is not None:
                     if self.dynamic:
                         adm.release(group)
