@@ -57,7 +57,7 @@ class ThreadRunner:
     """The run's threads, made on first use, at most as many busy ones as its limit."""
 
     __slots__ = ("_busy_stuck", "_closed", "_idle", "_jobs", "_lock", "_max", "_name",
-                 "_numbers", "_threads")  # fmt: skip
+                 "_numbers", "_threads", "_waiting")  # fmt: skip
 
     def __init__(self, run_name: str, limit: int | None) -> None:
         self._name = run_name
@@ -65,7 +65,8 @@ class ThreadRunner:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0  # alive
-        self._idle = 0  # waiting for a job
+        self._idle = 0  # threads waiting for a job
+        self._waiting = 0  # jobs not yet taken by a thread
         self._busy_stuck = 0  # busy with an abandoned call: not counted against _max
         self._closed = False
         self._numbers = itertools.count(1)
@@ -74,12 +75,16 @@ class ThreadRunner:
         """Run ``fn()`` in a thread of the pool; its result as a future of the calling loop."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put((fn, fut, loop))
         with self._lock:
-            if self._idle == 0 and self._threads - self._busy_stuck < self._max:
+            self._waiting += 1
+            # a thread per job that no idle thread will take, up to the pool's width
+            spawn = self._idle < self._waiting and self._threads - self._busy_stuck < self._max
+            if spawn:
                 self._threads += 1
                 name = f"forkjoin-{self._name}-{next(self._numbers)}"
-                threading.Thread(target=self._work, name=name, daemon=True).start()
+        self._jobs.put((fn, fut, loop))
+        if spawn:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
         # a loop whose clock is virtual must not jump while a thread works for it
         track = getattr(loop, "track_thread_future", None)
         if track is not None:
@@ -95,6 +100,8 @@ class ThreadRunner:
             job = jobs.get()
             with lock:
                 self._idle -= 1
+                if job is not None:
+                    self._waiting -= 1
             if job is None:
                 with lock:
                     self._threads -= 1
