@@ -41,6 +41,7 @@ from ._policies._hedge import Hedge
 from ._policies._rate import RateLimit
 from ._policies._retry_after import RetryAfter
 from ._progress import ProgressObserver
+from ._queued import QueuedObserver
 from ._report import RunReport
 from ._retry import Retry
 from ._task import Task, task
@@ -74,6 +75,7 @@ __all__ = [
     "Outcome",
     "OutcomeStream",
     "ProgressObserver",
+    "QueuedObserver",
     "RateLimit",
     "Results",
     "Retry",

@@ -44,9 +44,11 @@ def test_charges_past_the_budget_are_refused_and_cut_their_tasks(vrun: Any) -> N
     skipped = [o for o in results.values() if o.status is fj.Status.SKIPPED]
     assert len(ok) == 4  # 4 x $0.25 = the budget
     assert sum(o.cost for o in ok) == pytest.approx(1.0)
-    assert len(cut) == 6 and all(isinstance(o.error, fj.BudgetExceeded) for o in cut)
+    assert len(cut) == 6
+    assert all(isinstance(o.error, fj.BudgetExceeded) for o in cut)
     assert all(o.attempts == 1 for o in cut)  # a refused charge is never retried
-    assert {o.reason for o in skipped} == {"budget"} and len(skipped) == 40
+    assert {o.reason for o in skipped} == {"budget"}
+    assert len(skipped) == 40
     assert budget["refused"] == 6
     assert "refused 6 charges" in str(results.report)
 

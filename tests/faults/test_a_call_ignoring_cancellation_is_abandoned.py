@@ -56,7 +56,8 @@ def test_the_deadline_wins_over_a_task_that_catches_it_once(vrun: Any) -> None:
     assert o.reason == "abandoned"
     assert o.ended == pytest.approx(1 + ABANDON_GRACE)
     assert results["quick"].ok
-    assert len(later) == 2 and later["swallows"] is o
+    assert len(later) == 2
+    assert later["swallows"] is o
     assert results.report.reasons == {"abandoned": 1}
     assert "abandoned 1" in str(results.report)
 

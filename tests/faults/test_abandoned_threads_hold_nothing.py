@@ -35,9 +35,7 @@ def test_the_next_task_gets_a_thread_at_once_and_only_its_own_time() -> None:
 
     t0 = time.monotonic()
     try:
-        results = fj.run(
-            {"stuck": fj.task(release.wait, 30, timeout=0.2), "quick": quick}, limit=1
-        )
+        results = fj.run({"stuck": fj.task(release.wait, 30, timeout=0.2), "quick": quick}, limit=1)
     finally:
         release.set()
     assert results["stuck"].reason == "abandoned"

@@ -46,8 +46,7 @@ def test_cancelled_waiters_give_their_turns_back() -> None:
         state = RateLimitState(fj.RateLimit(1), None, _Run())  # type: ignore[arg-type]
         starts: dict[str, float] = {}
         tasks = {
-            f"w{i}": asyncio.ensure_future(_take_turn(state, f"w{i}", 1, starts))
-            for i in range(5)
+            f"w{i}": asyncio.ensure_future(_take_turn(state, f"w{i}", 1, starts)) for i in range(5)
         }
         await asyncio.sleep(0.5)
         tasks["w1"].cancel()
@@ -80,7 +79,8 @@ def test_a_losing_hedge_waiting_for_the_rate_gives_its_turn_back(vrun: Any) -> N
         return fan.results
 
     results = vrun(main())
-    assert results["hedged"].ok and results["next"].ok
+    assert results["hedged"].ok
+    assert results["next"].ok
     # the hedge's duplicates waited for turns at 1 s and 2 s; the first won at ~1.1 s, so
     # the second duplicate (cancelled while it waited) left its 2 s turn to "next"
     assert starts["next"] == [pytest.approx(2.6)]
