@@ -13,7 +13,7 @@ import tenacity
 
 import forkjoin as fj
 from forkjoin._policies._adaptive import AdaptiveState
-from forkjoin._policies._budget import BudgetState, Charge
+from forkjoin._policies._budget import NO, OK, WAIT, BudgetState, Charge
 from forkjoin._policies._rate import RateMeter
 from forkjoin._policies._retry_after import is_overload, parse_retry_after, retry_after_of
 
@@ -212,26 +212,46 @@ def test_adaptive_stays_within_bounds() -> None:
 
 def test_budget_reserves_estimates_and_charges_replace_them() -> None:
     budget = BudgetState(fj.Budget(usd=1.0))
-    a, b, c = (Charge(budget, 0.4, None) for _ in range(3))
-    assert budget.reserve(a)
-    assert budget.reserve(b)
-    assert not budget.reserve(c)  # 0.4 + 0.4 reserved: 0.4 more does not fit
-    assert budget.skipped == 1
+    a, b, c, d = (Charge(budget, 0.4, None) for _ in range(4))
+    assert budget.reserve(a) == OK
+    assert budget.reserve(b) == OK
+    # 0.4 + 0.4 reserved: 0.4 more does not fit now, but may once those settle
+    assert budget.reserve(c) == WAIT
+    assert budget.skipped == 0
     budget.add(a, 0.1, 0)  # a really cost 0.1: its reservation goes
-    assert budget.reserve(c)
+    assert budget.reserve(c) == OK
     budget.settle(a)
     budget.settle(b)
     budget.settle(c)
     assert budget.spent_usd == pytest.approx(0.9)
     assert budget.reserved_usd == pytest.approx(0.0)
+    assert budget.reserve(d) == NO  # 0.9 spent: 0.4 can never fit
+    assert budget.skipped == 1
+
+
+def test_a_charge_past_the_budget_is_refused_unless_already_spent() -> None:
+    budget = BudgetState(fj.Budget(usd=1.0))
+    a, b = Charge(budget, 0.5, None), Charge(budget, 0.5, None)
+    budget.reserve(a)
+    budget.reserve(b)
+    budget.add(a, 0.8, 0)
+    with pytest.raises(fj.BudgetExceeded, match=r"\$0.2 of \$1 left"):
+        budget.add(b, 0.3, 0)
+    assert budget.spent_usd == pytest.approx(0.8)  # the refused charge counts nothing
+    budget.settle(b)  # a task cut by a refused charge is not charged its estimate
+    assert budget.spent_usd == pytest.approx(0.8)
+    c = Charge(budget, None, None)
+    budget.add(c, 0.5, 0, spent=True)  # already spent: counted, the overshoot shown
+    assert budget.snapshot()["overshoot_usd"] == pytest.approx(0.3)
+    assert budget.snapshot()["refused"] == 1
 
 
 def test_budget_tokens_and_no_estimate_tasks() -> None:
     budget = BudgetState(fj.Budget(tokens=100))
     free = Charge(budget, None, None)
-    assert budget.reserve(free)
+    assert budget.reserve(free) == OK
     budget.add(free, 0, 100)
-    assert not budget.reserve(Charge(budget, None, None))  # nothing left at all
+    assert budget.reserve(Charge(budget, None, None)) == NO  # nothing left at all
     assert budget.snapshot()["spent_tokens"] == 100
 
 

@@ -35,12 +35,13 @@ from ._otel import OtelObserver
 from ._outcome import Attempt, Outcome, Results, Status
 from ._policies._adaptive import AdaptiveLimit
 from ._policies._breaker import CircuitBreaker, CircuitOpen
-from ._policies._budget import Budget, charge
+from ._policies._budget import Budget, BudgetExceeded, charge
 from ._policies._group import Group
 from ._policies._hedge import Hedge
 from ._policies._rate import RateLimit
 from ._policies._retry_after import RetryAfter
 from ._progress import ProgressObserver
+from ._queued import QueuedObserver
 from ._report import RunReport
 from ._retry import Retry
 from ._task import Task, task
@@ -52,6 +53,7 @@ __all__ = [
     "AttemptFailed",
     "AttemptStarted",
     "Budget",
+    "BudgetExceeded",
     "CircuitBreaker",
     "CircuitChanged",
     "CircuitOpen",
@@ -73,6 +75,7 @@ __all__ = [
     "Outcome",
     "OutcomeStream",
     "ProgressObserver",
+    "QueuedObserver",
     "RateLimit",
     "Results",
     "Retry",

@@ -192,15 +192,26 @@ class Admission:
             if group not in self._queues:
                 return
 
+    def push_front(self, entries: list[Any]) -> None:
+        """Queue ``entries`` again ahead of those of their priority (they waited first)."""
+        for e in reversed(entries):
+            q = self._queues.get(e.group)
+            if q is None:
+                q = self._queues[e.group] = _Queue(e.priority)
+            if q.fifo is not None and e.priority == q.priority:
+                q.fifo.appendleft(e)
+            else:
+                q.push(e)  # a heap keeps them in (priority, order of arrival) anyway
+            self.queued += 1
+
     def push_all(self, entries: list[Any]) -> None:
         """:meth:`push` each entry (in one step when they share a group and a priority)."""
         if not entries:
             return
         first = entries[0]
         group, priority = first.group, first.priority
-        if (
-            group not in self._queues
-            and all(e.group == group and e.priority == priority for e in entries)
+        if group not in self._queues and all(
+            e.group == group and e.priority == priority for e in entries
         ):
             q = self._queues[group] = _Queue(priority)
             assert q.fifo is not None

@@ -27,7 +27,7 @@ from ._errors import TaskSkipped, TaskTimeout, stopped_error
 from ._events import AttemptFailed, AttemptStarted, HedgeStarted, Observers
 from ._outcome import Attempt, Outcome, Status
 from ._policies._breaker import CircuitOpen
-from ._policies._budget import Charge, current_account
+from ._policies._budget import BudgetExceeded, Charge, current_account
 from ._task import Task, coroutine_runner
 
 if TYPE_CHECKING:
@@ -379,7 +379,7 @@ def _timed(inner: CallFn, deadlines_for: Callable[[float], Deadlines], timeout: 
         cancelling = task.cancelling()
         if not found:
             found.append(deadlines_for(timeout))
-        entry = found[0].start(task)
+        entry = found[0].start(task, st)
         try:
             return await inner(st)
         except asyncio.CancelledError:
@@ -597,7 +597,7 @@ def _retrying_timed(
         if not found:
             found.append(deadlines_for(timeout))
         deadlines = found[0]
-        entry = deadlines.start(task)
+        entry = deadlines.start(task, st)
         error: Exception
         try:
             value = await st.fn(*st.args)
@@ -769,6 +769,8 @@ def outcome_of(
 
 
 def _settled(st: TaskState, outcome: Outcome) -> Outcome:
+    if st.done:  # abandoned: settled when it was recorded
+        return outcome
     plan = st.plan
     hooks = plan.hooks
     if hooks is not None:
@@ -803,6 +805,8 @@ def _ending(st: TaskState, exc: BaseException) -> tuple[Status, BaseException, s
         return _TIMED_OUT, exc, "timeout"
     if isinstance(exc, CircuitOpen):
         return _FAILED, exc, "circuit_open"
+    if isinstance(exc, BudgetExceeded):
+        return _FAILED, exc, "budget"
     return _FAILED, exc, None
 
 

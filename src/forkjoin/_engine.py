@@ -28,11 +28,11 @@ from ._backends._loop import LoopRunner
 from ._backends._thread import ThreadRunner
 from ._call import FATAL, Planner, TaskState, outcome_of, skipped
 from ._deadlines import Deadlines
-from ._errors import DuplicateTaskName, InvalidPolicy
+from ._errors import DuplicateTaskName, InvalidPolicy, TaskTimeout, stopped_error
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
 from ._options import RunOptions
 from ._outcome import Outcome, Results, RunInfo, Status
-from ._policies._base import current_run
+from ._policies._base import WAITING, current_run
 from ._policies._budget import current_account
 from ._policies._rate import RateLimitState
 from ._policies._run import RunPolicies
@@ -46,6 +46,11 @@ _run_ids = itertools.count(1)
 # Most tasks one asyncio Task runs back to back in a limited run before it hands the next
 # one to a new Task (see _finish): tasks that never suspend cannot hold the loop for long.
 CHAIN_MAX: Final = 64
+
+# Seconds a cancelled call (a stop, a timeout) has to end before the run gives up on it:
+# a call that swallows its cancellation is then recorded as "abandoned" and the run goes
+# on without it (it may still be running, and is reported so).
+ABANDON_GRACE: Final = 1.0
 
 _OK: Final = Status.OK
 _STOCK_TIME = asyncio.BaseEventLoop.time
@@ -66,6 +71,7 @@ class Engine:
         self.events = Observers(observers)
         self.state = "new"
         self.stop_reason: str | None = None
+        self.stopped_at: float | None = None  # the run's clock when it stopped early
         self.fatal: BaseException | None = None  # a KeyboardInterrupt/SystemExit of a task
         self.keep = keep
         self.t0 = 0.0
@@ -87,6 +93,8 @@ class Engine:
         )
         self._seq = 0
         self._pending = 0
+        self._parked: list[TaskState] = []  # answered WAITING by a policy (the budget)
+        self._room: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._stop_listeners: list[Callable[[str], None]] = []
         # while a finishing task admits the next ones: the asyncio Task that may run the
@@ -139,8 +147,45 @@ class Engine:
     def _deadlines_for(self, timeout: float) -> Deadlines:
         deadlines = self._deadlines.get(timeout)
         if deadlines is None:
-            deadlines = self._deadlines[timeout] = Deadlines(self.loop, timeout)
+            deadlines = self._deadlines[timeout] = Deadlines(self.loop, timeout, self._timed_out)
         return deadlines
+
+    def _timed_out(self, calls: list[Any]) -> None:
+        """Calls just cancelled by their timeout: those still running after the grace
+        ignored it, and their tasks are abandoned."""
+        self.loop.call_at(self.clock() + ABANDON_GRACE, self._abandon_calls, calls)
+
+    def _abandon_calls(self, calls: list[Any]) -> None:
+        for call in calls:
+            st = call.site
+            if not call.done and isinstance(st, TaskState) and not st.done:
+                timeout = self._timeout_of(st)
+                error = TaskTimeout(
+                    f"task {st.name!r} timed out after {timeout:g}s and ignored its "
+                    "cancellation: abandoned"
+                )
+                self._abandon(st, Status.TIMED_OUT, error)
+
+    def _timeout_of(self, st: TaskState) -> float:
+        return st.plan.timeout or 0.0
+
+    def readmit(self) -> None:
+        """A policy made room: the tasks it kept waiting ask admission again (in order)."""
+        parked = self._parked
+        if parked:
+            self._parked = []
+            self.admission.push_front(parked)
+            self.admission.admit_soon()
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    def room(self) -> asyncio.Future[None]:
+        """A future that :meth:`readmit` resolves (a map worker waits on it)."""
+        room = self._room
+        if room is None or room.done():
+            room = self._room = self.loop.create_future()
+        return room
 
     def on_stop(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(reason)`` when the run stops early."""
@@ -391,9 +436,12 @@ class Engine:
         plan = st.plan
         if plan.starts:
             reason = plan.start(st)
-            if reason is not None:  # e.g. its estimate does not fit the budget
+            if reason is not None:
                 self.admission.release(st.group)
-                self._end(st, skipped(st, reason))
+                if reason is WAITING:  # it may fit once what is in flight has settled
+                    self._parked.append(st)
+                else:  # e.g. its estimate can never fit the budget
+                    self._end(st, skipped(st, reason))
                 return
         handoff = self._handoff
         if handoff is not None:
@@ -462,6 +510,8 @@ class Engine:
     def _finish(self, st: TaskState, outcome: Outcome, chain: bool) -> TaskState | None:
         """Write a started task's Outcome and free its slot. With ``chain`` the first
         task admitted into the freed room is returned, for this Task to run next."""
+        if st.done:  # abandoned meanwhile (it ignored a cancellation): already recorded
+            return None
         task = st.handle
         st.done = True
         adm = self.admission
@@ -504,19 +554,57 @@ class Engine:
             w.set_result(None)
 
     def stop(self, reason: str) -> None:
-        """Stop the run early: waiting tasks are skipped, running ones cancelled."""
+        """Stop the run early: waiting tasks are skipped, running ones cancelled (and
+        abandoned if they have not ended ABANDON_GRACE seconds later)."""
         if self.stop_reason is not None or self.state == "closed":
             return
         self.stop_reason = reason
         if self.state == "new":
             return
-        for st in self.admission.drain():
+        self.stopped_at = self.clock()
+        parked, self._parked = self._parked, []
+        for st in [*parked, *self.admission.drain()]:
             self._end(st, skipped(st, reason))
+        cancelled = []
         for st in [v for v in self.recorder.tasks.values() if type(v) is TaskState]:
             if not st.done:
                 self._cancel(st, reason)
+                if not st.done:
+                    cancelled.append(st)
+        if cancelled:
+            self.loop.call_at(self.clock() + ABANDON_GRACE, self._abandon_stopped, cancelled)
         for listener in self._stop_listeners:
             listener(reason)
+
+    def _abandon_stopped(self, states: list[TaskState]) -> None:
+        reason = self.stop_reason or "cancelled"
+        for st in states:
+            if not st.done:
+                status = Status.TIMED_OUT if reason == "deadline" else Status.CANCELLED
+                self._abandon(st, status, stopped_error(st.name, reason))
+
+    def _abandon(self, st: TaskState, status: Status, error: BaseException) -> None:
+        """Record a task whose call ignored its cancellation as abandoned, and free its
+        slot: the run no longer waits for it (whatever it does later is dropped)."""
+        hooks = st.plan.hooks
+        if hooks is not None:
+            for settle in hooks.settle:
+                settle(st)
+        st.done = True
+        calls = st.calls
+        attempts = calls.attempts if calls is not None else 1
+        started = None if st.started is None else st.started - self.t0
+        fields = (st.name, status, None, error, "abandoned", attempts, started, self.elapsed(),
+                  None, st.group, st.seq, tuple(calls.log) if calls is not None else (), False,
+                  None, None if started is None else started - st.added)  # fmt: skip
+        adm = self.admission
+        adm.release(st.group)
+        self._pending -= 1
+        self.recorder.record(tuple.__new__(Outcome, fields))
+        if adm.queued:
+            adm.admit_freed(st.group)
+        if self._pending == 0:
+            self._wake()
 
     def _cancel(self, st: TaskState, reason: str) -> None:
         if st.handle is None:

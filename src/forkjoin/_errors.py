@@ -9,8 +9,12 @@ The hierarchy::
     ├── TaskTimeout (TimeoutError)     stored as Outcome.error of a timed-out task
     ├── TaskCancelled                  stored as Outcome.error of a cancelled task
     ├── TaskSkipped                    stored as Outcome.error of a task never started
-    └── RetryAfter                     raised by a task: "retry after n seconds" (its group
-                                       pauses too); defined in _policies/_retry_after.py
+    ├── RetryAfter                     raised by a task: "retry after n seconds" (its group
+    │                                  pauses too); defined in _policies/_retry_after.py
+    ├── CircuitOpen                    stored as Outcome.error of a task its open circuit
+    │                                  refused; defined in _policies/_breaker.py
+    └── BudgetExceeded                 raised by fj.charge() when the budget refuses the
+                                       charge; defined in _policies/_budget.py
     FanError (ExceptionGroup)          some tasks were not ok; carries .results
     Interrupted (KeyboardInterrupt)    Ctrl-C during fj.run(); carries the partial .results
 """

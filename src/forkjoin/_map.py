@@ -29,11 +29,12 @@ from collections.abc import (
 from typing import Any, Final, Generic, TypeVar, Unpack
 
 from ._call import FATAL, TaskState, outcome_of, skipped
-from ._engine import Engine
+from ._engine import ABANDON_GRACE, Engine
 from ._errors import FanError, InvalidPolicy, stopped_error
 from ._events import AttemptStarted
 from ._options import RunKwargs, build_options
 from ._outcome import Outcome, Results, Status, fan_error
+from ._policies._base import WAITING
 from ._record import SLOWEST
 from ._report import RunReport
 from ._task import Task, is_async_callable
@@ -430,6 +431,9 @@ class _Pool:
                         r = record(skipped(st, engine.stop_reason or "cancelled"))
                         return
                 reason = plan.start(st)
+                while reason is WAITING:  # the budget may have room once others settle
+                    await engine.room()
+                    reason = plan.start(st)
                 if reason is not None:
                     if self.dynamic:
                         adm.release(group)
@@ -516,10 +520,10 @@ class _Pool:
                         value = fn(item)
                         if inspect.isawaitable(value):  # lambda x: coro(x): await on the loop
                             value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
-                    except Exception as e:
+                    except BaseException as e:  # KeyboardInterrupt/SystemExit too: recorded
                         with lock:
                             failures.append((i, e, start, clock()))
-                        if stops_on_failure:
+                        if stops_on_failure or not isinstance(e, Exception):
                             stop.set()
                         continue
                     end = clock()
@@ -545,8 +549,7 @@ class _Pool:
                     stats[3] = max(stats[3], last)
                     slow.extend(mine)
 
-        executor = engine.threads.executor()
-        calls = [loop.run_in_executor(executor, job) for _ in range(limit)]
+        calls = [engine.threads.submit(job) for _ in range(limit)]
         engine.busy.now = engine.busy.peak = limit
         try:
             await asyncio.gather(*calls)
@@ -563,6 +566,23 @@ class _Pool:
                 self._failed(i, error, started - t0, ended - t0)
             if self.iter_error is not None:
                 engine.stop("aborted")
+
+    def abandon(self, workers: list[asyncio.Task[None]]) -> None:
+        """Record the items of workers stuck in a call that ignored its cancellation."""
+        engine = self.engine
+        reason = engine.stop_reason or "cancelled"
+        now = engine.elapsed()
+        status = Status.TIMED_OUT if reason == "deadline" else Status.CANCELLED
+        for w in workers:
+            st = self.current.get(w)
+            # a plain worker keeps its item in a local: read it off its frame
+            i = st.seq if st is not None else _current_item(w)
+            if i is None:
+                continue
+            error = stopped_error(str(i), reason)
+            outcome = Outcome(str(i), status, None, error, "abandoned", 1, None, now, None,
+                              self.group, i)  # fmt: skip
+            engine.recorder.record(outcome)
 
     # -- Outcomes of the plain paths -----------------------------------------------------
 
@@ -582,6 +602,19 @@ class _Pool:
         outcome = Outcome(str(i), status, None, error, reason, 1, started, ended, None,
                           self.group, i)  # fmt: skip
         self.engine.recorder.record(outcome)
+
+
+def _current_item(worker: asyncio.Task[None]) -> int | None:
+    """The index of the item a stuck plain worker is calling (its coroutine's local ``i``;
+    read only when the worker is abandoned, so the hot loop keeps it in a local)."""
+    coro: Any = worker.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None)
+        if frame is not None and frame.f_code.co_name in ("_work_bulk", "_work_plain"):
+            i = frame.f_locals.get("i")
+            return i if isinstance(i, int) and i >= 0 else None
+        coro = getattr(coro, "cr_await", None)
+    return None
 
 
 def _capacity(engine: Engine, group: str | None) -> int | None:
@@ -633,17 +666,38 @@ def _map_engine(options: dict[str, Any], items: Any, group: Any, on_error: str) 
 
 
 async def _finish_pool(pool: _Pool) -> None:
-    """Wait for every worker; on outer cancellation stop the run first, then re-raise."""
+    """Wait for every worker; on outer cancellation stop the run first, then re-raise.
+    Once the run stopped, a worker whose call ignores its cancellation is waited for
+    ABANDON_GRACE seconds at most: its item is then recorded as abandoned."""
     engine = pool.engine
     cancelled: asyncio.CancelledError | None = None
     pending = [w for w in pool.workers if not w.done()]
-    while pending:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError as e:
-            cancelled = e
-            engine.stop("cancelled")
-        pending = [w for w in pending if not w.done()]
+    stopping: asyncio.Future[None] = engine.loop.create_future()  # wakes this wait on a stop
+    engine.on_stop(lambda _reason: None if stopping.done() else stopping.set_result(None))
+    try:
+        while pending:
+            wait = None
+            if engine.stopped_at is not None:
+                wait = max(0.0, engine.stopped_at + ABANDON_GRACE - engine.clock())
+            waits: list[asyncio.Future[Any]] = [*pending]
+            if not stopping.done():
+                waits.append(stopping)
+            try:
+                await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError as e:
+                cancelled = e
+                engine.stop("cancelled")
+            pending = [w for w in pending if not w.done()]
+            if (
+                pending
+                and engine.stopped_at is not None
+                and engine.clock() >= engine.stopped_at + ABANDON_GRACE
+            ):
+                pool.abandon(pending)
+                pool.workers = [w for w in pool.workers if w not in pending]
+                break
+    finally:
+        stopping.cancel()
     for w in pool.workers:
         if not w.cancelled() and w.exception() is not None:
             raise w.exception()  # type: ignore[misc]

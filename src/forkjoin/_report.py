@@ -671,6 +671,12 @@ class RunReport:
             lines.append(("budget", text))
         if self.budget is not None:
             text = f"${self.budget:.4f}, spent ${self.cost:.4f}"
+            over = detail.get("overshoot_usd") if isinstance(detail, Mapping) else None
+            if over:
+                text += f", OVER by ${over:.4f} (charges of money already spent)"
+            refused = detail.get("refused") if isinstance(detail, Mapping) else None
+            if refused:
+                text += f"; refused {refused} charge{'s' if refused != 1 else ''}"
             if self.skipped_for_budget:
                 shown = ", ".join(self.skipped_for_budget[:5])
                 more = len(self.skipped_for_budget) - 5

@@ -18,14 +18,22 @@ from tenacity import RetryCallState
 from . import _validate
 from ._errors import InvalidPolicy
 from ._policies._breaker import CircuitOpen
+from ._policies._budget import BudgetExceeded
 from ._policies._retry_after import retry_after_of
 
 __all__ = ["Retry", "check_retry"]
 
-# Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C, and a call
-# an open circuit refused (the run's deadline reaches a task as a cancellation, and the
-# engine never retries after a stop).
-_NEVER = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit, CircuitOpen)
+# Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C, a call an
+# open circuit refused, a charge the budget refused (the run's deadline reaches a task as
+# a cancellation, and the engine never retries after a stop).
+_NEVER = (
+    asyncio.CancelledError,
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+    CircuitOpen,
+    BudgetExceeded,
+)
 
 # Not retried unless ``on`` says so: programming errors, which a second call repeats.
 PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (

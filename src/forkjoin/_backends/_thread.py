@@ -3,15 +3,25 @@
 A thread cannot be interrupted: a call cancelled by a timeout, the deadline or a stop is
 *abandoned* (the task is marked so and nothing waits for it); its thread finishes the call
 on its own. If the function returns an awaitable, it is awaited on the loop.
+
+Why a pool of our own rather than ``concurrent.futures.ThreadPoolExecutor``: its threads
+are joined when the interpreter exits, so one abandoned ``time.sleep(20)`` kept a process
+alive 20 s after its run had returned (measured), and an abandoned call kept its thread
+busy, so with ``limit=1`` the next task waited for it (and its duration counted the wait).
+Here threads are daemons (nothing joins them at exit) and a thread stuck in an abandoned
+call does not count against the pool's width: the next call gets a new thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
+import itertools
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from ._base import CallSite
@@ -27,49 +37,110 @@ class ThreadCall:
     """A blocking call for a worker thread, in the calling task's context (so
     current_fan() and charge() work there); ``finished`` tells an abandoned call."""
 
-    __slots__ = ("args", "ctx", "finished", "fn")
+    __slots__ = ("abandoned", "args", "ctx", "finished", "fn")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
         self.ctx = contextvars.copy_context()
         self.finished = False
+        self.abandoned = False
 
     def __call__(self) -> Any:
-        try:
-            return self.ctx.run(self.fn, *self.args)
-        finally:
-            self.finished = True
+        return self.ctx.run(self.fn, *self.args)
+
+
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 
 class ThreadRunner:
-    """The run's thread pool, made on first use, as wide as the run's limit."""
+    """The run's threads, made on first use, at most as many busy ones as its limit."""
 
-    __slots__ = ("_executor", "_limit", "_name")
+    __slots__ = ("_busy_stuck", "_closed", "_idle", "_jobs", "_lock", "_max", "_name",
+                 "_numbers", "_threads", "_waiting")  # fmt: skip
 
     def __init__(self, run_name: str, limit: int | None) -> None:
         self._name = run_name
-        self._limit = limit
-        self._executor: ThreadPoolExecutor | None = None
+        self._max = limit or DEFAULT_MAX_THREADS
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0  # alive
+        self._idle = 0  # threads waiting for a job
+        self._waiting = 0  # jobs not yet taken by a thread
+        self._busy_stuck = 0  # busy with an abandoned call: not counted against _max
+        self._closed = False
+        self._numbers = itertools.count(1)
 
-    def executor(self) -> ThreadPoolExecutor:
-        executor = self._executor
-        if executor is None:
-            executor = self._executor = ThreadPoolExecutor(
-                max_workers=self._limit or DEFAULT_MAX_THREADS,
-                thread_name_prefix=f"forkjoin-{self._name}",
-            )
-        return executor
+    def submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``fn()`` in a thread of the pool; its result as a future of the calling loop."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._waiting += 1
+            # a thread per job that no idle thread will take, up to the pool's width
+            spawn = self._idle < self._waiting and self._threads - self._busy_stuck < self._max
+            if spawn:
+                self._threads += 1
+                name = f"forkjoin-{self._name}-{next(self._numbers)}"
+        self._jobs.put((fn, fut, loop))
+        if spawn:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        # a loop whose clock is virtual must not jump while a thread works for it
+        track = getattr(loop, "track_thread_future", None)
+        if track is not None:
+            track(fut)
+        return fut
+
+    def _work(self) -> None:
+        jobs = self._jobs
+        lock = self._lock
+        while True:
+            with lock:
+                self._idle += 1
+            job = jobs.get()
+            with lock:
+                self._idle -= 1
+                if job is not None:
+                    self._waiting -= 1
+            if job is None:
+                with lock:
+                    self._threads -= 1
+                return
+            fn, fut, loop = job
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = fn()
+            except BaseException as e:  # handed to the awaiting task, whatever it is
+                error = e
+            call = fn if isinstance(fn, ThreadCall) else None
+            with lock:
+                if call is not None:
+                    call.finished = True
+                    if call.abandoned:
+                        self._busy_stuck -= 1
+            # a closed loop raises RuntimeError: nobody waits for this any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, fut, result, error)
+
+    def abandoned(self, call: ThreadCall) -> bool:
+        """The awaiting task gave up on ``call``: True if it is still running (its thread
+        then no longer counts against the pool's width)."""
+        with self._lock:
+            if call.finished:
+                return False
+            call.abandoned = True
+            self._busy_stuck += 1
+            return True
 
     async def call(
         self, task: CallSite, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> Any:
         call = ThreadCall(fn, args)
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.executor(), call)
+            result = await self.submit(call)
         except asyncio.CancelledError:
-            if not call.finished:
+            if self.abandoned(call):
                 task.abandoned = True  # it runs on in its thread; nothing waits for it
             raise
         if inspect.isawaitable(result):
@@ -77,9 +148,24 @@ class ThreadRunner:
         return result
 
     def close(self) -> None:
-        if self._executor is not None:
-            # never wait for abandoned blocking calls: their Outcomes are already written
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """The run ended: idle threads exit now, busy ones after their call (as daemons,
+        they never hold up the interpreter's exit)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._jobs.put(None)
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():  # cancelled: the call was abandoned
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
 
 
 class ThreadBackend:

@@ -6,7 +6,8 @@ implements only the hooks it needs; the engine keeps, per hook, the list of stat
 define it, so a hook no state implements costs nothing (as aiometer's meters, trio's
 instruments):
 
-- ``admit(task)`` — before a task starts; return a reason (``"budget"``) to skip it;
+- ``admit(task)`` — before a task starts; return a reason (``"budget"``) to skip it, or
+  WAITING to keep it waiting until the state calls ``ctx.readmit()``;
 - ``admit_extra(task)`` — before a duplicate (hedged) call; False: no duplicate;
 - ``before(task)`` — before each call; return an awaitable to wait for (a rate limit, a
   server's Retry-After pause), None to go on, or raise to refuse the call (an open circuit);
@@ -27,6 +28,7 @@ from typing import Any, ClassVar, Protocol
 
 __all__ = [
     "HOOKS",
+    "WAITING",
     "PolicyState",
     "Registration",
     "RunContext",
@@ -34,6 +36,11 @@ __all__ = [
     "implements",
     "in_task",
 ]
+
+
+# what an admit() hook returns for "not now": the task waits (without a slot) until a
+# state calls RunContext.readmit(), then asks again
+WAITING = "waiting"
 
 
 class RunContext(Protocol):
@@ -60,6 +67,10 @@ class RunContext(Protocol):
 
     def listens(self, hook: str) -> bool:
         """Whether any observer listens to ``hook`` (build the event only then)."""
+        ...
+
+    def readmit(self) -> None:
+        """Ask admission again for the tasks an admit() hook answered WAITING."""
         ...
 
 

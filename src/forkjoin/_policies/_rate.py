@@ -17,6 +17,7 @@ than ``rate + burst`` weight, even when wake-ups are late by different amounts.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -86,6 +87,14 @@ class RateMeter:
         self._tat = max(tat, start) + weight * self._interval
         return start
 
+    def give_back(self, weight: float) -> float:
+        """A reservation of ``weight`` that was not used: the schedule moves back by it.
+        Returns the seconds every later reservation may start earlier."""
+        shift = weight * self._interval
+        if self._tat is not None:
+            self._tat -= shift
+        return shift
+
     def wait_for_window(self, now: float, weight: float = 1.0) -> float:
         """Seconds to wait so that starting ``weight`` at ``now`` keeps every window of
         ``per`` within ``rate + burst`` (0.0: start now)."""
@@ -123,10 +132,27 @@ class RateMeter:
         return now
 
 
-class RateLimitState(PolicyState):
-    """A RateLimit in a run (or one group of it): each call waits for its turn."""
+class _Turn:
+    """A call waiting for its reserved start."""
 
-    __slots__ = ("meter",)
+    __slots__ = ("fut", "start", "timer", "weight")
+
+    def __init__(self, start: float, weight: float, fut: asyncio.Future[None]) -> None:
+        self.start = start
+        self.weight = weight
+        self.fut = fut
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class RateLimitState(PolicyState):
+    """A RateLimit in a run (or one group of it): each call waits for its turn.
+
+    A call whose turn is not now waits for a future its own timer resolves at its start.
+    If it is cancelled while waiting (a stop, a timeout, a hedge that lost), its turn is
+    given back: every call queued after it starts that much earlier.
+    """
+
+    __slots__ = ("meter", "turns")
     report_as = ("rate", "rates")
     waits = True
     order = 2
@@ -134,6 +160,7 @@ class RateLimitState(PolicyState):
     def __init__(self, policy: RateLimit, group: str | None, ctx: RunContext) -> None:
         super().__init__(policy, group, ctx)
         self.meter = RateMeter(policy)
+        self.turns: deque[_Turn] = deque()  # waiting, in start order
 
     def before(self, task: Any) -> Awaitable[Any] | None:
         meter = self.meter
@@ -143,20 +170,48 @@ class RateLimitState(PolicyState):
         if start <= now and meter.wait_for_window(now, weight) <= 0:
             meter.record(now, weight)  # its turn is now: no coroutine, no sleep
             return None
-        return self._wait(start, weight)
+        loop = asyncio.get_running_loop()
+        turn = _Turn(start, weight, loop.create_future())
+        self.turns.append(turn)
+        turn.timer = loop.call_at(start, _due, turn)
+        turn.fut.add_done_callback(functools.partial(self._left, turn))
+        return self._wait(turn)
 
-    async def _wait(self, start: float, weight: float) -> None:
+    async def _wait(self, turn: _Turn) -> None:
+        await turn.fut  # cancelled with its caller: _left gives the turn back
         clock = self.ctx.clock
         meter = self.meter
-        delay = start - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
         for _ in range(1000):  # bounded: each pass waits for the oldest start to age out
-            extra = meter.wait_for_window(clock(), weight)
+            extra = meter.wait_for_window(clock(), turn.weight)
             if extra <= 0:
                 break
             await asyncio.sleep(extra)
-        meter.record(clock(), weight)
+        meter.record(clock(), turn.weight)
+
+    def _left(self, turn: _Turn, _fut: asyncio.Future[None]) -> None:
+        """A waiting call got its turn, or was cancelled: then the calls after it move up."""
+        turns = self.turns
+        try:
+            index = turns.index(turn)
+        except ValueError:  # pragma: no cover - each turn leaves once
+            return
+        del turns[index]
+        if not turn.fut.cancelled():
+            return
+        if turn.timer is not None:
+            turn.timer.cancel()
+        shift = self.meter.give_back(turn.weight)
+        loop = asyncio.get_running_loop()
+        for later in list(turns)[index:]:
+            later.start -= shift
+            if later.timer is not None:
+                later.timer.cancel()
+            later.timer = loop.call_at(later.start, _due, later)
 
     def report(self) -> dict[str, Any]:
         return {"rate": self.policy.rate, "per": self.policy.per}
+
+
+def _due(turn: _Turn) -> None:
+    if not turn.fut.done():
+        turn.fut.set_result(None)
