@@ -134,7 +134,7 @@ def test_dict_round_trip_and_schema(vrun: Any, tmp_path: Path) -> None:
 
     rep = vrun(main()).report
     d = rep.to_dict()
-    assert d["version"] == 2
+    assert d["version"] == 3
     assert set(d) >= {
         "wall",
         "total_duration",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CallRow", "RunReport", "TaskRow"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TOP = 5  # how many slowest tasks / stragglers a report names
 _ERROR_CHARS = 300
 
@@ -481,7 +481,7 @@ class RunReport:
     # -- JSON ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; the schema (``version`` 2) is in docs/report-schema.md."""
+        """A JSON-ready dict; the schema (``version`` 3) is in docs/report-schema.md."""
         return {
             "version": SCHEMA_VERSION,
             "run": self.run,
@@ -536,15 +536,17 @@ class RunReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
-        """Re-read a report saved with :meth:`to_dict` (schema version 1 or 2).
+        """Re-read a report saved with :meth:`to_dict` (schema version 1, 2 or 3).
 
         Raises ValueError naming the field when the document is not a report.
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"report: expected a JSON object, got {type(data).__name__}")
         version = data.get("version")
-        if version not in (1, SCHEMA_VERSION):
-            raise ValueError(f"report: unsupported schema version {version!r} (expected 1 or 2)")
+        if version not in (1, 2, SCHEMA_VERSION):
+            raise ValueError(
+                f"report: unsupported schema version {version!r} (expected 1 to {SCHEMA_VERSION})"
+            )
         started_at = 0.0
         if data.get("started_at"):
             try:
