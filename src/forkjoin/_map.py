@@ -280,18 +280,22 @@ class _Pool:
                     continue
                 counted += every
                 left = every
-                busy.enter()
+                # the busy counter inline: this path runs once per call of slow calls,
+                # where a round of calls waking together pays for every step of each
+                busy.now += 1
+                if busy.now > busy.peak:
+                    busy.peak = busy.now
                 start = clock()
                 try:
                     value = await fn(item)
                 except Exception as e:
-                    busy.leave()
+                    busy.now -= 1
                     others += 1
                     self._failed(i, e, start - t0, clock() - t0)
                     if engine.stop_reason is not None:
                         return
                     continue
-                busy.leave()
+                busy.now -= 1
                 now = clock()
                 d = now - start
                 if d > slow_min:
@@ -305,8 +309,8 @@ class _Pool:
                     store[i] = value
                 else:
                     on_value(i, value)
-                batch = counted - batch_counted
-                if batch >= SAMPLE:
+                if counted - batch_counted >= SAMPLE:
+                    batch = counted - batch_counted
                     span = now - batch_start
                     spent += span
                     fast = span < batch * TIMED_ABOVE
