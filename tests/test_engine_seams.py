@@ -388,7 +388,7 @@ def test_map_error_message_counts_against_the_items(vrun: Any, on_error: str) ->
         return info.value
 
     error = vrun(main())
-    assert str(error).startswith("1 of 10 items not ok: 3")
+    assert str(error).startswith("1 of 10 items not ok: item 3 (ValueError)")
     assert list(error.results) == ["3"]
     assert [str(e) for e in error.exceptions] == ["item three"]
 

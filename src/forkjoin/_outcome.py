@@ -209,6 +209,12 @@ def fan_error(
             errors.append(err)
         else:
             errors.append(TaskSkipped(o.reason or o.status.value))
-    names = ", ".join(list(failed)[:5]) + (", ..." if len(failed) > 5 else "")
+    shown = []
+    for name, o in list(failed.items())[:5]:
+        # which one, and how it ended (the error's type: its text may hold a secret)
+        how = type(o.error).__name__ if o.status is Status.FAILED and o.error else o.status.value
+        label = f"item {name}" if what == "items" else name
+        shown.append(f"{label} ({how})")
+    names = ", ".join(shown) + (", ..." if len(failed) > 5 else "")
     of = len(results) if total is None else total
     return FanError(f"{len(failed)} of {of} {what} not ok: {names}", errors, results)
