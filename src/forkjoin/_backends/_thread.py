@@ -14,6 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+from .._identity import register_frame
+from .._policies._base import current_run
 from ._base import CallSite
 
 __all__ = ["ThreadBackend", "ThreadRunner"]
@@ -27,11 +29,12 @@ class ThreadCall:
     """A blocking call for a worker thread, in the calling task's context (so
     current_fan() and charge() work there); ``finished`` tells an abandoned call."""
 
-    __slots__ = ("args", "ctx", "finished", "fn")
+    __slots__ = ("args", "ctx", "finished", "fn", "name")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str) -> None:
         self.fn = fn
         self.args = args
+        self.name = name  # the task's
         self.ctx = contextvars.copy_context()
         self.finished = False
 
@@ -40,6 +43,14 @@ class ThreadCall:
             return self.ctx.run(self.fn, *self.args)
         finally:
             self.finished = True
+
+
+def _call_frame(f: dict[str, Any]) -> tuple[Any, str, Any, tuple[Any, ...]]:
+    call = f["self"]
+    return current_run.get(), call.name, call.fn, call.args
+
+
+register_frame(ThreadCall.__call__.__code__, _call_frame)
 
 
 class ThreadRunner:
@@ -64,7 +75,7 @@ class ThreadRunner:
     async def call(
         self, task: CallSite, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> Any:
-        call = ThreadCall(fn, args)
+        call = ThreadCall(fn, args, task.name)
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self.executor(), call)

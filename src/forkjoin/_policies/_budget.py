@@ -76,6 +76,8 @@ class BudgetState:
 
     __slots__ = (
         "_lock",
+        "carried_tokens",
+        "carried_usd",
         "policy",
         "reserved_tokens",
         "reserved_usd",
@@ -89,6 +91,7 @@ class BudgetState:
         self.spent_usd = self.spent_tokens = 0.0
         self.reserved_usd = self.reserved_tokens = 0.0
         self.skipped = 0
+        self.carried_usd = self.carried_tokens = 0.0
         self._lock = threading.Lock()
 
     def _fits(self, usd: float, tokens: float) -> bool:
@@ -148,6 +151,14 @@ class BudgetState:
             account.charged = True
             account.usd, account.tokens = usd or 0.0, tokens or 0.0
 
+    def carry(self, usd: float, tokens: float) -> None:
+        """Spending recorded by earlier runs (a journal's): already spent."""
+        with self._lock:
+            self.spent_usd += usd
+            self.spent_tokens += tokens
+            self.carried_usd += usd
+            self.carried_tokens += tokens
+
     def snapshot(self) -> dict[str, float | int | None]:
         """What the report shows."""
         p = self.policy
@@ -157,6 +168,8 @@ class BudgetState:
             "spent_usd": round(self.spent_usd, 10),
             "spent_tokens": self.spent_tokens,
             "skipped": self.skipped,
+            **({"carried_usd": round(self.carried_usd, 10)} if self.carried_usd else {}),
+            **({"carried_tokens": self.carried_tokens} if self.carried_tokens else {}),
         }
 
 
@@ -180,6 +193,9 @@ class RunBudget(PolicyState):
 
     def settle(self, task: Any) -> None:
         self.state.settle(task.account)
+
+    def carry(self, usd: float, tokens: float) -> None:
+        self.state.carry(usd, tokens)
 
     def report(self) -> dict[str, Any]:
         return self.state.snapshot()
