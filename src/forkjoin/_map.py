@@ -252,8 +252,11 @@ class _Pool:
     async def _wait_for_window(self, window: int) -> None:
         """Ordered mode: wait until the next item is within ``window`` of the consumer."""
         while self.next_index >= self.released + window:
-            self.window_waiter = self.engine.loop.create_future()
-            await self.window_waiter
+            # one future shared by every waiting worker: release() wakes them all
+            w = self.window_waiter
+            if w is None or w.done():
+                w = self.window_waiter = self.engine.loop.create_future()
+            await w
 
     def release(self, upto: int) -> None:
         """Ordered mode: the consumer has taken every item below ``upto``."""
