@@ -51,7 +51,8 @@ def test_a_rerun_calls_nothing_and_returns_the_recorded_outcomes(tmp_path: Path)
     second = fj.run(tasks, journal=db)
     assert c.names == []
     for name, o in second.items():
-        assert o.resumed and o.ok
+        assert o.resumed
+        assert o.ok
         assert o.value == first[name].value
         assert o.attempts == 1
         assert o.cost == 0.25
@@ -64,7 +65,8 @@ def test_a_rerun_calls_nothing_and_returns_the_recorded_outcomes(tmp_path: Path)
     assert report.to_dict()["cost_saved"] == pytest.approx(1.25)
     assert fj.RunReport.from_dict(report.to_dict()).resumed == 5
     page = report.to_html()
-    assert "5 from the journal, not called again" in page and "(resumed)" in page
+    assert "5 from the journal, not called again" in page
+    assert "(resumed)" in page
 
 
 def test_failed_and_new_tasks_run_again_ok_ones_do_not(tmp_path: Path) -> None:
@@ -97,7 +99,8 @@ def test_a_changed_call_runs_again_with_a_warning_naming_it(tmp_path: Path) -> N
     with pytest.warns(fj.JournalWarning, match=r"1 task\(s\) changed.*'b'"):
         r = fj.run({"a": (c.ok, 1), "b": (c.ok, 3)}, journal=db)
     assert c.names == [3]
-    assert r["a"].resumed and not r["b"].resumed
+    assert r["a"].resumed
+    assert not r["b"].resumed
 
 
 def test_fan_spawn_resumes_too(tmp_path: Path) -> None:
@@ -125,10 +128,12 @@ def test_coroutine_objects_are_fingerprinted_by_their_arguments(tmp_path: Path) 
     fj.run({"a": c.ok("a", 1)}, journal=db)
     c.names.clear()
     again = fj.run({"a": c.ok("a", 1)}, journal=db)  # closed, never awaited: no warning
-    assert c.names == [] and again["a"].resumed
+    assert c.names == []
+    assert again["a"].resumed
     with pytest.warns(fj.JournalWarning):
         changed = fj.run({"a": c.ok("a", 2)}, journal=db)
-    assert c.names == ["a"] and not changed["a"].resumed
+    assert c.names == ["a"]
+    assert not changed["a"].resumed
 
 
 def test_fresh_discards_the_runs_records(tmp_path: Path) -> None:
@@ -160,7 +165,8 @@ def test_map_and_imap_resume_by_index_and_content(tmp_path: Path) -> None:
             values = await fj.map(double, items, journal=db, limit=3)
         assert values == [2 * i for i in items]
         assert sorted(c.names) == [10, 11, 30]
-        assert values.report is not None and values.report.resumed == 9
+        assert values.report is not None
+        assert values.report.resumed == 9
         c.names.clear()
         seen = {}
         async for o in fj.imap(double, items[:6], journal=db, limit=2, ordered=True):
@@ -168,7 +174,8 @@ def test_map_and_imap_resume_by_index_and_content(tmp_path: Path) -> None:
         assert c.names == []
         assert seen == {i: (2 * x, True) for i, x in enumerate(items[:6])}
         total = await fj.map_reduce(double, items, lambda a, v: a + v, 0, journal=db)
-        assert total == 2 * sum(items) and c.names == []
+        assert total == 2 * sum(items)
+        assert c.names == []
 
     asyncio.run(main())
 
@@ -183,7 +190,8 @@ def test_a_map_over_many_items_reads_its_records_a_window_at_a_time(tmp_path: Pa
         await fj.map(ident, range(10_000), journal=db, limit=8)
         values = await fj.map(ident, range(10_000), journal=db, limit=8)
         assert values == list(range(10_000))
-        assert values.report is not None and values.report.resumed == 10_000
+        assert values.report is not None
+        assert values.report.resumed == 10_000
 
     asyncio.run(main())
 
@@ -205,7 +213,9 @@ def test_an_unencodable_value_is_returned_and_runs_again_next_time(tmp_path: Pat
     called.clear()
     with pytest.warns(fj.JournalWarning):
         again = fj.run({"s": (make, "s"), "t": (make, "t")}, journal=db)
-    assert called == ["s"] and again["t"].resumed and not again["s"].resumed
+    assert called == ["s"]
+    assert again["t"].resumed
+    assert not again["s"].resumed
 
 
 def test_pickle_journals_round_trip_what_json_cannot(tmp_path: Path) -> None:
@@ -217,11 +227,13 @@ def test_pickle_journals_round_trip_what_json_cannot(tmp_path: Path) -> None:
         fj.run({"s": (c.ok, "s", frozenset({1, 2}))}, journal=journal)
     c.names.clear()
     r = fj.run({"s": (c.ok, "s", frozenset({1, 2}))}, journal=journal)
-    assert c.names == [] and r["s"].value == frozenset({1, 2})
+    assert c.names == []
+    assert r["s"].value == frozenset({1, 2})
     # a json journal never loads a pickle: the task runs instead
     with pytest.warns(fj.JournalWarning, match="frozenset"):
         r = fj.run({"s": (c.ok, "s", frozenset({1, 2}))}, journal=db)
-    assert c.names == ["s"] and not r["s"].resumed
+    assert c.names == ["s"]
+    assert not r["s"].resumed
 
 
 def test_json_values_come_back_as_json_does(tmp_path: Path) -> None:
@@ -267,9 +279,7 @@ def test_batch_commits_every_thousand_outcomes_and_at_the_end(tmp_path: Path) ->
         async for o in fj.imap(ident, range(2500), journal=db, limit=4, ordered=True):
             if o.index == 1500:
                 with sqlite3.connect(db) as other:
-                    committed_at_1500 = other.execute("SELECT count(*) FROM outcomes").fetchone()[
-                        0
-                    ]
+                    committed_at_1500 = other.execute("SELECT count(*) FROM outcomes").fetchone()[0]
         assert 1000 <= committed_at_1500 <= 1504
         with sqlite3.connect(db) as other:
             assert other.execute("SELECT count(*) FROM outcomes").fetchone()[0] == 2500
@@ -295,7 +305,8 @@ def test_batch_commits_within_fifty_milliseconds(tmp_path: Path) -> None:
         return "never"
 
     r = fj.run({"first": first, "waits": waits}, journal=db)
-    assert committed.is_set() and r["waits"].value == "seen"
+    assert committed.is_set()
+    assert r["waits"].value == "seen"
 
 
 # -- idempotency keys ---------------------------------------------------------------------
@@ -315,7 +326,8 @@ def test_the_idempotency_key_is_stable_across_attempts_and_resumes(tmp_path: Pat
 
     retry = fj.Retry(attempts=2, backoff=0.0)
     fj.run({"a": fj.task(work, "a", retry=retry), "b": (work, "b")}, journal=db)
-    assert len(keys["a"]) == 2 and keys["a"][0] == keys["a"][1]
+    assert len(keys["a"]) == 2
+    assert keys["a"][0] == keys["a"][1]
     assert keys["a"][0] != keys["b"][0]
     # the same journal run, after a failure: the task runs again with the same key
     fail_first["b"] = 1
@@ -324,7 +336,8 @@ def test_the_idempotency_key_is_stable_across_attempts_and_resumes(tmp_path: Pat
         conn.execute("UPDATE outcomes SET status = 'failed' WHERE key = 'a'")
     first_key_a = None
     r = fj.run({"a": fj.task(work, "a", retry=retry), "b": (work, "b")}, journal=db)
-    assert r["b"].resumed and "b" not in keys
+    assert r["b"].resumed
+    assert "b" not in keys
     first_key_a = keys["a"][0]
     keys.clear()
     with sqlite3.connect(db) as conn:
@@ -371,8 +384,10 @@ def test_the_idempotency_key_without_a_journal_and_in_threads_and_hedges() -> No
         limit=4,
     )
     assert r.all_ok
-    assert len(keys["r"]) == 2 and len(set(keys["r"])) == 1
-    assert len(keys["h"]) == 2 and len(set(keys["h"])) == 1
+    assert len(keys["r"]) == 2
+    assert len(set(keys["r"])) == 1
+    assert len(keys["h"]) == 2
+    assert len(set(keys["h"])) == 1
     assert len({keys[n][0] for n in "rpsh"}) == 4
     with pytest.raises(RuntimeError, match="only available inside a task"):
         fj.idempotency_key()
@@ -407,10 +422,13 @@ def test_recorded_spending_counts_against_the_budget(tmp_path: Path) -> None:
     down["c"] = False
     # a crash loop cannot spend the budget twice: 0.9 + 0.3 > 1.0
     second = fj.run(tasks, journal=db, budget=fj.Budget(usd=1.0))
-    assert second["a"].resumed and second["b"].resumed
-    assert second["c"].status is fj.Status.SKIPPED and second["c"].reason == "budget"
+    assert second["a"].resumed
+    assert second["b"].resumed
+    assert second["c"].status is fj.Status.SKIPPED
+    assert second["c"].reason == "budget"
     third = fj.run(tasks, journal=db, budget=fj.Budget(usd=1.3))
-    assert third["c"].ok and not third["c"].resumed
+    assert third["c"].ok
+    assert not third["c"].resumed
     budget = third.report.options["budget"]
     assert budget["carried_usd"] == pytest.approx(0.9)
 
@@ -476,7 +494,9 @@ def test_bad_files_get_one_line_and_are_not_written(
     with pytest.raises(fj.JournalError) as info:
         fj.run({"a": nothing}, journal=db)
     text = str(info.value)
-    assert message in text and "\n" not in text and str(db) in text
+    assert message in text
+    assert "\n" not in text
+    assert str(db) in text
     assert digest(db) == before
     with pytest.raises(fj.JournalError):
         fj.Journal(db).runs()
@@ -493,11 +513,11 @@ def test_new_journals_are_private_files(tmp_path: Path) -> None:
 
 
 def test_bad_journal_options_name_the_field(tmp_path: Path) -> None:
-    with pytest.raises(fj.InvalidPolicy, match="Journal.durability"):
+    with pytest.raises(fj.InvalidPolicy, match=r"Journal\.durability"):
         fj.Journal(tmp_path / "x.db", durability="always")
-    with pytest.raises(fj.InvalidPolicy, match="Journal.serializer"):
+    with pytest.raises(fj.InvalidPolicy, match=r"Journal\.serializer"):
         fj.Journal(tmp_path / "x.db", serializer="yaml")
-    with pytest.raises(fj.InvalidPolicy, match="Journal.run"):
+    with pytest.raises(fj.InvalidPolicy, match=r"Journal\.run"):
         fj.Journal(tmp_path / "x.db", run="")
     with pytest.raises(fj.InvalidPolicy, match="journal: expected a file path"):
         fj.run({"a": nothing}, journal=42)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ def lines(path: Path) -> list[str]:
 
 @contextlib.contextmanager
 def started(argv: list[str], **kwargs: object) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and scripts
+    proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -75,16 +75,14 @@ def worker(db: Path, side: Path, durability: str) -> list[str]:
 
 
 def finish(argv: list[str]) -> dict[str, int]:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     result: dict[str, int] = json.loads(done.stdout)
     return result
 
 
 @pytest.mark.parametrize("durability", ["sync", "batch"])
-def test_kill_9_then_resume_reruns_only_what_was_in_flight(
-    tmp_path: Path, durability: str
-) -> None:
+def test_kill_9_then_resume_reruns_only_what_was_in_flight(tmp_path: Path, durability: str) -> None:
     db, side = tmp_path / "run.db", tmp_path / "side.txt"
     with started(worker(db, side, durability)) as proc:
         wait_for_lines(side, N // 2, proc)
@@ -165,7 +163,7 @@ def command_spec(tmp_path: Path, side: Path, journal: bool = False) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [*FORKJOIN, *args], capture_output=True, text=True, timeout=180, check=False
     )
 
@@ -185,7 +183,8 @@ def test_cli_kill_9_then_resume(tmp_path: Path) -> None:
     second = cli("run", str(spec), "--journal", str(db), "--quiet")
     assert second.returncode == 0, second.stderr
     results = json.loads(second.stdout)["results"]
-    assert len(results) == N and all(r["status"] == "ok" for r in results.values())
+    assert len(results) == N
+    assert all(r["status"] == "ok" for r in results.values())
     assert {n for n, r in results.items() if r.get("resumed")} == kept
     counts = Counter(lines(side))
     assert {n for n, c in counts.items() if c > 1} <= first - kept
