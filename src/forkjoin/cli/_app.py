@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,7 +229,8 @@ def _run_with_setup(
         if _stderr_is_terminal() and not quiet:
             options["progress"] = True
         try:
-            results = fj.run(plan.tasks, **options)
+            with journal_warnings(redact):
+                results = fj.run(plan.tasks, **options)
         except fj.Interrupted as e:
             results = e.results
             code = EXIT_INTERRUPTED
@@ -241,6 +243,23 @@ def _run_with_setup(
             except Exception as e:
                 agg_error = f"{type(e).__name__}: {e}"
     return results, code, aggregate, agg_error
+
+
+@contextlib.contextmanager
+def journal_warnings(redact: Redactor | None = None) -> Iterator[None]:
+    """A JournalWarning is one line on stderr (``forkjoin: warning: ...``), not a Python
+    warning with its source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", fj.JournalWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, fj.JournalWarning):
+                    text = str(w.message)
+                    sys.stderr.write(f"forkjoin: warning: {redact(text) if redact else text}\n")
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def check_journal(path: Path, run: str) -> None:

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 import forkjoin as fj
 
-from ._app import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, app, fail
+from ._app import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, app, fail, journal_warnings
 from ._kinds import _ssl_context, http_request, resolve_call, run_command, warm_http
 from ._render import dumps, error_text
 from ._spec import parse_duration, parse_rate
@@ -205,7 +205,8 @@ def map_command(
         except OSError as e:
             raise fail(f"map: --input: {input_file}: {e.strerror}") from None
     try:
-        counts = asyncio.run(_map(fn, method_url, fd, options))
+        with journal_warnings():
+            counts = asyncio.run(_map(fn, method_url, fd, options))
         code = EXIT_OK if counts["not_ok"] == 0 else EXIT_NOT_OK
     except KeyboardInterrupt:
         counts = None
@@ -217,7 +218,7 @@ def map_command(
             os.close(fd)
     if counts is not None and not quiet:
         wall = counts["wall"]
-        n = counts["ok"] + counts["not_ok"]
+        n = counts["ok"] + counts["not_ok"] + counts["not_run"]
         rate_text = f", {n / wall:,.0f} lines/s" if wall > 0 else ""
         extra = f", {counts['resumed']} resumed" if counts["resumed"] else ""
         extra += f", {counts['not_run']} not run" if counts["not_run"] else ""
