@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import forkjoin as fj
 
 from .test_cli_helpers import invoke
 
@@ -154,8 +155,8 @@ def test_secrets_are_not_stored_in_the_journal(tmp_path: Path) -> None:
     r = invoke("run", spec, "--quiet", env={"FJ_TOKEN": secret})
     assert r.exit_code == 1
     db = tmp_path / "j.db"
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        (error,) = conn.execute("SELECT error FROM outcomes").fetchone()
+    (row,) = fj.Journal(db).outcomes()
+    error = row["error"]
     assert "token=***" in error
     for path in tmp_path.glob("j.db*"):
         assert secret.encode() not in path.read_bytes()

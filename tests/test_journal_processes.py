@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import forkjoin as fj
 
 HERE = Path(__file__).resolve().parent
 WORKER = [sys.executable, str(HERE / "journal_worker.py")]
@@ -60,14 +61,13 @@ def wait_for_lines(path: Path, count: int, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.001)
 
 
-def committed(db: Path, status: str = "ok") -> set[str]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return {k for (k,) in conn.execute("SELECT key FROM outcomes WHERE status = ?", (status,))}
-
-
 def all_rows(db: Path) -> dict[str, str]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return dict(conn.execute("SELECT key, status FROM outcomes").fetchall())
+    """``{task: status}`` of what the journal file holds (every run in it)."""
+    return {r["key"]: r["status"] for r in fj.Journal(db).outcomes()}
+
+
+def committed(db: Path) -> set[str]:
+    return {k for k, s in all_rows(db).items() if s == "ok"}
 
 
 def worker(db: Path, side: Path, durability: str) -> list[str]:

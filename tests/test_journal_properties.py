@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import sqlite3
 import tempfile
@@ -27,17 +26,11 @@ def committed_ok(path: Path, run: str) -> dict[str, Any]:
     """The ok Outcomes a journal file holds for ``run``: ``{"t3": value}``."""
     if not path.exists():
         return {}
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return {
-            key if isinstance(key, str) else f"t{key}": json.loads(value)
-            if enc == "json"
-            else value
-            for key, enc, value in conn.execute(
-                "SELECT key, enc, value FROM outcomes WHERE run = ? AND status = 'ok' "
-                "AND enc IS NOT NULL",
-                (run,),
-            )
-        }
+    return {
+        r["key"] if isinstance(r["key"], str) else f"t{r['key']}": r["value"]
+        for r in fj.Journal(path).outcomes(run)
+        if r["status"] == "ok" and r["resumable"]
+    }
 
 
 def snapshot(src: Path, dst: Path) -> None:

@@ -15,17 +15,22 @@ give the same fingerprint in every process; an object whose repr shows its addre
 
 File layout: ``PRAGMA application_id`` marks a forkjoin journal and ``PRAGMA user_version``
 its schema; table ``runs`` holds one row per named run (its id, the process holding it,
-what it spent), table ``outcomes`` one row per task of a run, keyed by ``(run, key)``.
-SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives the death of the
-process (``kill -9``), not necessarily a power cut.
+what it spent); table ``segments`` holds the outcomes, one row per commit: a JSON list of
+records (``[key, fingerprint, value]`` for a plain ok outcome, ``[key, fingerprint,
+status, enc, value, attempts, cost, tokens, reason, error]`` otherwise), the later record
+of a key winning. One row per commit rather than per outcome is what makes a batch journal
+cheap: binding a dozen columns costs SQLite more than the JSON of a whole record. A map
+run's segments carry the range of indexes they hold (``lo``, ``hi``), so its records are
+read a window at a time. SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit
+survives the death of the process (``kill -9``), not necessarily a power cut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import pickle
@@ -34,6 +39,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from hashlib import blake2b as _blake2b
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,29 +79,21 @@ CREATE TABLE runs (
     spent_tokens REAL NOT NULL DEFAULT 0,
     sessions INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE outcomes (
+CREATE TABLE segments (
+    seq INTEGER PRIMARY KEY,
     run TEXT NOT NULL,
-    key NOT NULL,
-    fingerprint BLOB,
-    status TEXT NOT NULL,
-    enc TEXT,
-    value,
-    reason TEXT,
-    error TEXT,
-    attempts INTEGER NOT NULL,
-    cost REAL,
-    tokens INTEGER,
-    duration REAL,
+    lo INTEGER,
+    hi INTEGER,
+    count INTEGER NOT NULL,
     at REAL NOT NULL,
-    PRIMARY KEY (run, key)
-) WITHOUT ROWID;
+    body TEXT NOT NULL
+);
+CREATE INDEX segments_span ON segments (run, hi) WHERE hi IS NOT NULL
 """
 
-_INSERT = (
-    "INSERT OR REPLACE INTO outcomes VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (julianday('now') - 2440587.5) * 86400.0)"
-)
-_COLUMNS = "key, fingerprint, status, enc, value, attempts, cost, tokens"
+_INSERT = "INSERT INTO segments (run, lo, hi, count, at, body) VALUES (?, ?, ?, ?, ?, ?)"
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
 
 # the journal runs open in this process: a run held by this pid with one of these tokens is
 # live; with another token its holder ended without releasing it
@@ -195,23 +193,17 @@ class Journal:
                 "SELECT run, id, created, updated, holder_pid, spent_usd, spent_tokens, "
                 "sessions FROM runs ORDER BY created"
             ):
-                counts = dict(
-                    conn.execute(
-                        "SELECT status, count(*) FROM outcomes WHERE run = ? GROUP BY status",
-                        (run,),
-                    ).fetchall()
-                )
+                latest = _latest(conn, run)
+                counts: dict[str, int] = {}
+                cost = 0.0
+                for record in latest.values():
+                    status = record[2] if len(record) > 3 else "ok"
+                    counts[status] = counts.get(status, 0) + 1
+                    if len(record) > 3 and record[6] is not None:
+                        cost += record[6]
                 errors = [
-                    (str(k), e)
-                    for k, e in conn.execute(
-                        "SELECT key, error FROM outcomes WHERE run = ? AND error IS NOT NULL "
-                        "ORDER BY at DESC LIMIT 3",
-                        (run,),
-                    )
-                ]
-                cost = conn.execute(
-                    "SELECT total(cost) FROM outcomes WHERE run = ?", (run,)
-                ).fetchone()[0]
+                    (str(r[0]), r[9]) for r in list(latest.values())[::-1] if len(r) > 3 and r[9]
+                ][:3]
                 out.append(
                     {
                         "run": run,
@@ -220,7 +212,7 @@ class Journal:
                         "updated": updated,
                         "holder_pid": pid if pid is not None and _alive(pid, None) else None,
                         "counts": counts,
-                        "tasks": sum(counts.values()),
+                        "tasks": len(latest),
                         "cost": cost,
                         "spent_usd": usd,
                         "spent_tokens": tokens,
@@ -231,40 +223,37 @@ class Journal:
             return out
 
     def outcomes(self, run: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every recorded Outcome (of ``run``, or of every run) as a JSON-ready dict, in
-        key order. Values of a pickle journal are not loaded (``value`` is None)."""
+        """Every recorded Outcome (of ``run``, or of every run: the latest record of each
+        task) as a JSON-ready dict, in key order. Values of a pickle journal are not
+        loaded (``value`` is None)."""
         with _reader(self.path) as conn:
-            sql = (
-                "SELECT run, key, status, enc, value, reason, error, attempts, cost, tokens, "
-                "duration, at, hex(fingerprint) FROM outcomes"
-            )
-            params: tuple[Any, ...] = ()
-            if run is not None:
-                sql += " WHERE run = ?"
-                params = (run,)
-            sql += " ORDER BY run, key"
-            for row in conn.execute(sql, params):
-                r, key, status, enc, value, reason, error, attempts, cost, tokens, dur, at, fp = row
-                shown: Any = None
-                if enc == "raw":
-                    shown = value
-                elif enc == "json":
-                    shown = json.loads(value)
-                yield {
-                    "run": r,
-                    "key": key,
-                    "status": status,
-                    "value": shown,
-                    "resumable": enc is not None,
-                    "reason": reason,
-                    "error": error,
-                    "attempts": attempts,
-                    "cost": cost,
-                    "tokens": tokens,
-                    "duration": dur,
-                    "at": at,
-                    "fingerprint": fp.lower() if fp else None,
-                }
+            if run is None:
+                names = [r for (r,) in conn.execute("SELECT run FROM runs ORDER BY created")]
+            else:
+                names = [run]
+            for name in names:
+                latest = _latest(conn, name)
+                for key in sorted(latest, key=lambda k: (isinstance(k, str), k)):
+                    record = latest[key]
+                    if len(record) == 3:
+                        record = [*record[:2], "ok", "raw", record[2], 1, None, None, None, None]
+                    _, fp, status, enc, value, attempts, cost, tokens, reason, error = record
+                    shown: Any = None
+                    if enc == "raw":
+                        shown = value
+                    yield {
+                        "run": name,
+                        "key": key,
+                        "status": status,
+                        "value": shown,
+                        "resumable": status == "ok" and enc is not None,
+                        "reason": reason,
+                        "error": error,
+                        "attempts": attempts,
+                        "cost": cost,
+                        "tokens": tokens,
+                        "fingerprint": fp,
+                    }
 
     # -- a run's session ---------------------------------------------------------------
 
@@ -310,7 +299,7 @@ def _check(conn: sqlite3.Connection, path: Path, header: bytes) -> bool:
                 f"reads up to {SCHEMA}): upgrade forkjoin, or pass another path"
             )
         problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-        if problems != ["ok"] or not {"runs", "outcomes"} <= tables:
+        if problems != ["ok"] or not {"runs", "segments"} <= tables:
             detail = problems[0] if problems and problems != ["ok"] else "tables missing"
             raise JournalError(
                 f"{path}: corrupt journal ({detail}): delete it to start over, or restore a copy"
@@ -344,6 +333,20 @@ def _reader(path: Path) -> Iterator[sqlite3.Connection]:
         raise JournalError(f"{path}: corrupt journal ({e}): delete it to start over") from None
     finally:
         conn.close()
+
+
+def _records(body: str) -> list[list[Any]]:
+    records: list[list[Any]] = _loads(body)
+    return records
+
+
+def _latest(conn: sqlite3.Connection, run: str) -> dict[Any, list[Any]]:
+    """The latest record of every task of ``run``."""
+    latest: dict[Any, list[Any]] = {}
+    for (body,) in conn.execute("SELECT body FROM segments WHERE run = ? ORDER BY seq", (run,)):
+        for record in _records(body):
+            latest[record[0]] = record
+    return latest
 
 
 def _process_start(pid: int) -> int | None:
@@ -419,6 +422,7 @@ class JournalSession:
         "_hi",
         "_lo",
         "_pending",
+        "_pickle",
         "_spent",
         "_timer",
         "_token",
@@ -446,17 +450,18 @@ class JournalSession:
         self.sync = journal.durability == "sync"
         self.redact = journal._redact
         self.only_failed = journal._only_failed
-        self.fps: dict[Any, bytes] = {}  # key -> fingerprint, until its Outcome is written
-        self.records: dict[Any, tuple[Any, ...]] = {}
+        self.fps: dict[Any, str] = {}  # key -> fingerprint, until its Outcome is written
+        self.records: dict[Any, list[Any]] = {}
         self.changed: list[str] = []  # the first tasks whose fingerprint changed
         self.changes = 0  # how many did (warned together)
         self._fn_text: dict[Any, str] = {}
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[list[Any]] = []
+        self._pickle = journal.serializer == "pickle"
         self._spent = [0.0, 0.0]  # cost and tokens of the pending outcomes
         self._timer: asyncio.TimerHandle | None = None
         self._warned: set[type] = set()
         self._lo = self._hi = 0
-        self._window: dict[int, tuple[Any, ...]] = {}
+        self._window: dict[int, list[Any]] = {}
         self._token = uuid.uuid4().hex
         path = journal.path
         new_file = False
@@ -498,10 +503,7 @@ class JournalSession:
         _ACTIVE.add(self._token)
         if not by_index:
             try:
-                for row in conn.execute(
-                    f"SELECT {_COLUMNS} FROM outcomes WHERE run = ?", (self.run,)
-                ):
-                    self.records[row[0]] = row
+                self.records = _latest(conn, self.run)
             except BaseException:
                 self.close()
                 raise
@@ -530,7 +532,7 @@ class JournalSession:
                         holder,
                     )
             if row is not None and self.journal.fresh:
-                conn.execute("DELETE FROM outcomes WHERE run = ?", (self.run,))
+                conn.execute("DELETE FROM segments WHERE run = ?", (self.run,))
                 conn.execute("DELETE FROM runs WHERE run = ?", (self.run,))
                 row = None
             now = time.time()
@@ -561,48 +563,52 @@ class JournalSession:
 
     # -- identity ------------------------------------------------------------------------
 
-    def fingerprint(self, fn: Any, args: tuple[Any, ...]) -> bytes:
-        """The fingerprint of calling ``fn(*args)``."""
+    def fingerprint(self, fn: Any, args: tuple[Any, ...]) -> str:
+        """The fingerprint of calling ``fn(*args)`` (hex)."""
         cache = self._fn_text
-        try:
-            text = cache.get(fn)
-            if text is None:
-                text = cache[fn] = _callable_text(fn)
-            text = f"{text}{args!r}"
-        except Exception:
-            text = call_text(fn, args)
         if fn is coroutine_runner:
             text = call_text(fn, args)
+        else:
+            try:
+                name = cache.get(fn)
+                if name is None:
+                    name = cache[fn] = _callable_text(fn)
+                text = f"{name}{args!r}"
+            except Exception:
+                text = call_text(fn, args)
         redact = self.redact
         if redact is not None:
             text = redact(text)
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        return _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
-    def key_of(self, key: Any, fp: bytes) -> str:
+    def key_of(self, key: Any, fp: str) -> str:
         """The idempotency key of task ``key`` with fingerprint ``fp``."""
-        return f"{self.run_id}:{key}:{fp.hex()[:16]}"
+        return f"{self.run_id}:{key}:{fp[:16]}"
 
-    def _lookup(self, key: Any) -> tuple[Any, ...] | None:
+    def _lookup(self, key: Any) -> list[Any] | None:
         if not self.by_index:
             return self.records.get(key)
         if not (self._lo <= key < self._hi):
-            self._lo, self._hi = key, key + WINDOW
-            self._window = {
-                row[0]: row
-                for row in self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM outcomes WHERE run = ? AND key >= ? AND key < ?",
-                    (self.run, self._lo, self._hi),
-                )
-            }
+            lo, hi = self._lo, self._hi = key, key + WINDOW
+            window: dict[int, list[Any]] = {}
+            for (body,) in self._conn.execute(
+                "SELECT body FROM segments WHERE run = ? AND hi IS NOT NULL AND hi >= ? AND lo < ? "
+                "ORDER BY seq",
+                (self.run, lo, hi),
+            ):
+                for record in _records(body):
+                    if lo <= record[0] < hi:
+                        window[record[0]] = record
+            self._window = window
         return self._window.get(key)
 
-    def resume(self, key: Any, fp: bytes, group: str | None, seq: int) -> Outcome | None:
+    def resume(self, key: Any, fp: str, group: str | None, seq: int) -> Outcome | None:
         """The Outcome of task ``key`` if it is recorded ok with fingerprint ``fp`` (it is
         then not called), else None (it runs, and its Outcome will be written). In an
         ``only_failed`` session a task with no record ends skipped instead."""
         self.fps[key] = fp
-        row = self._lookup(key)
-        if row is None:
+        record = self._lookup(key)
+        if record is None:
             if self.only_failed:
                 del self.fps[key]
                 return Outcome(
@@ -610,30 +616,40 @@ class JournalSession:
                     group, seq,
                 )  # fmt: skip
             return None
-        _, recorded, status, enc, value, attempts, cost, tokens = row
+        if len(record) == 3:  # a plain ok outcome
+            if record[1] != fp:
+                self._changed(key)
+                return None
+            del self.fps[key]
+            return Outcome(
+                str(key), _OK, record[2], None, None, 1, None, None, None, group, seq, (),
+                False, None, None, True,
+            )  # fmt: skip
+        _, recorded, status, enc, value, attempts, cost, tokens, _, _ = record
         if status != "ok":
             return None
         if recorded != fp:
-            self.changes += 1
-            if len(self.changed) < 10:
-                self.changed.append(str(key))
+            self._changed(key)
             return None
         if enc is None:
             return None  # its value could not be stored
-        try:
-            if enc == "json":
-                value = json.loads(value)
-            elif enc == "pickle":
-                if self.journal.serializer != "pickle":
-                    return None  # a json journal never loads a pickle
-                value = pickle.loads(value)  # opted in: the user's own journal
-        except Exception:
-            return None
+        if enc == "pickle":
+            if not self._pickle:
+                return None  # a json journal never loads a pickle
+            try:
+                value = pickle.loads(base64.b64decode(value))  # opted in: the user's own
+            except Exception:
+                return None
         del self.fps[key]
         return Outcome(
             str(key), _OK, value, None, None, attempts, None, None, cost, group, seq, (),
             False, tokens, None, True,
         )  # fmt: skip
+
+    def _changed(self, key: Any) -> None:
+        self.changes += 1
+        if len(self.changed) < 10:
+            self.changed.append(str(key))
 
     def warn_changed(self) -> None:
         """One JournalWarning naming the tasks whose call changed since they were recorded."""
@@ -655,70 +671,28 @@ class JournalSession:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _encode(self, key: Any, value: Any) -> tuple[str | None, Any]:
-        kind = type(value)
-        if (
-            value is None
-            or kind is str
-            or (kind is int and _INT_MIN <= value <= _INT_MAX)
-            or (kind is float and value == value)
-        ):
-            return "raw", value
-        try:
-            if self.journal.serializer == "json":
-                return "json", json.dumps(value)
-            return "pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            if kind not in self._warned:
-                self._warned.add(kind)
-                warnings.warn(
-                    f"journal {str(self.journal.path)!r}: the value of task {str(key)!r} "
-                    f"(type {kind.__qualname__}) cannot be stored by the "
-                    f"{self.journal.serializer} serializer; it is returned as usual and the "
-                    "task will run again next time",
-                    JournalWarning,
-                    stacklevel=2,
-                )
-            return None, None
-
     def add(self, outcome: Outcome) -> None:
         """Write one Outcome (committed now, or with its batch)."""
-        if outcome.resumed or outcome.reason == NOT_FAILED:
+        if outcome.resumed:
             return
         key: Any = outcome.index if self.by_index else outcome.name
         fp = self.fps.pop(key, None)
-        status = outcome.status
-        enc: str | None = None
-        value: Any = None
-        error: str | None = None
-        if status is _OK:
-            enc, value = self._encode(key, outcome.value)
-        else:
-            error = _error_text(outcome.error, self.redact)
         cost = outcome.cost
         tokens = outcome.tokens
-        if cost is not None:
-            self._spent[0] += cost
-        if tokens is not None:
-            self._spent[1] += tokens
-        started = outcome.started
-        ended = outcome.ended
-        self._pending.append(
-            (
-                self.run,
-                key if self.redact is None or self.by_index else self.redact(key),
-                fp,
-                status.value,
-                enc,
-                value,
-                outcome.reason,
-                error,
-                outcome.attempts,
-                cost,
-                tokens,
-                ended - started if started is not None and ended is not None else None,
-            )
-        )
+        if (
+            outcome.status is _OK
+            and outcome.attempts == 1
+            and cost is None
+            and tokens is None
+            and not self._pickle
+        ):
+            # the common case: JSON-encoded with its segment (an unencodable value is
+            # found then, see _encodable)
+            self._pending.append([key, fp, outcome.value])
+        else:
+            if outcome.reason == NOT_FAILED:
+                return
+            self._add_record(key, fp, outcome)
         if self.sync or len(self._pending) >= BATCH_ROWS:
             self.flush()
         elif self._timer is None:
@@ -729,40 +703,111 @@ class JournalSession:
             else:
                 self._timer = loop.call_later(BATCH_SECONDS, self._tick)
 
+    def _add_record(self, key: Any, fp: str | None, outcome: Outcome) -> None:
+        status = outcome.status
+        enc: str | None = None
+        value: Any = None
+        error: str | None = None
+        if status is _OK:
+            if self._pickle:
+                try:
+                    data = pickle.dumps(outcome.value, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:
+                    self._unencodable(key, outcome.value)
+                else:
+                    enc, value = "pickle", base64.b64encode(data).decode("ascii")
+            else:
+                enc, value = "raw", outcome.value
+        else:
+            error = _error_text(outcome.error, self.redact)
+        cost = outcome.cost
+        tokens = outcome.tokens
+        if cost is not None:
+            self._spent[0] += cost
+        if tokens is not None:
+            self._spent[1] += tokens
+        if self.redact is not None and not self.by_index:
+            key = self.redact(key)
+        self._pending.append(
+            [key, fp, status.value, enc, value, outcome.attempts, cost, tokens,
+             outcome.reason, error]
+        )  # fmt: skip
+
+    def _unencodable(self, key: Any, value: Any) -> None:
+        kind = type(value)
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(
+                f"journal {str(self.journal.path)!r}: the value of task {str(key)!r} "
+                f"(type {kind.__qualname__}) cannot be stored by the "
+                f"{self.journal.serializer} serializer; it is returned as usual and the "
+                "task will run again next time",
+                JournalWarning,
+                stacklevel=3,
+            )
+
+    def _encodable(self, records: list[list[Any]]) -> list[list[Any]]:
+        """The records with every value JSON cannot encode made not resumable (warned)."""
+        out = []
+        for record in records:
+            try:
+                _dumps(record)
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                value = record[2] if len(record) == 3 else record[4]
+                self._unencodable(record[0], value)
+                if len(record) == 3:
+                    record = [record[0], record[1], "ok", None, None, 1, None, None, None, None]
+                else:
+                    record = [*record[:3], None, None, *record[5:]]
+            out.append(record)
+        return out
+
     def _tick(self) -> None:
         self._timer = None
         self.flush()
 
     def flush(self) -> None:
-        """Commit the outcomes written so far."""
-        rows = self._pending
-        if not rows:
+        """Commit the outcomes written so far (one segment)."""
+        records = self._pending
+        if not records:
             return
         self._pending = []
         timer = self._timer
         if timer is not None:
             timer.cancel()
             self._timer = None
+        try:
+            body = _dumps(records)
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            records = self._encodable(records)
+            body = _dumps(records)
+        lo = hi = None
+        if self.by_index:
+            keys = [r[0] for r in records]
+            lo, hi = min(keys), max(keys)
         usd, tokens = self._spent
         self._spent = [0.0, 0.0]
         conn = self._conn
+        row = (self.run, lo, hi, len(records), time.time(), body)
         try:
-            conn.execute("BEGIN")
-            conn.executemany(_INSERT, rows)
-            if usd or tokens:
+            if not (usd or tokens):
+                conn.execute(_INSERT, row)  # one statement: its own transaction
+            else:
+                conn.execute("BEGIN")
+                conn.execute(_INSERT, row)
                 conn.execute(
                     "UPDATE runs SET spent_usd = spent_usd + ?, spent_tokens = spent_tokens + ? "
                     "WHERE run = ?",
                     (usd, tokens, self.run),
                 )
-            conn.execute("COMMIT")
+                conn.execute("COMMIT")
         except BaseException as e:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
                 raise JournalError(
                     f"{self.journal.path}: cannot write the journal ({e}): its last "
-                    f"{len(rows)} outcomes were not committed"
+                    f"{len(records)} outcomes were not committed"
                 ) from None
             raise
 
