@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import hashlib
 import itertools
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -284,10 +282,13 @@ class Engine:
         session = self.session
         if session is not None:
             return session.key_of(name, session.fingerprint(fn, args))
-        if self._uid is None:
-            self._uid = uuid.uuid4().hex
+        import hashlib
+        import uuid
+
         from ._journal import call_text
 
+        if self._uid is None:
+            self._uid = uuid.uuid4().hex
         text = call_text(fn, args).encode("utf-8", "surrogatepass")
         return f"{self._uid}:{name}:{hashlib.blake2b(text, digest_size=8).hexdigest()}"
 

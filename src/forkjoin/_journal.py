@@ -34,12 +34,9 @@ import functools
 import json
 import os
 import pickle
-import sqlite3
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from hashlib import blake2b as _blake2b
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,7 +45,12 @@ from ._outcome import Outcome, Status
 from ._task import coroutine_runner
 
 if TYPE_CHECKING:
+    import sqlite3
     from os import PathLike
+
+# sqlite3, hashlib and uuid are imported by a run that opens a journal, not by
+# `import forkjoin`: a run without a journal does not carry them (nor does the collector
+# traverse them)
 
 __all__ = ["Journal", "JournalSession", "call_text"]
 
@@ -277,6 +279,8 @@ def _header(path: Path) -> bytes:
 def _check(conn: sqlite3.Connection, path: Path, header: bytes) -> bool:
     """Whether the file is new (empty); JournalError if it is not a usable journal. Reads
     only: nothing is written to a file that fails."""
+    import sqlite3
+
     if header and not header.startswith(b"SQLite format 3\x00"):
         raise JournalError(
             f"{path}: not a forkjoin journal (not an SQLite database): "
@@ -312,6 +316,8 @@ def _check(conn: sqlite3.Connection, path: Path, header: bytes) -> bool:
 
 
 def _connect(path: Path, **kwargs: Any) -> sqlite3.Connection:
+    import sqlite3
+
     try:
         conn: sqlite3.Connection = sqlite3.connect(path, isolation_level=None, **kwargs)
         return conn
@@ -321,6 +327,8 @@ def _connect(path: Path, **kwargs: Any) -> sqlite3.Connection:
 
 @contextlib.contextmanager
 def _reader(path: Path) -> Iterator[sqlite3.Connection]:
+    import sqlite3
+
     if not path.exists():
         raise JournalError(f"{path}: no such journal")
     header = _header(path)
@@ -417,6 +425,7 @@ class JournalSession:
     """One run's open journal: its lock, its records, the outcomes waiting for a commit."""
 
     __slots__ = (
+        "_blake2b",
         "_conn",
         "_fn_text",
         "_hi",
@@ -462,6 +471,10 @@ class JournalSession:
         self._warned: set[type] = set()
         self._lo = self._hi = 0
         self._window: dict[int, list[Any]] = {}
+        import hashlib
+        import uuid
+
+        self._blake2b = hashlib.blake2b
         self._token = uuid.uuid4().hex
         path = journal.path
         new_file = False
@@ -538,6 +551,8 @@ class JournalSession:
             now = time.time()
             since_me = _process_start(pid)
             if row is None:
+                import uuid
+
                 self.run_id = uuid.uuid4().hex
                 conn.execute(
                     "INSERT INTO runs (run, id, created, updated, holder_pid, holder_token, "
@@ -579,7 +594,7 @@ class JournalSession:
         redact = self.redact
         if redact is not None:
             text = redact(text)
-        return _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        return self._blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
     def key_of(self, key: Any, fp: str) -> str:
         """The idempotency key of task ``key`` with fingerprint ``fp``."""
@@ -787,6 +802,8 @@ class JournalSession:
             lo, hi = min(keys), max(keys)
         usd, tokens = self._spent
         self._spent = [0.0, 0.0]
+        import sqlite3
+
         conn = self._conn
         row = (self.run, lo, hi, len(records), time.time(), body)
         try:
