@@ -93,7 +93,17 @@ def _dbos_available() -> str | None:
 
 def dbos_steps(n: int, params: dict[str, Any]) -> Result:
     """n DBOS steps in one workflow, each checkpointed in DBOS's SQLite system database."""
-    from dbos import DBOS
+    return _dbos(n, resume=False)
+
+
+def dbos_resume(n: int, params: dict[str, Any]) -> Result:
+    """A workflow whose n steps all finished, run again from after its last step
+    (``DBOS.fork_workflow``): every step's recorded output is replayed, none is called."""
+    return _dbos(n, resume=True)
+
+
+def _dbos(n: int, resume: bool) -> Result:
+    from dbos import DBOS, SetWorkflowID
 
     d = tempfile.mkdtemp(prefix="dbos-bench-")
     try:
@@ -105,8 +115,11 @@ def dbos_steps(n: int, params: dict[str, Any]) -> Result:
             }
         )
 
+        called = [0]
+
         @DBOS.step()
         def step(i: int) -> int:
+            called[0] += 1
             return i
 
         @DBOS.workflow()
@@ -118,13 +131,23 @@ def dbos_steps(n: int, params: dict[str, Any]) -> Result:
         except Exception as e:  # pragma: no cover - depends on the installed version
             raise Skip(f"DBOS could not start on SQLite here: {type(e).__name__}: {e}") from e
         try:
-            t0 = start()
-            total = workflow(n)
-            dt, cpu = stop(t0)
+            if resume:
+                with SetWorkflowID("finished"):
+                    workflow(n)  # the run that finished (not timed)
+                called[0] = 0
+                t0 = start()
+                total = DBOS.fork_workflow("finished", n + 1).get_result()
+                dt, cpu = stop(t0)
+            else:
+                t0 = start()
+                total = workflow(n)
+                dt, cpu = stop(t0)
         finally:
             DBOS.destroy()
         if total != n * (n - 1) // 2:
             raise AssertionError(f"dbos: wrong sum {total} for {n} steps")
+        if called[0] != (0 if resume else n):
+            raise AssertionError(f"dbos: {called[0]} steps called")
         return {"seconds": dt, "cpu": cpu}
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -178,12 +201,23 @@ WORKLOAD = Workload(
             max_n=DBOS_MAX,
             uvloop=False,
         ),
+        Contender(
+            "dbos.resume",
+            "DBOS Transact: that workflow forked after its last step (all replayed)",
+            "sync",
+            dbos_resume,
+            needs=("dbos",),
+            available=_dbos_available,
+            max_n=DBOS_MAX,
+            uvloop=False,
+        ),
     ),
-    sizes={"quick": (1_000,), "full": (2_000, 100_000)},
+    sizes={"quick": (200,), "full": (2_000, 100_000)},
     baseline="fj.gather",
     repeats={"quick": 1, "full": 3},
     note="A journal's cost is I/O to the page cache (SQLite in WAL mode, synchronous=NORMAL: "
     "no fsync per commit), so this workload is judged on wall time. DBOS Transact runs "
     f"up to {DBOS_MAX:,} steps (each step costs milliseconds); its per-task figure is "
-    "per durable step.",
+    "per durable step, and its resume is `fork_workflow` of a finished workflow from after "
+    "its last step (every step's output replayed from SQLite, none called).",
 )
