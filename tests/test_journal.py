@@ -512,3 +512,16 @@ def test_bad_journal_options_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(fj.InvalidPolicy, match="journal: expected a file path"):
         fj.run({"a": nothing}, journal=42)  # type: ignore[arg-type]
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_bad_journal_closes_the_coroutine_objects_it_was_given(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"garbage" * 100)
+    c = Calls()
+    coro = c.ok("a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would be an error
+        with pytest.raises(fj.JournalError):
+            fj.run({"a": coro}, journal=bad)
+    assert coro.cr_frame is None  # closed
+    assert c.names == []

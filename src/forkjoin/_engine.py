@@ -111,6 +111,7 @@ class Engine:
         self.terminated = False  # a journaled run stopped by SIGTERM
         self._sigterm = False
         self._uid: str | None = None
+        self._prepared: list[TaskState] = []
 
         self.recorder = Recorder(
             self.name,
@@ -169,7 +170,13 @@ class Engine:
         journal = self.options.journal
         if journal is not None:
             # first: a journal that cannot be used (JournalError) leaves nothing started
-            session = self.session = journal.open(by_index=not self.keep)
+            try:
+                session = self.session = journal.open(by_index=not self.keep)
+            except BaseException:
+                for st in self._prepared:
+                    st.close()  # coroutine objects that will never run
+                self._prepared = []
+                raise
             self.recorder.set_journal(session)
             self.policies.carry(session.spent_usd, session.spent_tokens)
             self._watch_sigterm(loop)
@@ -231,12 +238,16 @@ class Engine:
         self.state = "closed"
         self.wall = self.clock() - self.t0
         session = self.session
+        failed: BaseException | None = None
         if session is not None:
             self.session = None
             if self._sigterm:
                 self._sigterm = False
                 self.loop.remove_signal_handler(signal.SIGTERM)
-            session.close()
+            try:
+                session.close()  # the last commit
+            except BaseException as e:  # raised once the rest is cleaned up
+                failed = e
         if self._deadline_handle is not None:
             self._deadline_handle.cancel()
         for deadlines in self._deadlines.values():
@@ -255,6 +266,8 @@ class Engine:
         self.results = results
         if self.events.run_finished:
             self.events.emit("run_finished", RunFinished(self.name, self.wall, results))
+        if failed is not None:
+            raise failed
         return results
 
     def info(self) -> RunInfo:
@@ -352,6 +365,7 @@ class Engine:
             close_unstarted(tasks)
             raise
         self._seq = seq
+        self._prepared = states  # until they start (start_all empties the list)
         return states
 
     def _state(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, seq: int) -> TaskState:
