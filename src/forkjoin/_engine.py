@@ -435,14 +435,20 @@ class Engine:
         assert session is not None
         fingerprint = session.fingerprint
         resume = session.resume
+        record = self.recorder.record
         rest: list[TaskState] = []
         for st in states:
             outcome = resume(st.name, fingerprint(st.fn, st.args), st.group, st.seq)
             if outcome is None:
                 rest.append(st)
-            else:
+                continue
+            if st.fn is coroutine_runner:
                 st.close()  # a coroutine object that will never be awaited
-                self._end(st, outcome)
+            st.done = True
+            self._pending -= 1
+            record(outcome)
+        if self._pending == 0:
+            self._wake()
         session.warn_changed()
         return rest
 

@@ -44,13 +44,12 @@ from ._errors import InvalidPolicy, JournalError, JournalLocked, JournalWarning
 from ._outcome import Outcome, Status
 from ._task import coroutine_runner
 
-if TYPE_CHECKING:
-    import sqlite3
-    from os import PathLike
-
 # sqlite3, hashlib and uuid are imported by a run that opens a journal, not by
 # `import forkjoin`: a run without a journal does not carry them (nor does the collector
 # traverse them)
+if TYPE_CHECKING:
+    import sqlite3
+    from os import PathLike
 
 __all__ = ["Journal", "JournalSession", "call_text"]
 
@@ -65,8 +64,7 @@ NOT_FAILED: Final = "not_failed_before"  # the reason of a line --retry-failed-o
 _DURABILITY = ("batch", "sync")
 _SERIALIZERS = ("json", "pickle")
 _OK: Final = Status.OK
-_INT_MIN: Final = -(2**63)
-_INT_MAX: Final = 2**63 - 1
+_NONE: Final = object()  # no value to resume with
 
 _DDL = """
 CREATE TABLE runs (
@@ -602,7 +600,7 @@ class JournalSession:
 
     def _lookup(self, key: Any) -> list[Any] | None:
         if not self.by_index:
-            return self.records.get(key)
+            return self.records.pop(key, None)  # a name is looked up once: free it
         if not (self._lo <= key < self._hi):
             lo, hi = self._lo, self._hi = key, key + WINDOW
             window: dict[int, list[Any]] = {}
@@ -621,45 +619,48 @@ class JournalSession:
         """The Outcome of task ``key`` if it is recorded ok with fingerprint ``fp`` (it is
         then not called), else None (it runs, and its Outcome will be written). In an
         ``only_failed`` session a task with no record ends skipped instead."""
-        self.fps[key] = fp
         record = self._lookup(key)
-        if record is None:
-            if self.only_failed:
-                del self.fps[key]
+        if record is not None and len(record) == 3:  # a plain ok outcome
+            if record[1] == fp:
+                return tuple.__new__(Outcome, (
+                    str(key), _OK, record[2], None, None, 1, None, None, None, group, seq, (),
+                    False, None, None, True,
+                ))  # fmt: skip
+            self._changed(key)
+        elif record is not None:
+            value = self._recorded_value(key, fp, record)
+            if value is not _NONE:
+                _, _, _, _, _, attempts, cost, tokens, _, _ = record
                 return Outcome(
-                    str(key), Status.SKIPPED, None, None, NOT_FAILED, 0, None, None, None,
-                    group, seq,
+                    str(key), _OK, value, None, None, attempts, None, None, cost, group, seq,
+                    (), False, tokens, None, True,
                 )  # fmt: skip
-            return None
-        if len(record) == 3:  # a plain ok outcome
-            if record[1] != fp:
-                self._changed(key)
-                return None
-            del self.fps[key]
+        elif self.only_failed:
             return Outcome(
-                str(key), _OK, record[2], None, None, 1, None, None, None, group, seq, (),
-                False, None, None, True,
+                str(key), Status.SKIPPED, None, None, NOT_FAILED, 0, None, None, None,
+                group, seq,
             )  # fmt: skip
-        _, recorded, status, enc, value, attempts, cost, tokens, _, _ = record
+        self.fps[key] = fp  # it runs: its Outcome is written with this fingerprint
+        return None
+
+    def _recorded_value(self, key: Any, fp: str, record: list[Any]) -> Any:
+        """The value of a full record if the task can be resumed from it, else _NONE."""
+        _, recorded, status, enc, value, _, _, _, _, _ = record
         if status != "ok":
-            return None
+            return _NONE
         if recorded != fp:
             self._changed(key)
-            return None
+            return _NONE
         if enc is None:
-            return None  # its value could not be stored
+            return _NONE  # its value could not be stored
         if enc == "pickle":
             if not self._pickle:
-                return None  # a json journal never loads a pickle
+                return _NONE  # a json journal never loads a pickle
             try:
-                value = pickle.loads(base64.b64decode(value))  # opted in: the user's own
+                return pickle.loads(base64.b64decode(value))  # opted in: the user's own
             except Exception:
-                return None
-        del self.fps[key]
-        return Outcome(
-            str(key), _OK, value, None, None, attempts, None, None, cost, group, seq, (),
-            False, tokens, None, True,
-        )  # fmt: skip
+                return _NONE
+        return value
 
     def _changed(self, key: Any) -> None:
         self.changes += 1
