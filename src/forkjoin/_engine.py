@@ -434,6 +434,11 @@ class Engine:
         session = self.session
         assert session is not None
         fingerprint = session.fingerprint
+        if session.empty:  # the first run: nothing to resume, only fingerprints to note
+            fps = session.fps
+            for st in states:
+                fps[st.name] = fingerprint(st.fn, st.args)
+            return states
         resume = session.resume
         record = self.recorder.record
         rest: list[TaskState] = []

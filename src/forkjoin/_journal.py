@@ -592,11 +592,11 @@ class JournalSession:
         redact = self.redact
         if redact is not None:
             text = redact(text)
-        return self._blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        return self._blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
     def key_of(self, key: Any, fp: str) -> str:
         """The idempotency key of task ``key`` with fingerprint ``fp``."""
-        return f"{self.run_id}:{key}:{fp[:16]}"
+        return f"{self.run_id}:{key}:{fp}"
 
     def _lookup(self, key: Any) -> list[Any] | None:
         if not self.by_index:
@@ -614,6 +614,12 @@ class JournalSession:
                         window[record[0]] = record
             self._window = window
         return self._window.get(key)
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing of this run is recorded yet (nothing can resume): its tasks only
+        need their fingerprints noted in :attr:`fps`, by key, until they are written."""
+        return not self.by_index and not self.records and not self.only_failed
 
     def resume(self, key: Any, fp: str, group: str | None, seq: int) -> Outcome | None:
         """The Outcome of task ``key`` if it is recorded ok with fingerprint ``fp`` (it is
@@ -803,8 +809,6 @@ class JournalSession:
             lo, hi = min(keys), max(keys)
         usd, tokens = self._spent
         self._spent = [0.0, 0.0]
-        import sqlite3
-
         conn = self._conn
         row = (self.run, lo, hi, len(records), time.time(), body)
         try:
@@ -820,6 +824,8 @@ class JournalSession:
                 )
                 conn.execute("COMMIT")
         except BaseException as e:
+            import sqlite3
+
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
