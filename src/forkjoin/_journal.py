@@ -435,6 +435,7 @@ class JournalSession:
         "_token",
         "_warned",
         "_window",
+        "add",
         "by_index",
         "changed",
         "changes",
@@ -511,6 +512,7 @@ class JournalSession:
             conn.close()
             raise
         self._conn = conn
+        self.add: Callable[[Outcome], None] = self._adder()
         _ACTIVE.add(self._token)
         if not by_index:
             try:
@@ -693,37 +695,51 @@ class JournalSession:
 
     # -- writing -------------------------------------------------------------------------
 
-    def add(self, outcome: Outcome) -> None:
-        """Write one Outcome (committed now, or with its batch)."""
-        if outcome.resumed:
-            return
-        key: Any = outcome.index if self.by_index else outcome.name
-        fp = self.fps.pop(key, None)
-        cost = outcome.cost
-        tokens = outcome.tokens
-        if (
-            outcome.status is _OK
-            and outcome.attempts == 1
-            and cost is None
-            and tokens is None
-            and not self._pickle
-        ):
-            # the common case: JSON-encoded with its segment (an unencodable value is
-            # found then, see _encodable)
-            self._pending.append([key, fp, outcome.value])
-        else:
-            if outcome.reason == NOT_FAILED:
+    def _adder(self) -> Callable[[Outcome], None]:
+        """:attr:`add`: write one Outcome (committed now, or with its batch). A closure
+        over what it needs: it runs once per task."""
+        pop = self.fps.pop
+        pending = self._pending
+        append = pending.append
+        by_index = self.by_index
+        plain = not self._pickle
+        sync = self.sync
+        flush = self.flush
+        add_record = self._add_record
+        schedule = self._schedule
+
+        def add(outcome: Outcome) -> None:
+            if outcome.resumed:
                 return
-            self._add_record(key, fp, outcome)
-        if self.sync or len(self._pending) >= BATCH_ROWS:
-            self.flush()
-        elif self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # pragma: no cover - outcomes are recorded on the loop
-                self.flush()
+            key: Any = outcome.index if by_index else outcome.name
+            if (
+                outcome.status is _OK
+                and outcome.attempts == 1
+                and outcome.cost is None
+                and outcome.tokens is None
+                and plain
+            ):
+                # the common case: JSON-encoded with its segment (an unencodable value is
+                # found then, see _encodable)
+                append([key, pop(key, None), outcome.value])
+            elif outcome.reason == NOT_FAILED:
+                return
             else:
-                self._timer = loop.call_later(BATCH_SECONDS, self._tick)
+                add_record(key, pop(key, None), outcome)
+            if sync or len(pending) >= BATCH_ROWS:
+                flush()
+            elif self._timer is None:
+                schedule()
+
+        return add
+
+    def _schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - outcomes are recorded on the loop
+            self.flush()
+        else:
+            self._timer = loop.call_later(BATCH_SECONDS, self._tick)
 
     def _add_record(self, key: Any, fp: str | None, outcome: Outcome) -> None:
         status = outcome.status
@@ -790,10 +806,11 @@ class JournalSession:
 
     def flush(self) -> None:
         """Commit the outcomes written so far (one segment)."""
-        records = self._pending
-        if not records:
+        pending = self._pending
+        if not pending:
             return
-        self._pending = []
+        records = pending.copy()
+        pending.clear()  # the same list: add() appends to it
         timer = self._timer
         if timer is not None:
             timer.cancel()

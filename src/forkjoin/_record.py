@@ -228,20 +228,27 @@ class Recorder:
         self._choose()
 
     def _choose(self) -> None:
-        """``record`` is the full path, or only the keyed store when nothing else wants the
-        Outcome (no journal, stream, observer, consumer or early stop): one dict store per
-        task."""
+        """``record`` is the full path, or only the keyed store (and the journal, when the
+        run has one) when nothing else wants the Outcome (no stream, observer, consumer or
+        early stop): one dict store per task."""
         if (
-            self._journal is None
-            and self.aggregate is None
+            self.aggregate is None
             and self.stream is None
             and self.deliver is None
             and self.quorum is None
             and self.stop_after is None
+            and (self._journal is None or not self._finished)
         ):
             tasks = self.tasks
             finished = self._finished
-            if not finished:
+            if self._journal is not None:
+                write = self._journal.add
+
+                def record(outcome: Outcome) -> None:
+                    write(outcome)  # durable ("sync") before the run can show it
+                    tasks[outcome.name] = outcome
+
+            elif not finished:
 
                 def record(outcome: Outcome) -> None:
                     tasks[outcome.name] = outcome
