@@ -22,7 +22,8 @@ of a key winning. One row per commit rather than per outcome is what makes a bat
 cheap: binding a dozen columns costs SQLite more than the JSON of a whole record. A map
 run's segments carry the range of indexes they hold (``lo``, ``hi``), so its records are
 read a window at a time. SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit
-survives the death of the process (``kill -9``), not necessarily a power cut.
+survives the death of the process (``kill -9``), not necessarily a power cut; the WAL is
+checkpointed into the file every 10,000 pages and when the run ends.
 """
 
 from __future__ import annotations
@@ -496,6 +497,9 @@ class JournalSession:
                 raise JournalError(f"{path}: not a new journal")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # a checkpoint fsyncs twice: one per 10,000 pages (a WAL of up to ~40 MB), not
+            # per 1,000, so a sync journal pays them ten times less often
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
             if empty:
                 conn.execute("BEGIN IMMEDIATE")
                 if not conn.execute("SELECT name FROM sqlite_master").fetchall():
