@@ -169,8 +169,9 @@ class Journal:
         return j
 
     def with_redaction(self, redact: Callable[[str], str]) -> Journal:
-        """A copy that passes every text it stores, except task values, through ``redact``
-        (task keys, error messages, the text a fingerprint hashes)."""
+        """A copy that passes the texts it stores from a task's call through ``redact``:
+        error messages, and the text a fingerprint hashes (task values are stored as they
+        are; task names are keys, and stay as given, so that they resume)."""
         j = self._copy()
         j._redact = redact
         return j
@@ -768,8 +769,6 @@ class JournalSession:
             self._spent[0] += cost
         if tokens is not None:
             self._spent[1] += tokens
-        if self.redact is not None and not self.by_index:
-            key = self.redact(key)
         self._pending.append(
             [key, fp, status.value, enc, value, outcome.attempts, cost, tokens,
              outcome.reason, error]
