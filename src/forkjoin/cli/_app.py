@@ -23,12 +23,13 @@ from ._render import dumps, render_report, results_doc
 from ._spec import HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
 from ._template import Redactor, Vars, expand
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_USAGE", "app"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "app"]
 
 EXIT_OK = 0
 EXIT_NOT_OK = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 app = typer.Typer(
     name="forkjoin",
@@ -171,6 +172,10 @@ def run(
         raise typer.Exit(EXIT_NOT_OK) from None
     except fj.JournalError as e:
         raise fail(redact(str(e))) from None
+    except SystemExit as e:
+        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
+            typer.echo("forkjoin: terminated: the journal holds what finished", err=True)
+        raise
 
     doc: dict[str, Any] = {"results": results_doc(results)}
     if spec.aggregate is not None:

@@ -24,7 +24,15 @@ from pydantic_core import PydanticCustomError
 
 import forkjoin as fj
 
-from ._app import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, app, fail, journal_warnings
+from ._app import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_OK,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    app,
+    fail,
+    journal_warnings,
+)
 from ._kinds import _ssl_context, http_request, resolve_call, run_command, warm_http
 from ._render import dumps, error_text
 from ._spec import parse_duration, parse_rate
@@ -213,6 +221,10 @@ def map_command(
         code = EXIT_INTERRUPTED
     except fj.JournalError as e:
         raise fail(f"map: {e}") from None
+    except SystemExit as e:
+        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
+            sys.stderr.write("forkjoin: map: terminated: the journal holds what finished\n")
+        raise
     finally:
         if input_file is not None:
             os.close(fd)
