@@ -40,9 +40,9 @@ def test_main_writes_tables_and_exits_zero(tmp_path: Path) -> None:
 
 def test_bad_workload_number_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
-        run.main(["--workloads", "9"])
+        run.main(["--workloads", "10"])
     assert e.value.code == 2
-    assert "--workloads: expected numbers from 1 to 8" in capsys.readouterr().err
+    assert "--workloads: expected numbers from 1 to 9" in capsys.readouterr().err
 
 
 def _agg(w: int, c: str, n: int, seconds: float, rss_kb: int, loop: str = "asyncio") -> Agg:
@@ -78,6 +78,31 @@ def test_floors_compare_the_right_figures() -> None:
     assert floors["… ≥ 40× faster than LangChain `abatch`"].passed is True
     # what was not measured is not a pass
     assert all(f.passed is None for f in run.floors(aggs, "full") if f.workload >= 3)
+
+
+def test_durable_floors_judge_the_per_task_difference() -> None:
+    n = 100_000
+    aggs = {
+        a.config: a
+        for a in [
+            _agg(9, "fj.gather", n, 1.0, 100_000),  # 10 us per task
+            _agg(9, "fj.journal", n, 1.4, 100_000),  # +4 us: pass
+            _agg(9, "fj.journal-sync", n, 4.0, 100_000),  # +30 us: fail
+            _agg(9, "fj.resume", n, 0.5, 100_000),  # 0.5 s: pass
+            _agg(4, "fj.imap+journal", 1_000_000, 1.0, 40 * 1024),
+            _agg(4, "fj.imap+journal", 100_000, 1.0, 39 * 1024),
+        ]
+    }
+    floors = [f for f in run.floors(aggs, "full") if f.workload == 9 or "journal" in f.text]
+    by_text = {f.text: f for f in floors}
+    batch = next(f for t, f in by_text.items() if t.startswith("`fj.journal`,"))
+    sync = next(f for t, f in by_text.items() if t.startswith("`fj.journal-sync`"))
+    resume = next(f for t, f in by_text.items() if t.startswith("rerun"))
+    assert (batch.passed, batch.measured) == (True, "+4.00 µs")
+    assert (sync.passed, sync.measured) == (False, "+30.00 µs")
+    assert resume.passed is True
+    rss = next(f for t, f in by_text.items() if "with a journal" in t and "60 MB" in t)
+    assert rss.passed is True
 
 
 def test_window_stats_catch_a_first_second_burst() -> None:

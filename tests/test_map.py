@@ -504,3 +504,15 @@ def test_blocking_map_threads_pull_items_themselves() -> None:
         assert ended >= started
 
     asyncio.run(main())
+
+
+def test_ordered_imap_over_more_items_than_its_window_ends() -> None:
+    # every worker waiting for the window is woken when the consumer takes an item
+    async def ident(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    async def main() -> list[int]:
+        return [o.value async for o in fj.imap(ident, range(200), limit=4, ordered=True)]
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == list(range(200))

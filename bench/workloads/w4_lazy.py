@@ -41,6 +41,28 @@ async def fj_imap(n: int, params: dict[str, Any]) -> Result:
     return {"seconds": dt, "cpu": cpu}
 
 
+async def fj_imap_journal(n: int, params: dict[str, Any]) -> Result:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import forkjoin as fj
+
+    d = tempfile.mkdtemp(prefix="fj-bench-")
+    try:
+        journal = fj.Journal(Path(d) / "run.db")
+        count = total = 0
+        t0 = start()
+        async for o in fj.imap(trivial, items(n), limit=LIMIT, journal=journal):
+            count += 1
+            total += o.value
+        dt, cpu = stop(t0)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    _check(count, total, n, "fj.imap+journal")
+    return {"seconds": dt, "cpu": cpu}
+
+
 async def fj_map_reduce(n: int, params: dict[str, Any]) -> Result:
     import operator
 
@@ -182,6 +204,13 @@ WORKLOAD = Workload(
         ),
         Contender(
             "fj.imap", "fj.imap (outcomes consumed, dropped)", "asyncio", fj_imap, is_forkjoin=True
+        ),
+        Contender(
+            "fj.imap+journal",
+            "fj.imap with an SQLite journal (every Outcome written)",
+            "asyncio",
+            fj_imap_journal,
+            is_forkjoin=True,
         ),
         Contender(
             "fj.map_reduce",

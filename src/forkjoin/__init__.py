@@ -10,6 +10,9 @@ from ._errors import (
     ForkjoinError,
     Interrupted,
     InvalidPolicy,
+    JournalError,
+    JournalLocked,
+    JournalWarning,
     TaskCancelled,
     TaskSkipped,
     TaskTimeout,
@@ -29,6 +32,8 @@ from ._events import (
     TaskStarted,
 )
 from ._fan import Fan, current_fan, gather, run
+from ._identity import idempotency_key
+from ._journal import Journal
 from ._logging import LogObserver
 from ._map import OutcomeStream, Values, imap, map, map_reduce
 from ._otel import OtelObserver
@@ -68,6 +73,10 @@ __all__ = [
     "HedgeStarted",
     "Interrupted",
     "InvalidPolicy",
+    "Journal",
+    "JournalError",
+    "JournalLocked",
+    "JournalWarning",
     "LimitChanged",
     "LogObserver",
     "Observer",
@@ -96,6 +105,7 @@ __all__ = [
     "charge",
     "current_fan",
     "gather",
+    "idempotency_key",
     "imap",
     "map",
     "map_reduce",

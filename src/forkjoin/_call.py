@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._errors import TaskSkipped, TaskTimeout, stopped_error
 from ._events import AttemptFailed, AttemptStarted, HedgeStarted, Observers
+from ._identity import register_frame
 from ._outcome import Attempt, Outcome, Status
 from ._policies._breaker import CircuitOpen
 from ._policies._budget import BudgetExceeded, Charge, current_account
@@ -437,6 +438,19 @@ def _gated(inner: CallFn, hooks: Hooks, ctx: Context) -> Gate:
     return gate
 
 
+def _inner_code(outer: Callable[..., Any], name: str) -> Any:
+    return next(c for c in outer.__code__.co_consts if getattr(c, "co_name", None) == name)
+
+
+def _gate_frame(f: dict[str, Any]) -> tuple[Any, str, Any, tuple[Any, ...]]:
+    st = f["st"]
+    return f["ctx"], st.name, st.fn, st.args
+
+
+# a hedge's duplicate makes its call in an asyncio Task of its own, from the gate
+register_frame(_inner_code(_gated, "gate"), _gate_frame)
+
+
 def _watched(inner: CallFn, hooks: Hooks, ctx: Context, inline: bool) -> CallFn:
     """The policies' hooks around every call, when none of them makes calls wait as a rule
     (a circuit breaker, an adaptive limit): no log, no token unless a state wants one. A
@@ -731,13 +745,13 @@ def outcome_of(
                 error = TaskSkipped(reason or "cancelled")
             return _settled(st, tuple.__new__(Outcome, (
                 st.name, status, None, error, reason, 0, None, None, None, st.group, st.seq,
-                (), False, None, None,
+                (), False, None, None, False,
             )))  # fmt: skip
     assert start is not None
     if calls is None:  # no call log: one call, from start to end
         s = start - t0
         fields = (st.name, status, value, error, reason, 1, s, end - t0, None, st.group, st.seq,
-                  (), False, None, s - st.added)  # fmt: skip
+                  (), False, None, s - st.added, False)  # fmt: skip
         return tuple.__new__(Outcome, fields)
     log = calls.log
     first = start - t0

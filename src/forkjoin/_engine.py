@@ -19,9 +19,11 @@ import asyncio
 import contextvars
 import functools
 import itertools
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._admission import Admission
 from ._backends._loop import LoopRunner
@@ -30,6 +32,7 @@ from ._call import FATAL, Planner, TaskState, outcome_of, skipped
 from ._deadlines import Deadlines
 from ._errors import DuplicateTaskName, InvalidPolicy, TaskTimeout, stopped_error
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
+from ._identity import register_frame
 from ._options import RunOptions
 from ._outcome import Outcome, Results, RunInfo, Status
 from ._policies._base import WAITING, current_run
@@ -38,6 +41,9 @@ from ._policies._rate import RateLimitState
 from ._policies._run import RunPolicies
 from ._record import Busy, Recorder
 from ._task import DEFAULTS, Task, close_unstarted, coroutine_runner, is_async_callable, split
+
+if TYPE_CHECKING:
+    from ._journal import JournalSession
 
 __all__ = ["Engine"]
 
@@ -51,6 +57,10 @@ CHAIN_MAX: Final = 64
 # a call that swallows its cancellation is then recorded as "abandoned" and the run goes
 # on without it (it may still be running, and is reported so).
 ABANDON_GRACE: Final = 1.0
+
+# how a process killed by SIGTERM exits (128 + 15), once a journaled run it stopped has
+# committed what finished
+EXIT_TERMINATED: Final = 143
 
 _OK: Final = Status.OK
 _STOCK_TIME = asyncio.BaseEventLoop.time
@@ -105,6 +115,11 @@ class Engine:
         self._token: contextvars.Token[Any] | None = None
         self.results: Results | None = None
         self.busy = Busy()  # calls running now (map runs report its peak)
+        self.session: JournalSession | None = None  # the journal, while the run is open
+        self.terminated = False  # a journaled run stopped by SIGTERM
+        self._sigterm = False
+        self._uid: str | None = None
+        self._prepared: list[TaskState] = []
 
         self.recorder = Recorder(
             self.name,
@@ -197,6 +212,19 @@ class Engine:
         if self.state != "new":
             raise RuntimeError("a Fan runs once: make a new fj.Fan(...) for another run")
         loop = asyncio.get_running_loop()
+        journal = self.options.journal
+        if journal is not None:
+            # first: a journal that cannot be used (JournalError) leaves nothing started
+            try:
+                session = self.session = journal.open(by_index=not self.keep)
+            except BaseException:
+                for st in self._prepared:
+                    st.close()  # coroutine objects that will never run
+                self._prepared = []
+                raise
+            self.recorder.set_journal(session)
+            self.policies.carry(session.spent_usd, session.spent_tokens)
+            self._watch_sigterm(loop)
         self.loop = loop
         # the stock loops' time() is time.monotonic(): call it directly (no Python frame)
         self.clock = time.monotonic if type(loop).time is _STOCK_TIME else loop.time
@@ -218,6 +246,23 @@ class Engine:
         if self.events.run_started:
             self.events.emit("run_started", RunStarted(self.name, 0.0, options.settings()))
 
+    def _watch_sigterm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM stops a journaled run like a cancellation (what finished is committed),
+        then the process exits 143; only where nobody else handles the signal."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        try:
+            loop.add_signal_handler(signal.SIGTERM, self._terminate)
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+            return
+        self._sigterm = True
+
+    def _terminate(self) -> None:
+        self.terminated = True
+        self.stop("terminated")
+
     async def wait(self) -> None:
         """Wait until every task has its Outcome. An outer cancellation stops the run
         first and is re-raised (with its message) once every task has ended."""
@@ -237,6 +282,17 @@ class Engine:
         RunReport of a run that keeps no Outcomes (map)."""
         self.state = "closed"
         self.wall = self.clock() - self.t0
+        session = self.session
+        failed: BaseException | None = None
+        if session is not None:
+            self.session = None
+            if self._sigterm:
+                self._sigterm = False
+                self.loop.remove_signal_handler(signal.SIGTERM)
+            try:
+                session.close()  # the last commit
+            except BaseException as e:  # raised once the rest is cleaned up
+                failed = e
         if self._deadline_handle is not None:
             self._deadline_handle.cancel()
         for deadlines in self._deadlines.values():
@@ -255,6 +311,8 @@ class Engine:
         self.results = results
         if self.events.run_finished:
             self.events.emit("run_finished", RunFinished(self.name, self.wall, results))
+        if failed is not None:
+            raise failed
         return results
 
     def info(self) -> RunInfo:
@@ -273,6 +331,24 @@ class Engine:
         task has been stopped and recorded."""
         if self.fatal is not None:
             raise self.fatal
+        if self.terminated:
+            raise SystemExit(EXIT_TERMINATED)
+
+    def task_key(self, name: str, fn: Any, args: tuple[Any, ...]) -> str:
+        """The idempotency key of task ``name`` calling ``fn(*args)``: the journal's run id
+        and the task's identity, else this run's own id and the task's identity."""
+        session = self.session
+        if session is not None:
+            return session.key_of(name, session.fingerprint(fn, args))
+        import hashlib
+        import uuid
+
+        from ._journal import call_text
+
+        if self._uid is None:
+            self._uid = uuid.uuid4().hex
+        text = call_text(fn, args).encode("utf-8", "surrogatepass")
+        return f"{self._uid}:{name}:{hashlib.blake2b(text, digest_size=8).hexdigest()}"
 
     # -- adding tasks --------------------------------------------------------------------
 
@@ -334,6 +410,7 @@ class Engine:
             close_unstarted(tasks)
             raise
         self._seq = seq
+        self._prepared = states  # until they start (start_all empties the list)
         return states
 
     def _state(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, seq: int) -> TaskState:
@@ -361,6 +438,8 @@ class Engine:
         self._pending += len(states)
         for st in states:
             names[st.name] = st
+        if self.session is not None:
+            states[:] = self._resume(states)
         if self.stop_reason is not None:
             for st in states:
                 self._end(st, skipped(st, self.stop_reason))
@@ -394,6 +473,35 @@ class Engine:
         states.clear()
         adm.feed_now()
 
+    def _resume(self, states: list[TaskState]) -> list[TaskState]:
+        """End now, resumed, the tasks whose ok Outcome the journal holds for the same call
+        (they are not admitted, nor called); return the others."""
+        session = self.session
+        assert session is not None
+        fingerprint = session.fingerprint
+        if session.empty:  # the first run: nothing to resume, only fingerprints to note
+            fps = session.fps
+            for st in states:
+                fps[st.name] = fingerprint(st.fn, st.args)
+            return states
+        resume = session.resume
+        record = self.recorder.record
+        rest: list[TaskState] = []
+        for st in states:
+            outcome = resume(st.name, fingerprint(st.fn, st.args), st.group, st.seq)
+            if outcome is None:
+                rest.append(st)
+                continue
+            if st.fn is coroutine_runner:
+                st.close()  # a coroutine object that will never be awaited
+            st.done = True
+            self._pending -= 1
+            record(outcome)
+        if self._pending == 0:
+            self._wake()
+        session.warn_changed()
+        return rest
+
     def add(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task) -> None:
         """Add one task to the running run (``Fan.spawn``)."""
         if type(name) is not str:
@@ -410,6 +518,8 @@ class Engine:
         self._pending += 1
         if self._queued_subs:
             self._emit_queued(st)
+        if self.session is not None and not self._resume([st]):
+            return
         if self.stop_reason is not None:
             self._end(st, skipped(st, self.stop_reason))
             return
@@ -487,7 +597,7 @@ class Engine:
                     s = st.started - t0
                     outcome = new(Outcome, (st.name, _OK, value, None, None, 1, s, clock() - t0,
                                             None, st.group, st.seq, (), False, None,
-                                            s - st.added))  # fmt: skip
+                                            s - st.added, False))  # fmt: skip
                 else:
                     # a policy that made the call wait moved its start (st.started)
                     outcome = outcome_of(st, value, None, st.started, clock(), t0)
@@ -621,3 +731,11 @@ class Engine:
             # its asyncio Task never ran a step, so _drive will not run: write it here
             self.admission.release(st.group)
             self._end(st, skipped(st, reason))
+
+
+def _drive_frame(f: dict[str, Any]) -> tuple[Any, str, Any, tuple[Any, ...]]:
+    st = f["st"]
+    return f["self"], st.name, st.fn, st.args
+
+
+register_frame(Engine._drive.__code__, _drive_frame)

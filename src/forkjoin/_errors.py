@@ -9,6 +9,8 @@ The hierarchy::
     ├── TaskTimeout (TimeoutError)     stored as Outcome.error of a timed-out task
     ├── TaskCancelled                  stored as Outcome.error of a cancelled task
     ├── TaskSkipped                    stored as Outcome.error of a task never started
+    ├── JournalError                   a journal file that cannot be used; says what to do
+    │   └── JournalLocked              another live process is running that journal run
     ├── RetryAfter                     raised by a task: "retry after n seconds" (its group
     │                                  pauses too); defined in _policies/_retry_after.py
     ├── CircuitOpen                    stored as Outcome.error of a task its open circuit
@@ -17,6 +19,8 @@ The hierarchy::
                                        charge; defined in _policies/_budget.py
     FanError (ExceptionGroup)          some tasks were not ok; carries .results
     Interrupted (KeyboardInterrupt)    Ctrl-C during fj.run(); carries the partial .results
+    JournalWarning (UserWarning)       a journaled task runs again (its call changed), or
+                                       its value cannot be stored
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ __all__ = [
     "ForkjoinError",
     "Interrupted",
     "InvalidPolicy",
+    "JournalError",
+    "JournalLocked",
+    "JournalWarning",
     "TaskCancelled",
     "TaskSkipped",
     "TaskTimeout",
@@ -50,6 +57,25 @@ class InvalidPolicy(ForkjoinError, ValueError):
 
 class DuplicateTaskName(ForkjoinError, ValueError):
     """A task name is already used in this run."""
+
+
+class JournalError(ForkjoinError):
+    """A journal file cannot be used (not a journal, corrupt, a newer schema...): the
+    message is one line saying which file, what is wrong and what to do. Nothing was
+    written to the file."""
+
+
+class JournalLocked(JournalError):
+    """Another live process (``pid``) is running the same journal run."""
+
+    def __init__(self, message: str, pid: int) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class JournalWarning(UserWarning):
+    """A journaled task runs again because what it calls changed, or its value could not
+    be stored (it will run again next time)."""
 
 
 class FanClosed(ForkjoinError, RuntimeError):

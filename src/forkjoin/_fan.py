@@ -47,6 +47,8 @@ class Fan:
     - ``progress``: True for a live display on stderr when it is a terminal (or a
       :class:`ProgressObserver`);
     - ``name``: the run's name in events and the report;
+    - ``journal``: a file path or a :class:`Journal`: Outcomes are recorded there, and a
+      task recorded ok earlier for the same call is not called again (``resumed``);
     - policies: ``budget`` (:class:`Budget`), ``rate`` (a :class:`RateLimit` for the whole
       run), ``rates`` (``{group: RateLimit}``), ``groups`` (``{group: Group(...)}``),
       ``breaker`` (a :class:`CircuitBreaker` for every group).

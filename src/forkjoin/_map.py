@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -32,6 +33,7 @@ from ._call import FATAL, TaskState, outcome_of, skipped
 from ._engine import ABANDON_GRACE, Engine
 from ._errors import FanError, InvalidPolicy, stopped_error
 from ._events import AttemptStarted
+from ._identity import register_frame
 from ._options import RunKwargs, build_options
 from ._outcome import Outcome, Results, Status, fan_error
 from ._policies._base import WAITING
@@ -105,6 +107,8 @@ class _Pool:
         self.sampled = False  # the bulk path timed only some calls
         # (index, item) pairs pulled by the bulk workers, shared: no counter per item
         self.pairs: Iterator[tuple[int, Any]] | None = None
+        # what the workers pull from: the input, or (journaled) what the journal leaves
+        self.pull: Callable[[], Awaitable[tuple[bool, int, Any]]] = self._pull
 
     async def start(self) -> None:
         engine = self.engine
@@ -137,14 +141,21 @@ class _Pool:
         self.dynamic = dynamic
         plan = self.plan
         events = engine.events
+        journaled = engine.session is not None
+        if journaled:
+            # every Outcome is recorded (and journaled), and items the journal holds ok are
+            # answered from it instead of being called
+            self.pull = self._pull_resuming
         bulk = (
             plan.plain
+            and not journaled
             and self.on_value is not None
             and not events.task_finished
             and engine.options.quorum is None
         )
         if (
             self.threaded
+            and not journaled
             and not self.is_async
             and self.on_value is not None
             and self.sync_it is not None
@@ -157,7 +168,7 @@ class _Pool:
             return
         if plan.plain:
             work = self._work_plain
-            if self.sync_it is not None and self.window is None:
+            if self.sync_it is not None and self.window is None and not journaled:
                 self.pairs = enumerate(self.sync_it)
                 if bulk:
                     work = self._work_bulk
@@ -213,11 +224,41 @@ class _Pool:
         self.seen = i + 1
         return True, i, item
 
+    async def _pull_resuming(self) -> tuple[bool, int, Any]:
+        """:meth:`_pull` in a journaled run: an item whose ok Outcome the journal holds for
+        the same call (its index and fingerprint) is recorded as resumed, not returned."""
+        engine = self.engine
+        session = engine.session
+        assert session is not None
+        fingerprint = session.fingerprint
+        resume = session.resume
+        record = engine.recorder.record
+        on_value = self.on_value
+        fn = self.fn
+        group = self.group
+        while True:
+            more, i, item = await self._pull()
+            if not more:
+                return more, i, item
+            outcome = resume(i, fingerprint(fn, (item,)), group, i)
+            if outcome is None:
+                return more, i, item
+            if on_value is not None and outcome.status is _OK:
+                on_value(i, outcome.value)
+            r = record(outcome)
+            if r is not None:
+                await r  # the consumer is behind
+            if engine.stop_reason is not None:
+                return False, -1, None
+
     async def _wait_for_window(self, window: int) -> None:
         """Ordered mode: wait until the next item is within ``window`` of the consumer."""
         while self.next_index >= self.released + window:
-            self.window_waiter = self.engine.loop.create_future()
-            await self.window_waiter
+            # one future shared by every waiting worker: release() wakes them all
+            w = self.window_waiter
+            if w is None or w.done():
+                w = self.window_waiter = self.engine.loop.create_future()
+            await w
 
     def release(self, upto: int) -> None:
         """Ordered mode: the consumer has taken every item below ``upto``."""
@@ -371,8 +412,8 @@ class _Pool:
                     return
                 if i >= self.seen:
                     self.seen = i + 1
-            else:
-                more, i, item = await self._pull()
+            else:  # an async input, an ordering window, or what a journal leaves to do
+                more, i, item = await self.pull()
                 if not more:
                     return
             start = clock()
@@ -423,7 +464,7 @@ class _Pool:
         assert current is not None
         try:
             while engine.stop_reason is None:
-                more, i, item = await self._pull()
+                more, i, item = await self.pull()
                 if not more:
                     return
                 st = TaskState(str(i), fn, (item,), opts, group, i, plan, clock() - t0)
@@ -619,6 +660,26 @@ def _current_item(worker: asyncio.Task[None]) -> int | None:
             return i if isinstance(i, int) and i >= 0 else None
         coro = getattr(coro, "cr_await", None)
     return None
+
+
+def _item_frame(f: dict[str, Any]) -> tuple[Any, str, Any, tuple[Any, ...]]:
+    pool = f["self"]
+    return pool.engine, str(f["i"]), pool.fn, (f["item"],)
+
+
+def _state_frame(f: dict[str, Any]) -> tuple[Any, str, Any, tuple[Any, ...]]:
+    st = f["st"]
+    return f["self"].engine, st.name, st.fn, st.args
+
+
+# the frames that make an item's call (see _identity)
+register_frame(_Pool._work_plain.__code__, _item_frame)
+register_frame(_Pool._work_bulk.__code__, _item_frame)
+register_frame(_Pool._work.__code__, _state_frame)
+register_frame(
+    next(c for c in _Pool._work_threads.__code__.co_consts if getattr(c, "co_name", "") == "job"),
+    _item_frame,
+)
 
 
 def _capacity(engine: Engine, group: str | None) -> int | None:

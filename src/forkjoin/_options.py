@@ -8,6 +8,7 @@ valid or invalid wherever it is given. Each field is checked by its one rule
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -22,6 +23,7 @@ from ._validate import (
 )
 
 if TYPE_CHECKING:
+    from ._journal import Journal
     from ._policies._adaptive import AdaptiveLimit
     from ._policies._breaker import CircuitBreaker
     from ._policies._budget import Budget
@@ -57,6 +59,7 @@ class RunKwargs(TypedDict, total=False):
     groups: Mapping[str, Group] | None
     breaker: CircuitBreaker | None
     progress: bool | Any
+    journal: str | os.PathLike[str] | Journal | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -82,6 +85,7 @@ class RunOptions:
     # registered per-group keywords: {keyword: {group: value}} (``rates=``)
     group_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     progress: Any = False
+    journal: Journal | None = None
 
     @property
     def stop_after_failures(self) -> int | None:
@@ -208,6 +212,11 @@ def build_options(
         from ._progress import progress_observer
 
         progress_observer(progress)  # InvalidPolicy unless it is an observer
+    journal = get("journal")
+    if journal is not None:
+        from ._journal import check_journal
+
+        journal = check_journal("journal", journal)
     return RunOptions(
         limit=limit,
         group_limits=group_limits,
@@ -224,4 +233,5 @@ def build_options(
         policies=policies,
         group_policies=group_policies,
         progress=progress or False,
+        journal=journal,
     )

@@ -57,6 +57,7 @@ class _OutcomeFields(NamedTuple):
     fallback: bool = False
     tokens: int | None = None
     waited: float | None = None
+    resumed: bool = False
 
 
 class Outcome(_OutcomeFields):
@@ -69,7 +70,8 @@ class Outcome(_OutcomeFields):
     ``"timeout"``, ``"fail_fast"``, ``"max_failures"``, ``"quorum"``, ``"budget"``,
     ``"circuit_open"``, ``"cancelled"``, ``"abandoned"`` ...). ``history`` holds every call
     (:class:`Attempt`). ``index`` is the order the task was added (for ``map``/``imap``,
-    the item's position in the input).
+    the item's position in the input). ``resumed`` is True for a task that was not called
+    because a :class:`Journal` held its ok Outcome (value, attempts and cost as recorded).
     """
 
     __slots__ = ()

@@ -1,10 +1,11 @@
 """Recording: the one path every Outcome takes.
 
-:meth:`Recorder.record` is called exactly once per task, whatever happened to it. It keeps
-the Outcome (``gather``, ``Fan``) or folds it into streaming figures (``map``, ``imap``:
-O(1) memory in the number of items), feeds the ``as_completed`` stream, tells the
-observers, and decides the run's early stops that depend on outcomes (``quorum``,
-``max_failures`` / fail-fast).
+:meth:`Recorder.record` is called exactly once per task, whatever happened to it. It
+writes the Outcome to the run's journal first (when it has one: before anything below can
+show it to your code), keeps it (``gather``, ``Fan``) or folds it into streaming figures
+(``map``, ``imap``: O(1) memory in the number of items), feeds the ``as_completed`` stream,
+tells the observers, and decides the run's early stops that depend on outcomes
+(``quorum``, ``max_failures`` / fail-fast).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._events import Observers, TaskFinished
 from ._outcome import Outcome, Status
+
+if TYPE_CHECKING:
+    from ._journal import JournalSession
 
 __all__ = ["Aggregate", "Busy", "Recorder"]
 
@@ -56,6 +60,7 @@ class Aggregate:
         "attempts",
         "busy",
         "cost",
+        "cost_saved",
         "counts",
         "fallbacks",
         "first",
@@ -64,6 +69,7 @@ class Aggregate:
         "ok",
         "peak",
         "reasons",
+        "resumed",
         "retries",
         "sampled",
         "skipped_for_budget",
@@ -92,6 +98,8 @@ class Aggregate:
         self.last: float | None = None
         self.skipped_for_budget: list[str] = []
         self.sampled = 0  # the slowest calls and the peak were taken from 1 call in this
+        self.resumed = 0  # tasks a journal answered (not called)
+        self.cost_saved = 0.0  # their recorded cost
 
     def add(self, o: Outcome) -> None:
         if o.status is _OK and o.attempts == 1 and not o.calls and o.cost is None:
@@ -115,6 +123,10 @@ class Aggregate:
                     self.waited += o.waited
                 return
         status = o.status.value
+        if o.resumed:
+            self.resumed += 1
+            if o.cost is not None:
+                self.cost_saved += o.cost
         self.counts[status] = self.counts.get(status, 0) + 1
         if o.reason:
             self.reasons[o.reason] = self.reasons.get(o.reason, 0) + 1
@@ -193,6 +205,7 @@ class Recorder:
     __slots__ = (
         "_events",
         "_finished",
+        "_journal",
         "_now",
         "_run",
         "aggregate",
@@ -239,22 +252,32 @@ class Recorder:
         self._events = events
         self._finished = events.task_finished
         self._now = now
+        self._journal: JournalSession | None = None
         self.record: Callable[[Outcome], Any] = self._record
         self._choose()
 
     def _choose(self) -> None:
-        """``record`` is the full path, or only the keyed store when nothing else wants the
-        Outcome (no stream, observer, consumer or early stop): one dict store per task."""
+        """``record`` is the full path, or only the keyed store (and the journal, when the
+        run has one) when nothing else wants the Outcome (no stream, observer, consumer or
+        early stop): one dict store per task."""
         if (
             self.aggregate is None
             and self.stream is None
             and self.deliver is None
             and self.quorum is None
             and self.stop_after is None
+            and (self._journal is None or not self._finished)
         ):
             tasks = self.tasks
             finished = self._finished
-            if not finished:
+            if self._journal is not None:
+                write = self._journal.add
+
+                def record(outcome: Outcome) -> None:
+                    write(outcome)  # durable ("sync") before the run can show it
+                    tasks[outcome.name] = outcome
+
+            elif not finished:
 
                 def record(outcome: Outcome) -> None:
                     tasks[outcome.name] = outcome
@@ -277,6 +300,11 @@ class Recorder:
         else:
             self.record = self._record
 
+    def set_journal(self, journal: JournalSession) -> None:
+        """Write every Outcome to ``journal`` first."""
+        self._journal = journal
+        self._choose()
+
     def set_deliver(self, deliver: Callable[[Outcome], Any]) -> None:
         """Hand every Outcome to ``deliver`` too (the consumer of a map run)."""
         self.deliver = deliver
@@ -285,6 +313,9 @@ class Recorder:
     def _record(self, outcome: Outcome) -> Any:
         """Record a task's Outcome (exactly once per task). Returns what the consumer of a
         map run returned (an awaitable when it wants the producer to wait)."""
+        journal = self._journal
+        if journal is not None:
+            journal.add(outcome)  # durable ("sync") before anything below shows it
         aggregate = self.aggregate
         if aggregate is None:
             self.tasks[outcome.name] = outcome

@@ -63,6 +63,7 @@ class TaskRow:
     error: str | None = None
     calls: tuple[CallRow, ...] = ()
     waited: float | None = None
+    resumed: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -119,6 +120,7 @@ def _row_from_outcome(o: Outcome) -> TaskRow:
         error=None if o.status.value == "ok" else _error_text(o.error),
         calls=calls,
         waited=o.waited,
+        resumed=o.resumed,
     )
 
 
@@ -265,6 +267,8 @@ class RunReport:
     run: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     waited: float = 0.0
+    resumed: int = 0
+    cost_saved: float = 0.0
 
     # -- building ------------------------------------------------------------------------
 
@@ -332,6 +336,8 @@ class RunReport:
                 {**info.policies, **({"sampled": agg.sampled} if agg.sampled else {})}
             ),
             waited=agg.waited,
+            resumed=agg.resumed,
+            cost_saved=agg.cost_saved,
         )
 
     @classmethod
@@ -362,7 +368,12 @@ class RunReport:
         by_group: dict[str, list[tuple[float, float]]] = {}
         skipped_for_budget: list[str] = []
         waited = 0.0
+        resumed = 0
+        cost_saved = 0.0
         for r in rows:
+            if r.resumed:
+                resumed += 1
+                cost_saved += r.cost or 0.0
             counts[r.status] = counts.get(r.status, 0) + 1
             if r.reason:
                 reasons[r.reason] = reasons.get(r.reason, 0) + 1
@@ -462,6 +473,8 @@ class RunReport:
             run=run,
             options=dict(options or {}),
             waited=waited,
+            resumed=resumed,
+            cost_saved=cost_saved,
         )
 
     # -- derived views -------------------------------------------------------------------
@@ -501,6 +514,8 @@ class RunReport:
             "utilisation": self.utilisation,
             "groups": {g: dict(v) for g, v in self.groups.items()},
             "tasks": self.tasks,
+            "resumed": self.resumed,
+            "cost_saved": self.cost_saved,
             "counts": dict(self.counts),
             "reasons": dict(self.reasons),
             "attempts": self.attempts,
@@ -617,6 +632,13 @@ class RunReport:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "none"
         lines = [
             ("tasks", f"{self.tasks} ({counts})"),
+        ]
+        if self.resumed:
+            text = f"{self.resumed} from the journal, not called again"
+            if self.cost_saved:
+                text += f" (${self.cost_saved:.4f} not paid again)"
+            lines.append(("resumed", text))
+        lines += [
             ("wall", f"{self.wall:.3f}s"),
             (
                 "sequential",
@@ -765,6 +787,7 @@ def _row_dict(r: TaskRow) -> dict[str, Any]:
         "fallback": r.fallback,
         "error": r.error,
         "waited": r.waited,
+        "resumed": r.resumed,
         "calls": [
             {
                 "number": c.number,
@@ -807,6 +830,7 @@ def _row_from_dict(i: int, d: Any) -> TaskRow:
             error=d.get("error"),
             calls=calls,
             waited=None if d.get("waited") is None else float(d["waited"]),
+            resumed=bool(d.get("resumed", False)),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{where} ({d.get('name')!r}): bad field: {e}") from None

@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+from .._identity import register_frame
+from .._policies._base import current_run
 from ._base import CallSite
 
 __all__ = ["ThreadBackend", "ThreadRunner"]
@@ -37,11 +39,12 @@ class ThreadCall:
     """A blocking call for a worker thread, in the calling task's context (so
     current_fan() and charge() work there); ``finished`` tells an abandoned call."""
 
-    __slots__ = ("abandoned", "args", "ctx", "finished", "fn")
+    __slots__ = ("abandoned", "args", "ctx", "finished", "fn", "name")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str) -> None:
         self.fn = fn
         self.args = args
+        self.name = name  # the task's
         self.ctx = contextvars.copy_context()
         self.finished = False
         self.abandoned = False
@@ -51,6 +54,14 @@ class ThreadCall:
 
 
 _Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _call_frame(f: dict[str, Any]) -> tuple[Any, str, Any, tuple[Any, ...]]:
+    call = f["self"]
+    return current_run.get(), call.name, call.fn, call.args
+
+
+register_frame(ThreadCall.__call__.__code__, _call_frame)
 
 
 class ThreadRunner:
@@ -136,7 +147,7 @@ class ThreadRunner:
     async def call(
         self, task: CallSite, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> Any:
-        call = ThreadCall(fn, args)
+        call = ThreadCall(fn, args, task.name)
         try:
             result = await self.submit(call)
         except asyncio.CancelledError:

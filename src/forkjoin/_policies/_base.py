@@ -14,6 +14,7 @@ instruments):
 - ``started(task)`` — the call starts; what it returns is handed to ``ended``;
 - ``ended(task, token, error, duration)`` — the call ended (``error`` None when it succeeded);
 - ``settle(task)`` — the task ended;
+- ``carry(usd, tokens)`` — what earlier runs of the same journal run spent (at the start);
 - ``report()`` — what the run report shows of this state.
 
 States never touch the engine: what they may do to a run is in :class:`RunContext`.
@@ -125,11 +126,14 @@ class PolicyState:
     def settle(self, task: Any) -> None:
         return None
 
+    def carry(self, usd: float, tokens: float) -> None:
+        return None
+
     def report(self) -> dict[str, Any]:
         return {}
 
 
-HOOKS = ("admit", "admit_extra", "before", "started", "ended", "settle", "report")
+HOOKS = ("admit", "admit_extra", "before", "started", "ended", "settle", "carry", "report")
 
 
 def implements(state: PolicyState, hook: str) -> bool:

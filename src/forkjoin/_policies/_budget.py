@@ -99,6 +99,8 @@ class BudgetState:
 
     __slots__ = (
         "_lock",
+        "carried_tokens",
+        "carried_usd",
         "policy",
         "refused",
         "reserved_tokens",
@@ -114,6 +116,7 @@ class BudgetState:
         self.reserved_usd = self.reserved_tokens = 0.0
         self.skipped = 0
         self.refused = 0  # charges refused (their tasks were cut)
+        self.carried_usd = self.carried_tokens = 0.0
         self._lock = threading.Lock()
 
     def _over(self, usd: float, tokens: float, reserved: bool) -> bool:
@@ -200,6 +203,14 @@ class BudgetState:
             self.spent_tokens += tokens
             account.usd, account.tokens = usd, tokens
 
+    def carry(self, usd: float, tokens: float) -> None:
+        """Spending recorded by earlier runs (a journal's): already spent."""
+        with self._lock:
+            self.spent_usd += usd
+            self.spent_tokens += tokens
+            self.carried_usd += usd
+            self.carried_tokens += tokens
+
     def snapshot(self) -> dict[str, float | int | None]:
         """What the report shows."""
         p = self.policy
@@ -210,6 +221,8 @@ class BudgetState:
             "spent_tokens": self.spent_tokens,
             "skipped": self.skipped,
             "refused": self.refused,
+            **({"carried_usd": round(self.carried_usd, 10)} if self.carried_usd else {}),
+            **({"carried_tokens": self.carried_tokens} if self.carried_tokens else {}),
         }
         if p.usd is not None and self.spent_usd > p.usd + 1e-12:
             out["overshoot_usd"] = round(self.spent_usd - p.usd, 10)
@@ -242,6 +255,9 @@ class RunBudget(PolicyState):
     def settle(self, task: Any) -> None:
         self.state.settle(task.account)
         self.ctx.readmit()  # what it did not spend may let a waiting task in
+
+    def carry(self, usd: float, tokens: float) -> None:
+        self.state.carry(usd, tokens)
 
     def report(self) -> dict[str, Any]:
         return self.state.snapshot()

@@ -127,6 +127,12 @@ class RunPolicies:
             out.extend(states)
         return out
 
+    def carry(self, usd: float, tokens: float) -> None:
+        """What earlier runs of the same journal run spent counts as spent in this one."""
+        if usd or tokens:
+            for s in self.states():
+                s.carry(usd, tokens)
+
     def report(self) -> dict[str, Any]:
         """What the report shows of the policies: ``{key: data}`` for the run's own states,
         ``{key: {group: data}}`` for each group's (the keys are each state's

@@ -1,7 +1,7 @@
 """The typer app: ``forkjoin run``, ``forkjoin map`` and ``forkjoin report``.
 
 Each command is a thin layer: parse, call the library, render. Exit codes: 0 all ok,
-1 some tasks not ok, 2 a bad spec or usage, 130 interrupted.
+1 some tasks not ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,12 +23,13 @@ from ._render import dumps, render_report, results_doc
 from ._spec import HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
 from ._template import Redactor, Vars, expand
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_USAGE", "app"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "app"]
 
 EXIT_OK = 0
 EXIT_NOT_OK = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 app = typer.Typer(
     name="forkjoin",
@@ -105,8 +107,19 @@ def run(
     allow_partial: Annotated[
         bool, typer.Option("--allow-partial", help="exit 0 when some tasks are ok")
     ] = False,
+    journal: Annotated[
+        Path | None,
+        typer.Option("--journal", help="resume from / record to this SQLite journal"),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="with a journal: discard its records, start over")
+    ] = False,
 ) -> None:
-    """Run the named tasks of a TOML spec; print keyed JSON results and the report."""
+    """Run the named tasks of a TOML spec; print keyed JSON results and the report.
+
+    With a journal (``--journal run.db`` or ``[run] journal``) tasks that ended ok in an
+    earlier run of the same spec are not run again: their recorded results are used.
+    """
     display = str(spec_file)
     redact = Redactor()
     given = parse_vars(var)
@@ -132,14 +145,37 @@ def run(
         build_plan(spec, keylines, variables, spec_dir)
     except SpecError as e:
         raise fail(redact(str(e.in_file(display)))) from None
+    if fresh and journal is None and spec.run.journal is None:
+        raise fail("--fresh: give --journal PATH (or [run] journal in the spec)")
+    run_journal: fj.Journal | None = None
+    if journal is not None or spec.run.journal is not None:
+        path = journal if journal is not None else spec_dir / str(spec.run.journal)
+        name = spec_file.stem
+        check_journal(path, name)  # before the setup: a bad journal has no side effect
+        run_journal = fj.Journal(path, run=name, fresh=fresh).with_redaction(redact)
 
     try:
         results, code, aggregate, agg_error = _run_with_setup(
-            spec, keylines, variables, given, setup_kwargs, spec_dir, display, redact, quiet
+            spec,
+            keylines,
+            variables,
+            given,
+            setup_kwargs,
+            spec_dir,
+            display,
+            redact,
+            quiet,
+            run_journal,
         )
     except SetupFailed as e:
         typer.echo(redact(f"forkjoin: {e}"), err=True)
         raise typer.Exit(EXIT_NOT_OK) from None
+    except fj.JournalError as e:
+        raise fail(redact(str(e))) from None
+    except SystemExit as e:
+        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
+            typer.echo("forkjoin: terminated: the journal holds what finished", err=True)
+        raise
 
     doc: dict[str, Any] = {"results": results_doc(results)}
     if spec.aggregate is not None:
@@ -178,6 +214,7 @@ def _run_with_setup(
     display: str,
     redact: Redactor,
     quiet: bool,
+    journal: fj.Journal | None = None,
 ) -> tuple[fj.Results, int, Any, str | None]:
     code = EXIT_OK
     aggregate: Any = None
@@ -192,10 +229,13 @@ def _run_with_setup(
         if any(isinstance(t, HttpTask) for t in spec.tasks.values()):
             warm_http()
         options = dict(plan.options)
+        if journal is not None:
+            options["journal"] = journal
         if _stderr_is_terminal() and not quiet:
             options["progress"] = True
         try:
-            results = fj.run(plan.tasks, **options)
+            with journal_warnings(redact):
+                results = fj.run(plan.tasks, **options)
         except fj.Interrupted as e:
             results = e.results
             code = EXIT_INTERRUPTED
@@ -208,6 +248,41 @@ def _run_with_setup(
             except Exception as e:
                 agg_error = f"{type(e).__name__}: {e}"
     return results, code, aggregate, agg_error
+
+
+@contextlib.contextmanager
+def journal_warnings(redact: Redactor | None = None) -> Iterator[None]:
+    """A JournalWarning is one line on stderr (``forkjoin: warning: ...``), not a Python
+    warning with its source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", fj.JournalWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, fj.JournalWarning):
+                    text = str(w.message)
+                    sys.stderr.write(f"forkjoin: warning: {redact(text) if redact else text}\n")
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def check_journal(path: Path, run: str) -> None:
+    """Exit 2 with one line if ``path`` is not a usable journal, or ``run`` is locked."""
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise fail(f"--journal: {path}: no such directory: {path.parent}")
+        return
+    try:
+        runs = fj.Journal(path).runs()
+    except fj.JournalError as e:
+        raise fail(str(e)) from None
+    for r in runs:
+        if r["run"] == run and r["holder_pid"] is not None:
+            raise fail(
+                f"{path}: run {run!r} is being run by process {r['holder_pid']}: wait for it "
+                "to end, or give another journal"
+            )
 
 
 def _resolve(ref: str, spec_dir: Path, keylines: Any, key: str) -> Any:

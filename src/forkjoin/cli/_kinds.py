@@ -150,14 +150,21 @@ async def http_request(
     max_body: int = 1_000_000,
     timeout: float | None = None,
     follow_redirects: bool = False,
+    idempotency_header: str | None = None,
 ) -> dict[str, Any]:
     """One HTTP request; the value is status, headers and the JSON or text body (capped).
+
+    ``idempotency_header`` names a header sent with the task's ``fj.idempotency_key()``
+    (the same on every attempt, hedge and resumed run of the task).
 
     An unexpected status raises ``httpx.HTTPStatusError`` (so 429/503 with Retry-After
     reach the resilience policies as the server meant them).
     """
     import httpx  # imported when first needed: it is a third of the CLI's start-up time
 
+    headers = dict(headers or {})
+    if idempotency_header is not None:
+        headers[idempotency_header] = fj.idempotency_key()
     own = client is None
     if client is None:
         # forkjoin's own timeout governs; httpx's is a backstop just past it
@@ -481,6 +488,7 @@ def _call_of(
                 max_body=t.max_body,
                 timeout=timeout,
                 follow_redirects=t.follow_redirects,
+                idempotency_header=t.idempotency_header,
             ),
             (),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import stat
 import sys
@@ -23,10 +24,20 @@ from pydantic_core import PydanticCustomError
 
 import forkjoin as fj
 
-from ._app import EXIT_INTERRUPTED, EXIT_NOT_OK, EXIT_OK, app, fail
+from ._app import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_OK,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    app,
+    fail,
+    journal_warnings,
+)
 from ._kinds import _ssl_context, http_request, resolve_call, run_command, warm_http
 from ._render import dumps, error_text
 from ._spec import parse_duration, parse_rate
+
+NOT_FAILED = "not_failed_before"  # the reason of a line --retry-failed-only does not run
 
 if TYPE_CHECKING:
     import httpx
@@ -78,22 +89,37 @@ def file_lines(fd: int, seen: dict[int, str]) -> Iterator[str]:
         yield seen[index]
 
 
+async def _run_line(argv: tuple[str, ...], line: str) -> Any:
+    # the line fills each argv element in place: never a shell, never a second command
+    if any("{}" in a for a in argv):
+        return await run_command([a.replace("{}", line) for a in argv])
+    return await run_command([*argv, line])
+
+
 def _command(argv: list[str]) -> Callable[[str], Any]:
-    has_slot = any("{}" in a for a in argv)
+    # a partial, so that a journal's fingerprint of each line covers the command too
+    return functools.partial(_run_line, tuple(argv))
 
-    async def call(line: str) -> Any:
-        # the line fills each argv element in place: never a shell, never a second command
-        args = [a.replace("{}", line) for a in argv] if has_slot else [*argv, line]
-        return await run_command(args)
 
-    return call
+class _Client:
+    """The shared HTTP client, with a repr that is the same in every run (fingerprints)."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    def __repr__(self) -> str:
+        return "<client>"
+
+
+async def _request_line(method: str, url: str, client: _Client, line: str) -> Any:
+    target = url.replace("{}", quote(line, safe=""))
+    return await http_request(method, target, client=client.client)
 
 
 def _request(method: str, url: str, client: httpx.AsyncClient) -> Callable[[str], Any]:
-    async def call(line: str) -> Any:
-        return await http_request(method, url.replace("{}", quote(line, safe="")), client=client)
-
-    return call
+    return functools.partial(_request_line, method, url, _Client(client))
 
 
 @app.command(
@@ -120,10 +146,23 @@ def map_command(
         str | None, typer.Option("--call", metavar="module:function", help="a function per line")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
+    journal: Annotated[
+        Path | None,
+        typer.Option("--journal", help="resume from / record to this SQLite journal"),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="with --journal: discard its records, start over")
+    ] = False,
+    retry_failed_only: Annotated[
+        bool,
+        typer.Option("--retry-failed-only", help="with --journal: run only what failed before"),
+    ] = False,
 ) -> None:
     """Run a command, request or function per input line; JSON Lines out, as results arrive.
 
-    Each output line is {"input": ..., "status": ..., "value": ...} (or "error").
+    Each output line is {"input": ..., "status": ..., "value": ...} (or "error"). With
+    --journal each line is keyed by its number and content: lines that ended ok before are
+    not run again and are written again with "resumed": true.
     """
     chosen = [x for x in (argv, http, call) if x]
     if len(chosen) != 1:
@@ -138,6 +177,17 @@ def map_command(
             per_second = parse_rate(rate)
     except PydanticCustomError as e:
         raise fail(f"map: --{'timeout' if 'duration' in e.type else 'rate'}: {e}") from None
+    if (fresh or retry_failed_only) and journal is None:
+        flag = "--fresh" if fresh else "--retry-failed-only"
+        raise fail(f"map: {flag}: give --journal PATH")
+    if fresh and retry_failed_only:
+        raise fail("map: give --fresh or --retry-failed-only, not both")
+    if journal is not None:
+        from ._app import check_journal
+
+        check_journal(journal, "map")
+        run_journal = fj.Journal(journal, run="map", fresh=fresh)
+        options["journal"] = run_journal.only_failed() if retry_failed_only else run_journal
     if retry is not None:
         options["retry"] = fj.Retry(attempts=retry, backoff=0.1) if retry > 1 else False
     if rate is not None:
@@ -163,20 +213,29 @@ def map_command(
         except OSError as e:
             raise fail(f"map: --input: {input_file}: {e.strerror}") from None
     try:
-        counts = asyncio.run(_map(fn, method_url, fd, options))
+        with journal_warnings():
+            counts = asyncio.run(_map(fn, method_url, fd, options))
         code = EXIT_OK if counts["not_ok"] == 0 else EXIT_NOT_OK
     except KeyboardInterrupt:
         counts = None
         code = EXIT_INTERRUPTED
+    except fj.JournalError as e:
+        raise fail(f"map: {e}") from None
+    except SystemExit as e:
+        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
+            sys.stderr.write("forkjoin: map: terminated: the journal holds what finished\n")
+        raise
     finally:
         if input_file is not None:
             os.close(fd)
     if counts is not None and not quiet:
         wall = counts["wall"]
-        n = counts["ok"] + counts["not_ok"]
+        n = counts["ok"] + counts["not_ok"] + counts["not_run"]
         rate_text = f", {n / wall:,.0f} lines/s" if wall > 0 else ""
+        extra = f", {counts['resumed']} resumed" if counts["resumed"] else ""
+        extra += f", {counts['not_run']} not run" if counts["not_run"] else ""
         sys.stderr.write(
-            f"map: {n} lines, {counts['ok']} ok, {counts['not_ok']} not ok "
+            f"map: {n} lines, {counts['ok']} ok, {counts['not_ok']} not ok{extra} "
             f"in {wall:.2f}s{rate_text}\n"
         )
     raise typer.Exit(code)
@@ -189,7 +248,7 @@ async def _map(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     seen: dict[int, str] = {}
-    counts: dict[str, Any] = {"ok": 0, "not_ok": 0}
+    counts: dict[str, Any] = {"ok": 0, "not_ok": 0, "resumed": 0, "not_run": 0}
     out = sys.stdout
     loop = asyncio.get_running_loop()
     flush_pending = False
@@ -220,6 +279,12 @@ async def _map(
             if o.ok:
                 counts["ok"] += 1
                 doc["value"] = o.value
+                if o.resumed:
+                    counts["resumed"] += 1
+                    doc["resumed"] = True
+            elif o.reason == NOT_FAILED:  # --retry-failed-only: it did not fail before
+                counts["not_run"] += 1
+                doc["reason"] = o.reason
             else:
                 counts["not_ok"] += 1
                 doc["error"] = error_text(o.error)

@@ -68,6 +68,8 @@ def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
         doc["cost"] = o.cost
     if o.fallback:
         doc["fallback"] = True
+    if o.resumed:
+        doc["resumed"] = True  # from the journal: not run again
     return doc
 
 

@@ -220,6 +220,7 @@ class RunSpec(_Model):
     on_error: Literal["collect", "fail_fast"] = "collect"
     quorum: PositiveInt | None = None
     budget: BudgetField | None = None
+    journal: Annotated[str, Field(min_length=1)] | None = None
 
 
 class DefaultsSpec(_Model):
@@ -278,6 +279,10 @@ class HttpTask(_TaskBase):
     expect: list[Annotated[int, Field(ge=100, le=599)]] | None = None
     max_body: PositiveInt = 1_000_000
     follow_redirects: bool = False
+    # a header that carries fj.idempotency_key(): the same on every attempt and resume
+    idempotency_header: Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")] | None = (
+        None
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 
