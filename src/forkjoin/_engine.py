@@ -706,7 +706,7 @@ class Engine:
         started = None if st.started is None else st.started - self.t0
         fields = (st.name, status, None, error, "abandoned", attempts, started, self.elapsed(),
                   None, st.group, st.seq, tuple(calls.log) if calls is not None else (), False,
-                  None, None if started is None else started - st.added)  # fmt: skip
+                  None, None if started is None else started - st.added, False)  # fmt: skip
         adm = self.admission
         adm.release(st.group)
         self._pending -= 1

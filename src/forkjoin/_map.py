@@ -433,7 +433,7 @@ class _Pool:
             busy.leave()
             s = start - t0
             o = new(Outcome, (str(i), _OK, value, None, None, 1, s, clock() - t0, None, group,
-                              i, (), False, None, 0.0))  # fmt: skip
+                              i, (), False, None, 0.0, False))  # fmt: skip
             if on_value is not None:
                 on_value(i, value)
             r = record(o)
