@@ -80,11 +80,12 @@ def file_lines(fd: int, seen: dict[int, str]) -> Iterator[str]:
 
 def _command(argv: list[str]) -> Callable[[str], Any]:
     has_slot = any("{}" in a for a in argv)
+    environ = dict(os.environ)  # read once: every command of the run starts from it
 
     async def call(line: str) -> Any:
         # the line fills each argv element in place: never a shell, never a second command
         args = [a.replace("{}", line) for a in argv] if has_slot else [*argv, line]
-        return await run_command(args)
+        return await run_command(args, environ=environ)
 
     return call
 
