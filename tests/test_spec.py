@@ -33,13 +33,14 @@ def error_of(tmp_path: Path, text: str) -> str:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("2min", 120.0), ("1h", 3600.0),
-     ("1.5s", 1.5), (3, 3.0), (0.5, 0.5)],
+     ("1.5s", 1.5), (3, 3.0), (0.5, 0.5), ("5", 5.0), (" 2.5 ", 2.5)],
 )  # fmt: skip
 def test_durations(text: object, seconds: float) -> None:
+    # a plain number is seconds, in a spec, on the command line ("5") and in Python
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["fast", "", "5", "-1s", "0s", "5 parsecs", 0, -2, True, None])
+@pytest.mark.parametrize("bad", ["fast", "", "-1s", "0s", "0", "5 parsecs", 0, -2, True, None])
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(PydanticCustomError, match="expected a duration like"):
         parse_duration(bad)
@@ -47,13 +48,15 @@ def test_bad_durations(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("text", "rate"),
-    [("5/s", (5.0, 1.0)), ("60/min", (60.0, 60.0)), ("10/5s", (10.0, 5.0)), ("100/h", (100, 3600))],
-)
+    [("5/s", (5.0, 1.0)), ("60/min", (60.0, 60.0)), ("10/5s", (10.0, 5.0)), ("100/h", (100, 3600)),
+     ("5", (5.0, 1.0)), (5, (5.0, 1.0)), (2.5, (2.5, 1.0))],
+)  # fmt: skip
 def test_rates(text: str, rate: tuple[float, float]) -> None:
+    # a plain number is per second
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("bad", ["5", "5/fortnight", "0/s", "/s", 5, "fast"])
+@pytest.mark.parametrize("bad", ["5/fortnight", "0/s", "/s", "0", 0, -1, True, "fast"])
 def test_bad_rates(bad: object) -> None:
     with pytest.raises(PydanticCustomError, match="expected a rate like"):
         parse_rate(bad)

@@ -613,13 +613,12 @@ class RunReport:
     def summary_rows(self) -> list[tuple[str, str]]:
         """The report as ``(label, text)`` lines: what ``str()`` and rich both show."""
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "none"
+        # "saved -0.000s" says nothing: a saving is named when there is one to name
+        saved = f"; saved {self.time_saved:.3f}s" if self.time_saved >= 0.0005 else ""
         lines = [
             ("tasks", f"{self.tasks} ({counts})"),
             ("wall", f"{self.wall:.3f}s"),
-            (
-                "sequential",
-                f"{self.total_duration:.3f}s (sum of task durations; saved {self.time_saved:.3f}s)",
-            ),
+            ("sequential", f"{self.total_duration:.3f}s (sum of task durations{saved})"),
             (
                 "speedup",
                 f"{self.speedup:.2f}x (ideal under the limits {self.ideal_speedup:.2f}x)",
@@ -630,7 +629,7 @@ class RunReport:
             conc += f", limit {self.limit} ({self.utilisation:.0%} used)"
         lines.append(("concurrency", conc))
         for g, info in sorted(self.groups.items()):
-            text = f"{info['tasks']} tasks, peak {info['peak']}, mean {info['mean']:.2f}"
+            text = f"{_count(info['tasks'], 'task')}, peak {info['peak']}, mean {info['mean']:.2f}"
             if info.get("limit"):
                 text += f", limit {info['limit']} ({info['utilisation']:.0%} used)"
             lines.append((f"  group {g}", text))
@@ -638,22 +637,16 @@ class RunReport:
         if self.hedged:
             extra.append(f"{self.hedged} hedged")
         if self.fallbacks:
-            extra.append(f"{self.fallbacks} fallbacks")
-        lines.append(
-            (
-                "attempts",
-                f"{self.attempts} ({self.retries} retries{''.join(', ' + e for e in extra)})",
-            )
-        )
+            extra.append(_count(self.fallbacks, "fallback"))
+        retries = _count(self.retries, "retry", "retries")
+        lines.append(("attempts", f"{self.attempts} ({retries}{''.join(', ' + e for e in extra)})"))
         if self.reasons:
             lines.append(
                 ("reasons", ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())))
             )
         if self.cost or self.budget is not None:
-            text = (
-                f"${self.cost:.4f} (sequential would cost the same ${self.cost:.4f}; "
-                f"time saved {self.time_saved:.3f}s)"
-            )
+            text = f"${self.cost:.4f} (sequential would cost the same ${self.cost:.4f}"
+            text += f"; time saved {self.time_saved:.3f}s)" if saved else ")"
             lines.append(("cost", text))
             named = {g: c for g, c in self.cost_by_group.items() if g}
             if named:
@@ -680,7 +673,7 @@ class RunReport:
         adaptive = self.options.get("adaptive")
         if isinstance(adaptive, Mapping) and adaptive:
             text = ", ".join(
-                f"{g} limit {a.get('limit')} ({a.get('cuts', 0)} cuts)"
+                f"{g} limit {a.get('limit')} ({_count(int(a.get('cuts') or 0), 'cut')})"
                 for g, a in sorted(adaptive.items())
                 if isinstance(a, Mapping)
             )
@@ -726,6 +719,11 @@ class RunReport:
         buf = io.StringIO()
         Console(file=buf, force_terminal=True, width=width, highlight=False).print(self)
         return buf.getvalue()
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 retry``, ``2 retries``: a count with its noun."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _tail(rows: tuple[TaskRow, ...]) -> tuple[list[tuple[str, float]], float | None]:

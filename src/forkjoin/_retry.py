@@ -103,8 +103,7 @@ class Retry:
 
     def new_state(self, started: float) -> RetryCallState:
         """A fresh per-task state; ``started`` is the run clock at the first call."""
-        tenacity = _tenacity()
-        state = tenacity.RetryCallState(_RETRYING[0], None, (), {})
+        state: RetryCallState = _tenacity().RetryCallState(_RETRYING[0], None, (), {})
         state.start_time = started
         return state
 

@@ -12,7 +12,6 @@ import importlib
 import json as json_module
 import sqlite3
 import ssl
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +21,15 @@ from urllib.parse import unquote, urlsplit
 import forkjoin as fj
 
 from ._process import CommandFailed, run_command
-from ._spec import (
-    BudgetSpec,
-    CommandTask,
-    HttpTask,
-    PythonTask,
-    RetrySpec,
-    Spec,
-    SpecError,
-    SqlTask,
-    _KeyLines,
-)
 from ._template import Vars, expand
+from ._usage import SpecError, resolve_call
 
 if TYPE_CHECKING:
     import httpx
+
+    # the spec model is pydantic: imported where a spec is turned into a plan, so that
+    # `forkjoin map --http/--call` never loads it
+    from ._spec import BudgetSpec, RetrySpec, Spec, _KeyLines
 
 __all__ = [
     "CommandFailed",
@@ -176,27 +169,6 @@ def _sqlite_path(dsn: str) -> str:
     if rest.startswith("/"):
         rest = rest[1:]
     return unquote(urlsplit("x:" + rest).path) if "%" in rest else rest
-
-
-def resolve_call(ref: str, search: Path | None = None) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the callable (the spec's folder is importable)."""
-    module_name, _, attr = ref.partition(":")
-    if search is not None and str(search) not in sys.path:
-        sys.path.insert(0, str(search))
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"cannot import {module_name!r}: {e}") from None
-    except Exception as e:  # the module itself failed while importing
-        raise ValueError(f"importing {module_name!r} failed: {type(e).__name__}: {e}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"{module_name!r} has no {attr!r}") from None
-    if not callable(obj):
-        raise ValueError(f"{ref!r} is not callable")
-    return obj  # type: ignore[no-any-return]
 
 
 # -- policies ---------------------------------------------------------------------------
@@ -358,6 +330,8 @@ def _call_of(
     spec_dir: Path,
     spec: Spec,
 ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    from ._spec import CommandTask, HttpTask, PythonTask, SqlTask
+
     def fill(key: str, value: Any, *, quote: bool = False) -> Any:
         return expand(value, variables, (*base, key), keylines.find, quote=quote)
 

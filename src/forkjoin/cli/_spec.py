@@ -8,8 +8,6 @@ headers and keys to map a pydantic error location back to a line.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import tomllib
 from pathlib import Path
@@ -27,49 +25,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from . import _usage
+from ._usage import SpecError, show
+
 __all__ = ["KINDS", "SpecError", "load_spec", "parse_duration", "parse_rate"]
 
 KINDS = ("command", "http", "sql", "python")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h)\s*$")
-_PER = {
-    "s": 1.0, "sec": 1.0, "second": 1.0,
-    "m": 60.0, "min": 60.0, "minute": 60.0,
-    "h": 3600.0, "hour": 3600.0,
-}  # fmt: skip
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)?\s*([a-z]+)\s*$")
-
-
-class SpecError(Exception):
-    """A bad spec or usage: one line naming where and what."""
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 path: str | None = None) -> None:  # fmt: skip
-        self.file = file
-        self.line = line
-        self.path = path
-        self.detail = message
-        where = (
-            f"{file}:{line}: "
-            if file is not None and line is not None
-            else (f"{file}: " if file is not None else "")
-        )
-        super().__init__(f"{where}{path + ': ' if path else ''}{message}")
-
-    def in_file(self, file: str) -> SpecError:
-        """The same error, naming ``file``."""
-        if self.file is not None or self.line == 0:  # line 0: the command line, not the file
-            return self
-        return SpecError(self.detail, file=file, line=self.line, path=self.path)
-
-
-def show(value: Any) -> str:
-    """A user's value as they would write it (JSON-ish, short)."""
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):  # pragma: no cover - default=str handles the rest
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- value types ------------------------------------------------------------------------
@@ -77,33 +38,19 @@ def show(value: Any) -> str:
 
 def parse_duration(value: Any, *, zero: bool = False) -> float:
     """Seconds from ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` or a number of seconds (> 0)."""
-    if not isinstance(value, bool):
-        seconds = -1.0
-        if isinstance(value, int | float) and math.isfinite(value):
-            seconds = float(value)
-        elif isinstance(value, str):
-            m = _DURATION_RE.match(value)
-            if m:
-                seconds = float(m.group(1)) * _UNITS[m.group(2)]
-        if seconds > 0 or (zero and seconds == 0):
-            return seconds
-    raise PydanticCustomError(
-        "duration", 'expected a duration like "5s", got {got}', {"got": show(value)}
-    )
+    try:
+        return _usage.parse_duration(value, zero=zero)
+    except _usage.BadValue as e:
+        raise PydanticCustomError("duration", "{msg}", {"msg": str(e)}) from None
 
 
 def parse_rate(value: Any) -> tuple[float, float]:
-    """``(rate, per_seconds)`` from ``"5/s"``, ``"60/min"`` or ``"10/5s"``."""
-    if isinstance(value, str):
-        m = _RATE_RE.match(value)
-        if m and m.group(3) in _PER:
-            rate = float(m.group(1))
-            per = float(m.group(2) or 1) * _PER[m.group(3)]
-            if rate > 0 and per > 0:
-                return rate, per
-    raise PydanticCustomError(
-        "rate", 'expected a rate like "5/s" or "60/min", got {got}', {"got": show(value)}
-    )
+    """``(rate, per_seconds)`` from ``"5/s"``, ``"60/min"``, ``"10/5s"`` or a number per
+    second."""
+    try:
+        return _usage.parse_rate(value)
+    except _usage.BadValue as e:
+        raise PydanticCustomError("rate", "{msg}", {"msg": str(e)}) from None
 
 
 def _check(what: str, ok: Any) -> Any:
@@ -176,7 +123,7 @@ class RateSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, str):
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
             rate, per = parse_rate(value)
             return {"rate": rate, "per": per}
         if isinstance(value, dict) and isinstance(value.get("rate"), str):
@@ -220,6 +167,9 @@ class RunSpec(_Model):
     on_error: Literal["collect", "fail_fast"] = "collect"
     quorum: PositiveInt | None = None
     budget: BudgetField | None = None
+    # exit 0 when some tasks are ok (as --allow-partial): a run that reports partial
+    # results on purpose is not a failed run
+    allow_partial: bool = False
 
 
 class DefaultsSpec(_Model):
