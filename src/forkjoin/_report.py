@@ -15,11 +15,11 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import RenderableType
 
     from ._outcome import Outcome, RunInfo
@@ -485,9 +485,7 @@ class RunReport:
         return {
             "version": SCHEMA_VERSION,
             "run": self.run,
-            "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat()
-            if self.started_at
-            else None,
+            "started_at": _iso(self.started_at) if self.started_at else None,
             "wall": self.wall,
             "total_duration": self.total_duration,
             "speedup": self.speedup,
@@ -530,6 +528,8 @@ class RunReport:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path``; returns the path."""
+        from pathlib import Path
+
         p = Path(path)
         p.write_text(self.to_json(indent=1) + "\n", encoding="utf-8")
         return p
@@ -548,7 +548,7 @@ class RunReport:
         started_at = 0.0
         if data.get("started_at"):
             try:
-                started_at = datetime.fromisoformat(str(data["started_at"])).timestamp()
+                started_at = _epoch(str(data["started_at"]))
             except ValueError as e:
                 raise ValueError(f"report.started_at: {e}") from None
         raw_rows = data.get("rows") or []
@@ -589,6 +589,8 @@ class RunReport:
     @classmethod
     def load(cls, path: str | Path) -> RunReport:
         """Read a report saved as JSON (by :meth:`save`, ``to_json`` or the CLI)."""
+        from pathlib import Path
+
         p = Path(path)
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -607,6 +609,8 @@ class RunReport:
 
         page = render_html(self, title=title)
         if path is not None:
+            from pathlib import Path
+
             Path(path).write_text(page, encoding="utf-8")
         return page
 
@@ -719,6 +723,22 @@ class RunReport:
         buf = io.StringIO()
         Console(file=buf, force_terminal=True, width=width, highlight=False).print(self)
         return buf.getvalue()
+
+
+# datetime and pathlib are imported where a report is saved or read: a run that only
+# prints its report (every map run of the CLI) does not pay for them
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -157,14 +156,14 @@ def parser() -> argparse.ArgumentParser:
         "them finish (success=N: after N ok lines); now = now,fail=1")  # fmt: skip
     add("-k", "--keep-order", "--ordered", dest="ordered", action="store_true",
         help="write results in input order")  # fmt: skip
-    add("--input", type=Path, metavar="FILE", help="read lines from FILE, not stdin")
+    add("--input", metavar="FILE", help="read lines from FILE, not stdin")
     add("--http", nargs=2, metavar=("METHOD", "URL"),
         help="an HTTP request per line ({} in URL: the line, URL-quoted)")  # fmt: skip
     add("--call", metavar="MODULE:FUNCTION", help="a Python function (sync or async) per line")
-    add("--results", type=Path, metavar="DIR",
+    add("--results", metavar="DIR",
         help="also write one JSON file per line into DIR (000001.json ...): its input, "
         "outcome, stdout and stderr")  # fmt: skip
-    add("--joblog", type=Path, metavar="FILE",
+    add("--joblog", metavar="FILE",
         help="also write a tab-separated log: one row per line, as it ends")  # fmt: skip
     add("--bar", "--progress", dest="progress", action="store_true",
         help="draw progress on stderr, even when it is not a terminal")  # fmt: skip
@@ -261,7 +260,7 @@ def _call_of(args: argparse.Namespace) -> tuple[Callable[[str], Any] | None, Any
         return None, (method, url)
     if args.call:
         try:
-            return resolve_call(args.call, Path.cwd()), None
+            return resolve_call(args.call, os.getcwd()), None
         except ValueError as e:
             raise UsageError(f"--call: {e}") from None
     return _command(list(args.command)), None
@@ -345,21 +344,21 @@ class _Sinks:
 
     JOBLOG_HEAD = "line\tstarted\truntime\tattempts\tstatus\texit_code\tinput\terror\n"
 
-    def __init__(self, results: Path | None, joblog: IO[str] | None) -> None:
+    def __init__(self, results: str | None, joblog: IO[str] | None) -> None:
         self.results = results
         self.joblog = joblog
 
     @classmethod
-    def open(cls, results: Path | None, joblog: Path | None) -> _Sinks:
+    def open(cls, results: str | None, joblog: str | None) -> _Sinks:
         if results is not None:
             try:
-                results.mkdir(parents=True, exist_ok=True)
+                os.makedirs(results, exist_ok=True)
             except OSError as e:
                 raise UsageError(f"--results: {results}: {e.strerror or e}") from None
         log = None
         if joblog is not None:
             try:
-                log = joblog.open("w", encoding="utf-8")
+                log = open(joblog, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
             except OSError as e:
                 raise UsageError(f"--joblog: {joblog}: {e.strerror or e}") from None
             log.write(cls.JOBLOG_HEAD)
@@ -370,8 +369,9 @@ class _Sinks:
             full = {"line": number, **doc, "attempts": o.attempts}
             d = o.duration
             full["duration"] = round(d, 6) if d is not None else None
-            path = self.results / f"{number:06d}.json"
-            path.write_text(dumps(full) + "\n", encoding="utf-8")
+            path = os.path.join(self.results, f"{number:06d}.json")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(dumps(full) + "\n")
         if self.joblog is not None:
             value = doc.get("value")
             code = doc.get("exit_code", value.get("exit_code") if isinstance(value, dict) else "")

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import select
-import shutil
 import signal
 import sys
 import weakref
@@ -296,6 +295,8 @@ async def _spawned(
     exe = args[0]
     if path is not None and "/" not in exe:
         # posix_spawnp searches the parent's PATH: a PATH of the command's own decides
+        import shutil
+
         exe = shutil.which(exe, path=path) or exe
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)

@@ -13,8 +13,10 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -128,7 +130,7 @@ def parse_rate(value: Any) -> tuple[float, float]:
     raise BadValue("rate", f'expected a rate like "5/s" or "60/min", got {show(value)}')
 
 
-def resolve_call(ref: str, search: Path | None = None) -> Callable[..., Any]:
+def resolve_call(ref: str, search: str | Path | None = None) -> Callable[..., Any]:
     """``"package.module:function"`` -> the callable (the spec's folder is importable)."""
     module_name, _, attr = ref.partition(":")
     if search is not None and str(search) not in sys.path:
