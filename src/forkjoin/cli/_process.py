@@ -72,20 +72,25 @@ async def run_command(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
     max_output: int = 1_000_000,
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | Mapping[bytes, bytes] | None = None,
 ) -> dict[str, Any]:
     """Run a command (no shell unless ``shell``); exit code and capped stdout/stderr.
 
     ``env`` is added to ``environ`` (default: ``os.environ`` as it is now; a caller that
-    starts many commands passes a plain dict of it, which is far cheaper to hand to a
-    child than ``os.environ`` itself). A code outside ``ok_codes`` raises
+    starts many commands passes a plain dict of ``os.environb``, which is far cheaper to
+    hand to a child than ``os.environ`` itself). A code outside ``ok_codes`` raises
     :class:`CommandFailed`, which keeps the same fields.
     """
     if shell:
         args = ["/bin/sh", "-c", argv if isinstance(argv, str) else " ".join(argv)]
     else:
         args = [argv] if isinstance(argv, str) else list(argv)
-    full_env = {**(os.environ if environ is None else environ), **env} if env else environ
+    full_env: Any = environ
+    if env:
+        if environ is not None and isinstance(next(iter(environ), ""), bytes):
+            full_env = {**environ, **{os.fsencode(k): os.fsencode(v) for k, v in env.items()}}
+        else:
+            full_env = {**(os.environ if environ is None else environ), **env}
     data = stdin.encode() if stdin is not None else None
     if FAST and cwd is None:
         path = env.get("PATH") if env else None
@@ -125,7 +130,13 @@ class _Watcher:
         for fd, _ in self.epoll.poll(0):
             handler = get(fd)
             if handler is not None:
-                handler()
+                try:
+                    handler()
+                except Exception as e:  # never a child left waiting for ever
+                    owner = getattr(handler, "__self__", None)
+                    if not isinstance(owner, _Child):
+                        raise
+                    owner.fail(e)
 
     def watch(self, fd: int, handler: Callable[[], None]) -> None:
         self.handlers[fd] = handler
@@ -162,8 +173,8 @@ def _watcher(loop: asyncio.AbstractEventLoop) -> _Watcher:
 class _Child:
     """One spawned child: its two output pipes, then its exit, watched by a _Watcher."""
 
-    __slots__ = ("cap", "code", "done", "err", "kept", "open", "out", "pid", "pidfd", "truncated",
-                 "watcher")  # fmt: skip
+    __slots__ = ("cap", "code", "done", "err", "kept", "open", "out", "pid", "pidfd", "retry",
+                 "truncated", "watcher")  # fmt: skip
 
     def __init__(self, watcher: _Watcher, pid: int, out: int, err: int, cap: int) -> None:
         self.watcher = watcher
@@ -176,6 +187,7 @@ class _Child:
         self.open = 2  # output pipes not yet at their end
         self.code: int | None = None
         self.pidfd = -1
+        self.retry = 0.0  # without a pidfd: the next wait before asking waitpid again
         self.done: asyncio.Future[None] = watcher.loop.create_future()
         watcher.watch(out, self.read_out)
         watcher.watch(err, self.read_err)
@@ -225,9 +237,18 @@ class _Child:
         except ChildProcessError:  # reaped by someone else (a process-wide reaper)
             pid, status = self.pid, 255 << 8
         if pid == 0:  # still running (or not yet a zombie): wait for its pidfd
-            if self.pidfd < 0:
-                self.pidfd = os.pidfd_open(self.pid)
-                self.watcher.watch(self.pidfd, self._reap)
+            if self.pidfd >= 0:
+                return
+            if not self.retry:
+                try:
+                    self.pidfd = os.pidfd_open(self.pid)
+                except OSError:  # no pidfd here (a sandbox, valgrind): ask again soon
+                    self.retry = 0.001
+                else:
+                    self.watcher.watch(self.pidfd, self._reap)
+                    return
+            self.watcher.loop.call_later(self.retry, self._reap)
+            self.retry = min(0.05, self.retry * 2)
             return
         if self.pidfd >= 0:
             self.watcher.unwatch(self.pidfd)
@@ -236,6 +257,13 @@ class _Child:
         self.code = os.waitstatus_to_exitcode(status)
         if not self.done.done():
             self.done.set_result(None)
+
+    def fail(self, error: BaseException) -> None:
+        """Something went wrong watching it: stop it, and let its call raise ``error``."""
+        if not self.done.done():
+            self.done.set_exception(error)
+        with contextlib.suppress(Exception):
+            self.kill()
 
     def kill(self) -> None:
         """Stop it and all it started; its output is no longer wanted, its exit is
@@ -286,7 +314,7 @@ class _Feeder:
 
 async def _spawned(
     args: list[str],
-    env: Mapping[str, str] | None,
+    env: Mapping[Any, Any] | None,
     path: str | None,
     stdin: bytes | None,
     cap: int,
@@ -369,7 +397,7 @@ async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[b
 async def _asyncio_subprocess(
     args: list[str],
     cwd: str | None,
-    env: Mapping[str, str] | None,
+    env: Mapping[Any, Any] | None,
     stdin: bytes | None,
     cap: int,
 ) -> tuple[int, bytes, bytes, bool]:
