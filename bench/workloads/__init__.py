@@ -11,6 +11,10 @@ from . import (
     w6_blocking,
     w7_rate,
     w8_breaker,
+    w9_shell,
+    w10_shell_makespan,
+    w11_call,
+    w12_startup,
 )
 from ._base import Contender, Result, Skip, Workload
 
@@ -23,6 +27,10 @@ ALL: tuple[Workload, ...] = (
     w6_blocking.WORKLOAD,
     w7_rate.WORKLOAD,
     w8_breaker.WORKLOAD,
+    w9_shell.WORKLOAD,
+    w10_shell_makespan.WORKLOAD,
+    w11_call.WORKLOAD,
+    w12_startup.WORKLOAD,
 )
 
 
