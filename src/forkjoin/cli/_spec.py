@@ -423,7 +423,35 @@ def _bracket_delta(text: str) -> int:
     return delta
 
 
+# pydantic's error types, in forkjoin's words (pydantic's own sentences never reach a user)
+_WORDS = {
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "string_too_short": "expected a non-empty string",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
+    "too_short": "expected at least one item",
+}
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+           "less_than_equal": "<="}  # fmt: skip
+_FORMS = {
+    "url": "expected an http:// or https:// URL (or a {variable})",
+    "dsn": 'expected "sqlite:///path.db" or "postgresql://..." (or a {variable})',
+    "call": 'expected "module:function", e.g. "mypkg.tasks:score"',
+}
+
+
 def _message(err: Any) -> str:
+    """One pydantic error as forkjoin says it: what was expected, and what was given."""
     kind = err.get("type", "")
     if kind in ("duration", "rate", "shorthand", "task_kind", "argv", "body", "value"):
         return str(err["msg"])
@@ -431,12 +459,24 @@ def _message(err: Any) -> str:
         return "missing required key"
     if kind == "extra_forbidden":
         return "unknown key"
-    msg = str(err.get("msg", "invalid value"))
-    msg = msg[0].lower() + msg[1:] if msg else msg
-    msg = msg.replace("input should be", "expected").replace("Input should be", "expected")
-    if "input" in err and kind not in ("union_tag_invalid",):
-        msg += f", got {show(err['input'])}"
-    return msg
+    loc = tuple(str(p) for p in err.get("loc", ()))
+    ctx = err.get("ctx") or {}
+    if kind == "too_short" and loc == ("tasks",):
+        return "expected at least one task: add a [tasks.NAME] table"
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()), "?")
+        what = "a whole number" if isinstance(bound, int) else "a number"
+        shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        text = f"expected {what} {_BOUNDS[kind]} {shown}"
+    elif kind == "literal_error":
+        text = "expected " + str(ctx.get("expected", "one of the allowed values")).replace("'", '"')
+    elif kind == "string_pattern_mismatch":
+        text = _FORMS.get(loc[-1] if loc else "", "expected another form of value")
+    else:
+        text = _WORDS.get(kind, "invalid value")
+    if "input" in err:
+        text += f", got {show(err['input'])}"
+    return text
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[str, ...]:
