@@ -30,6 +30,7 @@ from ._call import FATAL, Planner, TaskState, outcome_of, skipped
 from ._deadlines import Deadlines
 from ._errors import DuplicateTaskName, InvalidPolicy
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
+from ._logging import with_logging
 from ._options import RunOptions
 from ._outcome import Outcome, Results, RunInfo, Status
 from ._policies._base import current_run
@@ -63,6 +64,9 @@ class Engine:
             from ._progress import with_progress
 
             observers = with_progress(observers, options.progress, total)
+        # logging's convention: the application enabling "forkjoin" logs every run; one
+        # level check per run, and no observer (no event built) when it is off
+        observers = with_logging(observers)
         self.events = Observers(observers)
         self.state = "new"
         self.stop_reason: str | None = None
