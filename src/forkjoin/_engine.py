@@ -21,6 +21,7 @@ import functools
 import itertools
 import time
 from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import Any, Final
 
 from ._admission import Admission
@@ -38,7 +39,15 @@ from ._policies._budget import current_account
 from ._policies._rate import RateLimitState
 from ._policies._run import RunPolicies
 from ._record import Busy, Recorder
-from ._task import DEFAULTS, Task, close_unstarted, coroutine_runner, is_async_callable, split
+from ._task import (
+    DEFAULTS,
+    Task,
+    check_late_binding,
+    close_unstarted,
+    coroutine_runner,
+    is_async_callable,
+    split,
+)
 
 __all__ = ["Engine"]
 
@@ -253,6 +262,7 @@ class Engine:
         plan_of = self.planner.plan
         seq = self._seq
         defaults = DEFAULTS
+        closures: list[tuple[str, FunctionType]] = []
         try:
             for name, spec in tasks.items():
                 if type(name) is not str:
@@ -263,7 +273,9 @@ class Engine:
                     opts = defaults
                 else:
                     fn, args, opts = split(f"tasks[{name!r}]", spec)
-                    if fn is coroutine_runner:
+                    if not args and type(fn) is FunctionType and fn.__closure__ is not None:
+                        closures.append((name, fn))  # checked below: the late-binding trap
+                    elif fn is coroutine_runner:
                         other = seen_coros.setdefault(id(args[0]), name)
                         if other != name:
                             raise InvalidPolicy(
@@ -284,6 +296,8 @@ class Engine:
                 else:
                     append(self._state(name, fn, args, opts, seq))
                 seq += 1
+            if len(closures) > 1:
+                check_late_binding(closures)
             names = self.recorder.tasks
             if names:  # a run that already has tasks (names in one mapping are unique)
                 for st in states:
