@@ -278,3 +278,13 @@ def test_run_loads_what_it_needs() -> None:
     assert r.returncode == 0, r.stderr
     loaded = r.stderr.splitlines()[-1].split()[1:]
     assert {"typer", "pydantic", "httpx", "tenacity"} <= set(loaded)
+
+
+def test_a_usage_error_leaves_no_results_or_log_behind(tmp_path: Path) -> None:
+    out, log = tmp_path / "results", tmp_path / "jobs.tsv"
+    for bad in (["--input", str(tmp_path / "missing.txt")], ["--call", "no_such_module_q:f"]):
+        r = forkjoin("map", "--results", str(out), "--joblog", str(log), *bad, "--", "true")
+        assert r.returncode == 2
+        assert len(r.stderr.splitlines()) == 1
+        assert not out.exists()
+        assert not log.exists()

@@ -210,33 +210,29 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Run ``forkjoin map`` with ``argv``; the exit code."""
+    fd = -1
     try:
         args = parse(argv)
         options = options_of(args)
         fn, http = _call_of(args)
+        fd = _open_input(args.input)
+        # written last: a usage error leaves no results directory or log behind
         sinks = _Sinks.open(args.results, args.joblog)
     except UsageError as e:
+        if fd > 0:
+            os.close(fd)
         say(f"map: {e}")
         return EXIT_USAGE
     except SystemExit as e:  # -h: argparse printed the help
         return EXIT_OK if e.code in (0, None) else EXIT_USAGE
-    fd = 0
     try:
-        if args.input is not None:
-            try:
-                fd = os.open(args.input, os.O_RDONLY)
-            except OSError as e:
-                say(f"map: --input: {args.input}: {e.strerror}")
-                return EXIT_USAGE
-        try:
-            counts = asyncio.run(_map(fn, http, fd, options, args.halt, sinks))
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
-        finally:
-            if args.input is not None:
-                os.close(fd)
+        counts = asyncio.run(_map(fn, http, fd, options, args.halt, sinks))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     finally:
         sinks.close()
+        if fd > 0:
+            os.close(fd)
     if not args.quiet:
         wall = counts.wall
         n = counts.ok + counts.not_ok
@@ -247,6 +243,16 @@ def main(argv: list[str]) -> int:
             f"in {wall:.2f}s{rate_text}{halted}\n"
         )
     return EXIT_OK if counts.not_ok == 0 else EXIT_NOT_OK
+
+
+def _open_input(path: str | None) -> int:
+    """The file descriptor lines are read from: ``--input FILE``, or stdin (0)."""
+    if path is None:
+        return 0
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise UsageError(f"--input: {path}: {e.strerror}") from None
 
 
 def _call_of(args: argparse.Namespace) -> tuple[Callable[[str], Any] | None, Any]:
