@@ -527,14 +527,18 @@ def _find(
     return agg if agg is not None and agg.ok else None
 
 
-def _ratio_base(w: Workload, aggs: dict[Config, Agg], n: int, engine: str = "tree") -> Agg | None:
-    """The baseline a row is divided by: the working tree's, unless the baseline is itself
-    forkjoin (workload 8), in which case a --ref row is divided by the --ref baseline."""
+def _ratio_base(
+    w: Workload, aggs: dict[Config, Agg], n: int, engine: str = "tree", key: str | None = None
+) -> Agg | None:
+    """The baseline the row of contender ``key`` is divided by: the working tree's, unless
+    the baseline is itself forkjoin (workload 8), in which case a --ref row is divided by
+    the --ref baseline."""
     if w.baseline == "ideal":
         return None
-    base = w.contender(w.baseline)
+    name = w.baseline_for(key) if key is not None else w.baseline
+    base = w.contender(name)
     loop = {"trio": "trio", "sync": "-"}.get(base.runtime, "asyncio")
-    return _find(aggs, w.id, w.baseline, n, loop, engine if base.is_forkjoin else "tree")
+    return _find(aggs, w.id, name, n, loop, engine if base.is_forkjoin else "tree")
 
 
 LOOP_ORDER = {"asyncio": 0, "-": 0, "trio": 0, "uvloop": 1, "select": 2}
@@ -583,11 +587,9 @@ def workload_table(w: Workload, aggs: dict[Config, Agg], ref: str | None = None)
             )
     else:
         if w.unit == "s":
-            head = (
-                "median s | × ideal | ratio to baseline"
-                if w.baseline != "ideal"
-                else "median s | × ideal"
-            )
+            head = "median s | × ideal" if w.ideal is not None else "median s"
+            if w.baseline != "ideal":
+                head += " | ratio to baseline"
         else:
             head = "wall µs/task | ratio (wall) | CPU µs/task | ratio (CPU)"
         cols = head.count("|") + 1
@@ -601,13 +603,14 @@ def workload_table(w: Workload, aggs: dict[Config, Agg], ref: str | None = None)
                 what = f"skipped: {a.skipped}" if a.skipped else "ERROR"
                 out.append(f"| {c.n:,} | {label(c)} | {c.loop} | {what} |" + " |" * (cols + 2))
                 continue
-            base = _ratio_base(w, aggs, c.n, c.engine)
-            is_base = c.contender == w.baseline and base is a
+            base = _ratio_base(w, aggs, c.n, c.engine, c.contender)
+            is_base = c.contender == w.baseline_for(c.contender) and base is a
             name = f"**{label(c)}** (baseline)" if is_base else label(c)
             rss_ratio = _x(a.rss / base.rss) if base is not None else "–"
             if w.unit == "s":
-                assert w.ideal is not None
-                cells = [f"{a.median():.3f}", _x(a.median() / w.ideal(c.n))]
+                cells = [f"{a.median():.3f}"]
+                if w.ideal is not None:
+                    cells.append(_x(a.median() / w.ideal(c.n)))
                 if w.baseline != "ideal":
                     cells.append(_x(a.median() / base.median()) if base else "–")
             else:
@@ -872,6 +875,61 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
         lambda v: v <= 1.0,
         lambda v: f"{v:.3f} s",
     )
+
+    # the shell workloads: whole commands as a shell user runs them, on wall time
+    from bench.workloads import w10_shell
+
+    faster: Callable[[float], str] = lambda v: f"{v:.1f}× faster"  # noqa: E731
+    for n in get(10).sizes[mode]:
+        for command in w10_shell.COMMANDS:
+            for jobs in w10_shell.JOBS:
+                tail = f"{command}/{jobs}"
+                fjm = _find(aggs, 10, f"fj.map/{tail}", n, "-")
+                xargs = _find(aggs, 10, f"xargs/{tail}", n, "-")
+                par = _find(aggs, 10, f"parallel/{tail}", n, "-")
+                add(
+                    10,
+                    f"`forkjoin map -j {jobs} -- {command}`, {n:,} lines: ≤ 1.2× `xargs -P {jobs}`",
+                    ratio(fjm, xargs),
+                    lambda v: v <= 1.2,
+                    _x,
+                )
+                add(
+                    10,
+                    "… ≥ 4× faster than GNU parallel",
+                    ratio(par, fjm),
+                    lambda v: v >= 4,
+                    faster,
+                )
+    for n in get(11).sizes[mode]:
+        add(
+            11,
+            f"makespan, {n} × `sleep 0.05`, 50 at once: `forkjoin map` ≤ 1.2× `xargs -P 50`",
+            ratio(_find(aggs, 11, "fj.map", n, "-"), _find(aggs, 11, "xargs", n, "-")),
+            lambda v: v <= 1.2,
+            _x,
+        )
+    for n in get(12).sizes[mode]:
+        a = _find(aggs, 12, "fj.map --call", n, "-")
+        add(
+            12,
+            f"`forkjoin map -j 8 --call`, {n:,} lines, start-up included: ≥ 12,500 lines/s",
+            n / a.median() if a else None,
+            lambda v: v >= 12_500,
+            lambda v: f"{v:,.0f} lines/s",
+        )
+    for key, what in (("version", "--version"), ("help", "--help"), ("map", "map -- true")):
+        for n in get(13).sizes[mode]:
+            a = _find(aggs, 13, key, n, "-")
+            add(
+                13,
+                f"start-up, `forkjoin {what}`"
+                + (" on one line" if key == "map" else "")
+                + ": ≤ 0.15 s",
+                a.median() if a else None,
+                lambda v: v <= 0.15,
+                lambda v, a=a: f"{v:.3f} s (CPU {a.median('cpu'):.3f} s)" if a else f"{v:.3f} s",
+            )
     return res
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,9 +42,10 @@ def test_main_writes_tables_and_exits_zero(tmp_path: Path) -> None:
 
 def test_bad_workload_number_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
-        run.main(["--workloads", "10"])
+        run.main(["--workloads", str(len(workloads.ALL) + 1)])
     assert e.value.code == 2
-    assert "--workloads: expected numbers from 1 to 9" in capsys.readouterr().err
+    expected = f"--workloads: expected numbers from 1 to {len(workloads.ALL)}"
+    assert expected in capsys.readouterr().err
 
 
 def _agg(w: int, c: str, n: int, seconds: float, rss_kb: int, loop: str = "asyncio") -> Agg:
@@ -149,3 +152,47 @@ def test_a_child_runs_on_the_select_loop() -> None:
     result = run.run_child(Config(3, "fj.map", 100, "select"), timeout=60)
     assert "error" not in result, result.get("error")
     assert result["seconds"] >= 100 / 50 * 0.01
+
+
+def test_shell_rows_are_divided_by_xargs_with_the_same_command_and_jobs() -> None:
+    n = 2_000
+    runs = [
+        _agg(10, "xargs/true/8", n, 1.0, 30_000, "-"),
+        _agg(10, "fj.map/true/8", n, 1.1, 30_000, "-"),  # 1.10x xargs: pass
+        _agg(10, "parallel/true/8", n, 5.0, 30_000, "-"),  # 4.5x slower than forkjoin: pass
+        _agg(10, "xargs/echo {}/50", n, 1.0, 30_000, "-"),
+        _agg(10, "fj.map/echo {}/50", n, 1.3, 30_000, "-"),  # 1.30x: fail
+        _agg(10, "parallel/echo {}/50", n, 4.0, 30_000, "-"),  # 3.1x: fail
+        _agg(13, "version", 15, 0.09, 30_000, "-"),
+        _agg(13, "map", 15, 0.2, 30_000, "-"),
+    ]
+    aggs = {a.config: a for a in runs}
+    got = {(f.workload, f.text): f.passed for f in run.floors(aggs, "full") if f.workload >= 10}
+    assert got[(10, "`forkjoin map -j 8 -- true`, 2,000 lines: ≤ 1.2× `xargs -P 8`")] is True
+    assert got[(10, "`forkjoin map -j 50 -- echo {}`, 2,000 lines: ≤ 1.2× `xargs -P 50`")] is False
+    parallel = [f for f in run.floors(aggs, "full") if f.workload == 10 and "parallel" in f.text]
+    assert [f.passed for f in parallel] == [True, None, None, False]
+    assert got[(13, "start-up, `forkjoin --version`: ≤ 0.15 s")] is True
+    assert got[(13, "start-up, `forkjoin map -- true` on one line: ≤ 0.15 s")] is False
+    # the table divides each row by its own xargs, not by the workload's first baseline
+    table = "\n".join(run.workload_table(workloads.get(10), aggs))
+    assert "| `forkjoin map -j 50`, `echo {}` | - | 1.300 | 1.30× |" in table
+
+
+@pytest.mark.parametrize("key", ["fj.map/echo {}/8", "xargs/echo {}/8", "parallel/echo {}/8"])
+def test_a_shell_contender_runs_and_checks_its_output(key: str) -> None:
+    # GNU parallel and xargs are system tools: .ci/run installs them, and under CI a missing
+    # one is an error here, not a skip
+    tool = key.split("/")[0]
+    if tool != "fj.map" and shutil.which(tool) is None and not os.environ.get("CI"):
+        pytest.skip(f"{tool} is not installed (apt-get install {tool})")
+    result = run.run_child(Config(10, key, 20, "-"), timeout=120)
+    assert "error" not in result, result.get("error")
+    assert "skipped" not in result, result.get("skipped")
+    assert result["seconds"] > 0
+
+
+def test_start_up_contender_reports_one_start() -> None:
+    result = run.run_child(Config(13, "version", 2, "-"), timeout=120)
+    assert "error" not in result, result.get("error")
+    assert 0 < result["seconds"] < 10

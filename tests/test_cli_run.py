@@ -70,7 +70,7 @@ argv = ["sh", "-c", "exit 1"]
 ok_codes = [0, 1]
 
 [tasks.broken]
-argv = ["sh", "-c", "echo bad thing >&2; exit 3"]
+argv = ["sh", "-c", "echo half done; echo bad thing >&2; exit 3"]
 """
     r = invoke("run", spec(tmp_path, text), "--quiet")
     assert r.exit_code == 1
@@ -78,13 +78,22 @@ argv = ["sh", "-c", "echo bad thing >&2; exit 3"]
     assert results["ok"]["status"] == "ok"
     assert results["grep_nothing"]["status"] == "ok"
     assert results["grep_nothing"]["value"]["exit_code"] == 1
+    # a failed command keeps its exit code and output as fields, not only in the error
     assert results["broken"] == {
         "status": "failed",
         "error": "CommandFailed: exit code 3: bad thing",
+        "exit_code": 3,
+        "stdout": "half done\n",
+        "stderr": "bad thing\n",
         "attempts": 1,
         "duration": results["broken"]["duration"],
     }
     assert invoke("run", spec(tmp_path, text), "--quiet", "--allow-partial").exit_code == 0
+    # the spec can say so itself: [run] allow_partial
+    partial = spec(tmp_path, "[run]\nallow_partial = true\n" + text)
+    assert invoke("run", partial, "--quiet").exit_code == 0
+    nothing_ok = spec(tmp_path, '[run]\nallow_partial = true\n[tasks.x]\nargv = ["false"]\n')
+    assert invoke("run", nothing_ok, "--quiet").exit_code == 1
 
 
 def test_command_output_is_capped_and_timeout_kills(tmp_path: Path) -> None:

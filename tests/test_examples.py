@@ -4,6 +4,7 @@ Python version, on embedded defaults (local servers the examples start themselve
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -175,7 +176,9 @@ def test_inventory_totals_per_sku(tmp_path: Path) -> None:
 def test_research_cost_budget_and_report() -> None:
     r = forkjoin("run", "examples/research/spec.toml")
     res = results_of(r)["results"]
-    assert r.returncode == 1  # a broken source, a timed-out one, one skipped for the budget
+    # a broken source and one skipped for the budget, and still exit 0: the spec allows
+    # partial results (a first-time user must not read the quick start as broken)
+    assert r.returncode == 0, r.stderr
     assert res["amazon"]["status"] == "ok"
     assert res["reddit"]["status"] == "ok"
     assert res["reddit"]["attempts"] == 2  # flaky: retried
@@ -184,6 +187,7 @@ def test_research_cost_budget_and_report() -> None:
                                      "reason": "budget"}  # fmt: skip
     assert "cost" in r.stderr
     assert "sequential" in r.stderr
+    assert re.search(r"price_sites +failed +2 ", r.stderr)  # the failure is shown, not hidden
     p = python("research/research.py")
     assert p.returncode == 0, p.stderr
     assert "speedup" in p.stdout

@@ -597,3 +597,58 @@ def test_ctrl_c_with_a_blocking_call_in_a_thread_returns_at_once() -> None:
     assert results["stuck"].status is fj.Status.CANCELLED
     assert results["stuck"].reason == "abandoned"
     assert results["ctrl_c"].reason == "cancelled"
+
+
+# -- the late-binding trap ----------------------------------------------------------------------
+
+
+def test_lambdas_that_all_see_the_last_loop_value_are_refused() -> None:
+    calls: list[str] = []
+
+    async def fetch(n: str) -> str:
+        calls.append(n)
+        return n
+
+    names = ["amazon", "reddit", "youtube"]
+    with pytest.raises(fj.InvalidPolicy) as info:
+        fj.run({n: lambda: fetch(n) for n in names})  # noqa: B023 - the trap under test
+    message = str(info.value)
+    assert message.startswith("tasks['amazon'], tasks['reddit'] and 1 more are the same lambda")
+    assert "n='youtube'" in message
+    assert "`lambda n=n: fetch(n)`" in message
+    assert "`(fetch, n)`" in message
+    assert calls == []  # refused before anything ran
+    # the same trap inside fj.task, and with a def in a plain loop
+    with pytest.raises(fj.InvalidPolicy, match="the same lambda"):
+        fj.run({n: fj.task(lambda: fetch(n), timeout=5) for n in names})  # noqa: B023
+    tasks = {}
+    for n in names:
+
+        def one() -> Any:
+            return fetch(n)  # noqa: B023
+
+        tasks[n] = one
+    with pytest.raises(fj.InvalidPolicy, match=r"the same function one\(\)"):
+        fj.run(tasks)
+    assert calls == []
+
+
+def test_closures_that_bind_their_values_run() -> None:
+    async def fetch(n: str) -> str:
+        return n
+
+    def make(n: str) -> Any:
+        return lambda: fetch(n)
+
+    names = ["a", "b", "c"]
+    expected = {n: n for n in names}
+    assert fj.run({n: lambda n=n: fetch(n) for n in names}).ok_values() == expected  # type: ignore[misc]
+    assert fj.run({n: (fetch, n) for n in names}).ok_values() == expected
+    assert fj.run({n: make(n) for n in names}).ok_values() == expected  # one cell each
+    # one lambda, or the same values on purpose with different code, is no trap
+    assert fj.run({"only": lambda: fetch(names[0])}).ok_values() == {"only": "a"}
+    same = "a"
+    assert fj.run({"x": lambda: fetch(same), "y": lambda: fetch(same)}).ok_values() == {
+        "x": "a",
+        "y": "a",
+    }

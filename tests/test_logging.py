@@ -126,3 +126,62 @@ def test_an_adaptive_limit_change_is_logged(vrun: Any, caplog: pytest.LogCapture
     assert (cut[0].group, cut[0].limit, cut[0].why) == ("api", 2, "overload")  # type: ignore[attr-defined]
     assert cut[0].getMessage() == "group api limit now 2 (overload)"
     assert "adaptive     api limit" in str(results.report)
+
+
+# -- logging's convention: enabling the logger is enough -------------------------------------
+
+
+def _events(caplog: pytest.LogCaptureFixture) -> list[tuple[str | None, str | None]]:
+    return [(getattr(r, "event", None), getattr(r, "task", None)) for r in caplog.records]
+
+
+def test_enabling_the_forkjoin_logger_logs_every_run_with_no_observer(
+    vrun: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="forkjoin")
+    vrun(fj.gather({"a": (_work, "x"), "b": (_work, "y", True)}))
+    events = _events(caplog)
+    assert events[0] == ("run_started", None)
+    assert sorted(events[1:-1]) == [("task_finished", "a"), ("task_finished", "b")]
+    assert events[-1] == ("run_finished", None)
+    # INFO: no queued/started records (nor the events behind them)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="forkjoin.tasks")
+    vrun(fj.gather({"a": (_work, "x")}))
+    assert ("task_queued", "a") in _events(caplog)
+    assert ("task_started", "a") in _events(caplog)
+
+
+def test_a_map_run_logs_the_same_way(vrun: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="forkjoin")
+    assert vrun(fj.map(_work, ["a", "b"])) == ["A", "B"]
+    assert [e for e, _ in _events(caplog)] == ["run_started", "task_finished", "task_finished",
+                                               "run_finished"]  # fmt: skip
+
+
+def test_the_default_level_logs_nothing_and_subscribes_nothing(
+    vrun: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from forkjoin._engine import Engine
+    from forkjoin._options import build_options
+
+    caplog.set_level(logging.WARNING)  # logging's own default: WARNING at the root
+    vrun(fj.gather({"a": (_work, "x"), "b": (_work, "y", True)}))
+    assert [r for r in caplog.records if r.name.startswith("forkjoin")] == []
+    assert not Engine(build_options({})).events  # no observer: no event is ever built
+    caplog.set_level(logging.INFO, logger="forkjoin")
+    assert Engine(build_options({})).events
+
+
+def test_an_explicit_log_observer_is_not_doubled(
+    vrun: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="forkjoin")
+    vrun(fj.gather({"a": (_work, "x")}, observers=[fj.LogObserver()]))
+    assert _events(caplog).count(("task_finished", "a")) == 1
+    # one of another logger is another log: both write
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="myapp")
+    vrun(fj.gather({"a": (_work, "x")}, observers=[fj.LogObserver("myapp")]))
+    names = [r.name for r in caplog.records if getattr(r, "event", None) == "task_finished"]
+    assert sorted(names) == ["forkjoin.tasks", "myapp"]

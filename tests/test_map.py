@@ -516,3 +516,40 @@ def test_ordered_imap_over_more_items_than_its_window_ends() -> None:
         return [o.value async for o in fj.imap(ident, range(200), limit=4, ordered=True)]
 
     assert asyncio.run(asyncio.wait_for(main(), 10)) == list(range(200))
+
+
+# -- the sync forms ---------------------------------------------------------------------------
+
+
+def test_map_sync_and_map_reduce_sync_from_plain_code() -> None:
+    async def square(i: int) -> int:
+        await asyncio.sleep(0)
+        return i * i
+
+    values = fj.map_sync(square, range(100), limit=8)
+    assert values == [i * i for i in range(100)]
+    assert values.report is not None
+    assert values.report.tasks == 100
+    assert fj.map_sync(str.upper, ["a", "b"]) == ["A", "B"]  # a sync fn: worker threads
+    assert fj.map_reduce_sync(square, range(100), operator.add, 0, limit=8) == 328350
+    with pytest.raises(fj.FanError):
+        fj.map_sync(int, ["1", "x"])
+
+
+def test_the_sync_forms_refuse_a_running_loop_and_show_the_await_form() -> None:
+    async def inside() -> list[str]:
+        messages = []
+        for call in (
+            lambda: fj.map_sync(str, [1]),
+            lambda: fj.map_reduce_sync(str, [1], operator.add, ""),
+            lambda: fj.run({"a": (asyncio.sleep, 0)}),
+        ):
+            with pytest.raises(RuntimeError) as info:
+                call()
+            messages.append(str(info.value))
+        return messages
+
+    map_msg, reduce_msg, run_msg = asyncio.run(inside())
+    assert "use `values = await fj.map(fn, items, ...)` there" in map_msg
+    assert "use `total = await fj.map_reduce(fn, items, reducer, initial, ...)` there" in reduce_msg
+    assert "use `results = await fj.gather(tasks, ...)` there" in run_msg

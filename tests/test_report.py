@@ -118,7 +118,8 @@ def test_hedges_fallbacks_and_budget_read_from_outcomes() -> None:
     assert d["cost"]["skipped_for_budget"] == ["s"]
     assert d["rows"][0]["calls"][1]["hedge"] is True
     assert "1 hedged" in str(rep)
-    assert "1 fallbacks" in str(rep)
+    assert "1 fallback" in str(rep)
+    assert "1 fallbacks" not in str(rep)
     assert "skipped 1: s" in str(rep)
 
 

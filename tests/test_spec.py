@@ -33,13 +33,14 @@ def error_of(tmp_path: Path, text: str) -> str:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("2min", 120.0), ("1h", 3600.0),
-     ("1.5s", 1.5), (3, 3.0), (0.5, 0.5)],
+     ("1.5s", 1.5), (3, 3.0), (0.5, 0.5), ("5", 5.0), (" 2.5 ", 2.5)],
 )  # fmt: skip
 def test_durations(text: object, seconds: float) -> None:
+    # a plain number is seconds, in a spec, on the command line ("5") and in Python
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["fast", "", "5", "-1s", "0s", "5 parsecs", 0, -2, True, None])
+@pytest.mark.parametrize("bad", ["fast", "", "-1s", "0s", "0", "5 parsecs", 0, -2, True, None])
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(PydanticCustomError, match="expected a duration like"):
         parse_duration(bad)
@@ -47,13 +48,15 @@ def test_bad_durations(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("text", "rate"),
-    [("5/s", (5.0, 1.0)), ("60/min", (60.0, 60.0)), ("10/5s", (10.0, 5.0)), ("100/h", (100, 3600))],
-)
+    [("5/s", (5.0, 1.0)), ("60/min", (60.0, 60.0)), ("10/5s", (10.0, 5.0)), ("100/h", (100, 3600)),
+     ("5", (5.0, 1.0)), (5, (5.0, 1.0)), (2.5, (2.5, 1.0))],
+)  # fmt: skip
 def test_rates(text: str, rate: tuple[float, float]) -> None:
+    # a plain number is per second
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("bad", ["5", "5/fortnight", "0/s", "/s", 5, "fast"])
+@pytest.mark.parametrize("bad", ["5/fortnight", "0/s", "/s", "0", 0, -1, True, "fast"])
 def test_bad_rates(bad: object) -> None:
     with pytest.raises(PydanticCustomError, match="expected a rate like"):
         parse_rate(bad)
@@ -375,3 +378,96 @@ def test_the_readme_spec_example_is_valid(tmp_path: Path) -> None:
     for block in blocks:
         spec, _ = load_spec(write(tmp_path, block))
         assert spec.tasks
+
+
+# pydantic's own phrasing, which must never reach a user
+_PYDANTIC_WORDS = re.compile(
+    r"should|Input|input should|validation|pattern|dictionary|valid integer|valid string|"
+    r"instance of|RunSpec|Spec\b|_Model|\^\(|\\w",
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[tasks]\n", "spec.toml:1: tasks: expected at least one task: add a [tasks.NAME] table"),
+        ('[tasks.a]\nurl = "ftp://x"\n',
+         'spec.toml:2: tasks.a.url: expected an http:// or https:// URL (or a {variable}), got '
+         '"ftp://x"'),
+        ('[tasks.a]\ndsn = "mysql://x"\nquery = "select 1"\n',
+         'spec.toml:2: tasks.a.dsn: expected "sqlite:///path.db" or "postgresql://..."'),
+        ('[tasks.a]\ncall = "nocolon"\n',
+         'spec.toml:2: tasks.a.call: expected "module:function", e.g. "mypkg.tasks:score", got '
+         '"nocolon"'),
+        ('[tasks.a]\ndsn = "sqlite:///x.db"\nquery = ""\n',
+         'spec.toml:3: tasks.a.query: expected a non-empty string, got ""'),
+        ("[run]\nlimit = 0\n[tasks.a]\nargv = ['x']\n",
+         "spec.toml:2: run.limit: expected a whole number >= 1, got 0"),
+        ("[run]\nlimit = 2.5\n[tasks.a]\nargv = ['x']\n",
+         "spec.toml:2: run.limit: expected a whole number, got 2.5"),
+        ("[run]\non_error = 'explode'\n[tasks.a]\nargv = ['x']\n",
+         'spec.toml:2: run.on_error: expected "collect" or "fail_fast", got "explode"'),
+        ('[tasks.a]\nurl = "http://x"\nmethod = "FETCH"\n',
+         'spec.toml:3: tasks.a.method: expected "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" '
+         'or "OPTIONS", got "FETCH"'),
+        ('[tasks.a]\nargv = ["x"]\nidempotent = "yes"\n',
+         'spec.toml:3: tasks.a.idempotent: expected true or false, got "yes"'),
+        ('[tasks.a]\nargv = ["x"]\nenv = ["a"]\n',
+         'spec.toml:3: tasks.a.env: expected a table, got ["a"]'),
+        ('[tasks.a]\nurl = "http://x"\nexpect = [700]\n',
+         "spec.toml:3: tasks.a.expect.0: expected a whole number <= 599, got 700"),
+        ('[tasks.a]\nargv = ["x"]\ncost = -1\n',
+         "spec.toml:3: tasks.a.cost: expected a number >= 0, got -1"),
+        ("run = 5\n[tasks.a]\nargv = ['x']\n", "spec.toml:1: run: expected a table, got 5"),
+        ('[tasks.a]\nurl = "http://x"\nheaders = {a = 1}\n',
+         "spec.toml:3: tasks.a.headers.a: expected a string, got 1"),
+        ('[setup]\ncall = "x:y"\nprovides = "a"\n[tasks.a]\nargv = ["x"]\n',
+         'spec.toml:3: setup.provides: expected a list, got "a"'),
+    ],
+)  # fmt: skip
+def test_errors_are_in_forkjoins_words(tmp_path: Path, text: str, expected: str) -> None:
+    message = error_of(tmp_path, text)
+    assert message.startswith(expected), message
+    assert not _PYDANTIC_WORDS.search(message.removeprefix(expected)), message
+
+
+_FIELDS = {
+    "run": ["limit", "rate", "deadline", "on_error", "quorum", "budget", "allow_partial"],
+    "defaults": ["timeout", "retry"],
+    "groups.g": ["limit", "rate", "adaptive", "timeout", "retry"],
+    "tasks.t": ["argv", "shell", "ok_codes", "cwd", "env", "stdin", "max_output", "group",
+                "priority", "timeout", "retry", "cost", "idempotent", "hedge"],
+    "tasks.h": ["url", "method", "headers", "query", "json", "body", "expect", "max_body",
+                "follow_redirects"],
+    "tasks.s": ["dsn", "query", "params", "max_rows"],
+    "tasks.p": ["call", "args", "kwargs"],
+    "setup": ["call", "kwargs", "provides", "skip_if_var"],
+}  # fmt: skip
+_BASE = {"tasks.t": 'argv = ["x"]', "tasks.h": 'url = "http://x"',
+         "tasks.s": 'dsn = "sqlite:///x.db"\nquery = "select 1"', "tasks.p": 'call = "m:f"',
+         "setup": 'call = "m:f"'}  # fmt: skip
+_BAD = st.sampled_from(
+    ['"nonsense"', "-7", "0", "3.5", "true", "[1, [2]]", "{x = 1}", '""', "[]", "{}", '"ftp://"']
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_FIELDS)), st.data(), _BAD)
+def test_no_bad_value_gets_pydantics_words(table: str, data: st.DataObject, bad: str) -> None:
+    import tempfile
+
+    key = data.draw(st.sampled_from(_FIELDS[table]))
+    base = [line for line in _BASE.get(table, "").splitlines() if not line.startswith(key + " ")]
+    body = "\n".join([*base, f"{key} = {bad}"])
+    text = f"[{table}]\n{body}\n" + (
+        "" if table.startswith("tasks.") else '[tasks.a]\nargv = ["x"]\n'
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "spec.toml"
+        path.write_text(text)
+        try:
+            load_spec(path, "spec.toml")
+        except SpecError as e:
+            message = str(e)
+            assert message.startswith("spec.toml:"), message
+            assert not _PYDANTIC_WORDS.search(message.split(": ", 2)[-1]), (text, message)

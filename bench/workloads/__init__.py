@@ -12,6 +12,10 @@ from . import (
     w7_rate,
     w8_breaker,
     w9_durable,
+    w10_shell,
+    w11_shell_makespan,
+    w12_call,
+    w13_startup,
 )
 from ._base import Contender, Result, Skip, Workload
 
@@ -25,6 +29,10 @@ ALL: tuple[Workload, ...] = (
     w7_rate.WORKLOAD,
     w8_breaker.WORKLOAD,
     w9_durable.WORKLOAD,
+    w10_shell.WORKLOAD,
+    w11_shell_makespan.WORKLOAD,
+    w12_call.WORKLOAD,
+    w13_startup.WORKLOAD,
 )
 
 

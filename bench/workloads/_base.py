@@ -71,6 +71,13 @@ class Workload:
     # its timeouts have microsecond resolution where epoll's are rounded up to the next
     # millisecond, which is most of a makespan's excess on a slow machine (workload 3)
     select_loop: tuple[str, ...] = ()
+    # the baseline of each row, when it is not one contender for all (workload 10: xargs
+    # with the same command and N); None: ``baseline`` for every row
+    baseline_of: Callable[[str], str] | None = None
+
+    def baseline_for(self, key: str) -> str:
+        """The key of the contender that the row of ``key`` is divided by."""
+        return self.baseline_of(key) if self.baseline_of is not None else self.baseline
 
     def contender(self, key: str) -> Contender:
         for c in self.contenders:

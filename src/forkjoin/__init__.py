@@ -35,7 +35,7 @@ from ._fan import Fan, current_fan, gather, run
 from ._identity import idempotency_key
 from ._journal import Journal
 from ._logging import LogObserver
-from ._map import OutcomeStream, Values, imap, map, map_reduce
+from ._map import OutcomeStream, Values, imap, map, map_reduce, map_reduce_sync, map_sync
 from ._otel import OtelObserver
 from ._outcome import Attempt, Outcome, Results, Status
 from ._policies._adaptive import AdaptiveLimit
@@ -109,6 +109,8 @@ __all__ = [
     "imap",
     "map",
     "map_reduce",
+    "map_reduce_sync",
+    "map_sync",
     "run",
     "task",
 ]

@@ -29,6 +29,7 @@ from ._identity import register_frame
 from ._outcome import Attempt, Outcome, Status
 from ._policies._breaker import CircuitOpen
 from ._policies._budget import BudgetExceeded, Charge, current_account
+from ._retry import warm as warm_retry
 from ._task import Task, coroutine_runner
 
 if TYPE_CHECKING:
@@ -328,6 +329,7 @@ class Planner:
         elif hooks.gated:
             call = _watched(call, hooks, ctx, inline=is_async and timeout is None)
         if retry is not None:
+            warm_retry()  # tenacity is imported now, not at a first failure on the loop
             if timeout is not None and not plan.logged and not hooks.gated and is_async:
                 # the common "timeout and retry" plan: its first call in one frame
                 call = _retrying_timed(call, retry, ctx, self._events, self._deadlines, timeout)

@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final
 
 from ._admission import Admission
@@ -33,6 +34,7 @@ from ._deadlines import Deadlines
 from ._errors import DuplicateTaskName, InvalidPolicy, TaskTimeout, stopped_error
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
 from ._identity import register_frame
+from ._logging import with_logging
 from ._options import RunOptions
 from ._outcome import Outcome, Results, RunInfo, Status
 from ._policies._base import WAITING, current_run
@@ -40,7 +42,15 @@ from ._policies._budget import current_account
 from ._policies._rate import RateLimitState
 from ._policies._run import RunPolicies
 from ._record import Busy, Recorder
-from ._task import DEFAULTS, Task, close_unstarted, coroutine_runner, is_async_callable, split
+from ._task import (
+    DEFAULTS,
+    Task,
+    check_late_binding,
+    close_unstarted,
+    coroutine_runner,
+    is_async_callable,
+    split,
+)
 
 if TYPE_CHECKING:
     from ._journal import JournalSession
@@ -78,6 +88,9 @@ class Engine:
             from ._progress import with_progress
 
             observers = with_progress(observers, options.progress, total)
+        # logging's convention: the application enabling "forkjoin" logs every run; one
+        # level check per run, and no observer (no event built) when it is off
+        observers = with_logging(observers)
         self.events = Observers(observers)
         self.state = "new"
         self.stop_reason: str | None = None
@@ -370,6 +383,7 @@ class Engine:
         plan_of = self.planner.plan
         seq = self._seq
         defaults = DEFAULTS
+        closures: list[tuple[str, FunctionType]] = []
         try:
             for name, spec in tasks.items():
                 if type(name) is not str:
@@ -380,7 +394,9 @@ class Engine:
                     opts = defaults
                 else:
                     fn, args, opts = split(f"tasks[{name!r}]", spec)
-                    if fn is coroutine_runner:
+                    if not args and type(fn) is FunctionType and fn.__closure__ is not None:
+                        closures.append((name, fn))  # checked below: the late-binding trap
+                    elif fn is coroutine_runner:
                         other = seen_coros.setdefault(id(args[0]), name)
                         if other != name:
                             raise InvalidPolicy(
@@ -401,6 +417,8 @@ class Engine:
                 else:
                     append(self._state(name, fn, args, opts, seq))
                 seq += 1
+            if len(closures) > 1:
+                check_late_binding(closures)
             names = self.recorder.tasks
             if names:  # a run that already has tasks (names in one mapping are unique)
                 for st in states:

@@ -90,7 +90,7 @@ class TaskCancelled(ForkjoinError):
     """The error recorded for a task that was cancelled; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"cancelled ({reason})")
+        super().__init__("cancelled" if reason == "cancelled" else f"cancelled ({reason})")
         self.reason = reason
 
 
@@ -98,7 +98,7 @@ class TaskSkipped(ForkjoinError):
     """The error recorded for a task that never started; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"skipped ({reason})")
+        super().__init__("skipped" if reason == "skipped" else f"skipped ({reason})")
         self.reason = reason
 
 

@@ -1,7 +1,11 @@
 """Logs: one stdlib ``logging`` record per state change of a run (an observer).
 
 Records go to the ``forkjoin.tasks`` logger (under ``forkjoin``), which has a
-NullHandler: quiet unless the application configures logging. Each record carries its
+NullHandler: quiet unless the application configures logging. As with httpx and urllib3,
+enabling that logger (``logging.basicConfig(level=logging.INFO)``, or INFO/DEBUG on
+``forkjoin`` or ``forkjoin.tasks``) is all it takes: each run checks once, when it is
+made, and then logs with no observer given; with logging off a run pays nothing. An
+explicit :class:`LogObserver` is for a logger of your own. Each record carries its
 fields in ``extra`` (``event``, ``run``, ``task``, ``group``, ``attempt``, ``status``,
 ``reason``, ``duration``, ``cost``, ``error``, ``delay``; ``limit`` and ``why`` when an
 adaptive limit changes), so structured formatters can use
@@ -26,11 +30,17 @@ from ._events import (
     TaskQueued,
 )
 
-__all__ = ["LogObserver"]
+__all__ = ["LogObserver", "with_logging"]
 
 # quiet unless the application configures logging (the engine's own "forkjoin" logger, which
 # reports broken observers, keeps logging's last-resort output)
-logging.getLogger("forkjoin.tasks").addHandler(logging.NullHandler())
+_TASKS = logging.getLogger("forkjoin.tasks")
+_TASKS.addHandler(logging.NullHandler())
+
+# the hooks a LogObserver logs at DEBUG only: not subscribed to when DEBUG is off
+_DEBUG_HOOKS = ("on_task_queued", "on_attempt_started", "on_hedge_started")
+_OTHER_HOOKS = ("on_run_started", "on_attempt_failed", "on_limit_changed",
+                "on_circuit_changed", "on_task_finished", "on_run_finished")  # fmt: skip
 
 _VALUE_CHARS = 500
 
@@ -247,3 +257,27 @@ class LogObserver:
                 "counts": counts,
             },
         )
+
+
+def with_logging(observers: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``observers``, plus the run's log when the application has enabled INFO or DEBUG on
+    ``forkjoin.tasks`` (or above it); checked once per run. The log subscribes only to the
+    events whose records its logger keeps, so DEBUG off builds no queued/started events;
+    a LogObserver already given for that logger is not doubled."""
+    if not _TASKS.isEnabledFor(logging.INFO):
+        return observers
+    if any(isinstance(o, LogObserver) and o.logger is _TASKS for o in observers):
+        return observers
+    obs = LogObserver()
+    hooks = _OTHER_HOOKS + (_DEBUG_HOOKS if _TASKS.isEnabledFor(logging.DEBUG) else ())
+    return (*observers, _Hooks({name: getattr(obs, name) for name in hooks}))
+
+
+class _Hooks:
+    """Some of an observer's methods, as an observer (what the engine subscribes to)."""
+
+    def __init__(self, methods: dict[str, Any]) -> None:
+        self.__dict__.update(methods)
+
+    def __repr__(self) -> str:
+        return "<forkjoin's log of the run (logger 'forkjoin.tasks')>"

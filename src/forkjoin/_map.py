@@ -47,7 +47,7 @@ from ._validate import check_group_name
 TIMED_ABOVE: Final = 20e-6
 SAMPLE: Final = 32
 
-__all__ = ["OutcomeStream", "Values", "imap", "map", "map_reduce"]
+__all__ = ["OutcomeStream", "Values", "imap", "map", "map_reduce", "map_reduce_sync", "map_sync"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -899,6 +899,51 @@ async def map_reduce(
         raise reducer_error[0]  # the reducer's own error, not the items it stopped
     result: A = acc[0]
     return result
+
+
+def _outside_a_loop(name: str, instead: str) -> None:
+    """RuntimeError if ``name`` is called from a running event loop, showing the form to
+    ``await`` there (a notebook runs one: top-level ``await`` works in it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"fj.{name}() cannot be called from a running event loop; use `{instead}` there"
+    )
+
+
+def map_sync(
+    fn: Callable[[T], Any],
+    items: Iterable[T] | AsyncIterable[T],
+    /,
+    *,
+    group: str | None = None,
+    **options: Unpack[RunKwargs],
+) -> Values[Any]:
+    """:func:`map` for sync code (a script, a notebook cell): runs an event loop until
+    every item has ended and returns the values in input order. ``fn`` may be sync (it
+    then runs in worker threads) or async; the options are :func:`map`'s."""
+    _outside_a_loop("map_sync", "values = await fj.map(fn, items, ...)")
+    return asyncio.run(map(fn, items, group=group, **options))
+
+
+def map_reduce_sync(
+    fn: Callable[[T], Any],
+    items: Iterable[T] | AsyncIterable[T],
+    reducer: Callable[[A, Any], A],
+    initial: A,
+    /,
+    *,
+    group: str | None = None,
+    **options: Unpack[RunKwargs],
+) -> A:
+    """:func:`map_reduce` for sync code: runs an event loop until every item has ended and
+    returns the folded value. The options are :func:`map_reduce`'s."""
+    _outside_a_loop(
+        "map_reduce_sync", "total = await fj.map_reduce(fn, items, reducer, initial, ...)"
+    )
+    return asyncio.run(map_reduce(fn, items, reducer, initial, group=group, **options))
 
 
 class OutcomeStream(Generic[T]):

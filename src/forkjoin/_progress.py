@@ -3,7 +3,8 @@
 ``progress=True`` on gather/Fan/run/map/imap/map_reduce attaches one. It draws on stderr
 and only on a terminal: when stderr is not a terminal nothing is attached at all (so
 nothing is drawn and the engine builds no events for it), and stdout is never redirected,
-so piped JSON stays clean.
+so piped JSON stays clean. ``ProgressObserver(force=True)`` draws anyway: on something
+that is not a terminal (a CI log, a file) as a plain line of figures every second.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class ProgressObserver:
     ``console`` defaults to rich's console on stderr; nothing is drawn when it is not a
     terminal (:attr:`enabled` is False). ``total`` is the number of tasks when known in
     advance (``map`` over a list); otherwise it grows as tasks are queued. ``get_time`` and
-    ``auto_refresh=False`` make the display deterministic for tests. One observer follows
-    one run at a time.
+    ``auto_refresh=False`` make the display deterministic for tests. With ``force`` it is
+    drawn when the console is not a terminal too, as one plain line of figures at most
+    every ``every`` seconds and one at the end. One observer follows one run at a time.
     """
 
     def __init__(
@@ -56,13 +58,17 @@ class ProgressObserver:
         auto_refresh: bool = True,
         refresh_per_second: float = 8,
         get_time: Callable[[], float] | None = None,
+        force: bool = False,
+        every: float = 1.0,
     ) -> None:
         if console is None:
             from rich.console import Console
 
             console = Console(stderr=True)
         self.console = console
-        self.enabled = bool(console.is_terminal)
+        self.plain = not console.is_terminal  # lines of text, not a live display
+        self.enabled = bool(console.is_terminal) or force
+        self._every = every
         self._total = total
         self._description = description
         self._transient = transient
@@ -84,6 +90,7 @@ class ProgressObserver:
         self.running = 0
         self._t0 = 0.0
         self._last_draw = float("-inf")
+        self._running = False
 
     # -- the observer --------------------------------------------------------------------
 
@@ -143,11 +150,14 @@ class ProgressObserver:
     # -- drawing -------------------------------------------------------------------------
 
     def _start(self) -> None:
-        from rich.live import Live
-
         self._stop()
         self._reset()
         self._t0 = self._get_time()
+        if self.plain:
+            self._running = True
+            return
+        from rich.live import Live
+
         self._live = Live(
             get_renderable=self._renderable,
             console=self.console,
@@ -162,6 +172,11 @@ class ProgressObserver:
         self._draw(force=True)
 
     def _stop(self) -> None:
+        if self.plain:
+            if self._running:
+                self._running = False
+                self._print_line()
+            return
         live = self._live
         if live is None:
             return
@@ -170,6 +185,13 @@ class ProgressObserver:
         self._live = None
 
     def _draw(self, force: bool = False) -> None:
+        if self.plain:
+            if self._running:
+                now = self._get_time()
+                if force or now - self._last_draw >= self._every:
+                    self._last_draw = now
+                    self._print_line()
+            return
         live = self._live
         if live is None or self._auto_refresh:
             return  # with auto_refresh, rich's own thread redraws
@@ -177,6 +199,9 @@ class ProgressObserver:
         if force or now - self._last_draw >= 1 / self._refresh_per_second:
             self._last_draw = now
             live.refresh()
+
+    def _print_line(self) -> None:
+        self.console.print(f"{self._description}: {self.stats()}", highlight=False, soft_wrap=True)
 
     def _current_total(self) -> int | None:
         if self._total is not None:

@@ -15,11 +15,11 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import RenderableType
 
     from ._outcome import Outcome, RunInfo
@@ -498,9 +498,7 @@ class RunReport:
         return {
             "version": SCHEMA_VERSION,
             "run": self.run,
-            "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat()
-            if self.started_at
-            else None,
+            "started_at": _iso(self.started_at) if self.started_at else None,
             "wall": self.wall,
             "total_duration": self.total_duration,
             "speedup": self.speedup,
@@ -545,6 +543,8 @@ class RunReport:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path``; returns the path."""
+        from pathlib import Path
+
         p = Path(path)
         p.write_text(self.to_json(indent=1) + "\n", encoding="utf-8")
         return p
@@ -565,7 +565,7 @@ class RunReport:
         started_at = 0.0
         if data.get("started_at"):
             try:
-                started_at = datetime.fromisoformat(str(data["started_at"])).timestamp()
+                started_at = _epoch(str(data["started_at"]))
             except ValueError as e:
                 raise ValueError(f"report.started_at: {e}") from None
         raw_rows = data.get("rows") or []
@@ -606,6 +606,8 @@ class RunReport:
     @classmethod
     def load(cls, path: str | Path) -> RunReport:
         """Read a report saved as JSON (by :meth:`save`, ``to_json`` or the CLI)."""
+        from pathlib import Path
+
         p = Path(path)
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -624,12 +626,16 @@ class RunReport:
 
         page = render_html(self, title=title)
         if path is not None:
+            from pathlib import Path
+
             Path(path).write_text(page, encoding="utf-8")
         return page
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """The report as ``(label, text)`` lines: what ``str()`` and rich both show."""
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "none"
+        # "saved -0.000s" says nothing: a saving is named when there is one to name
+        saved = f"; saved {self.time_saved:.3f}s" if self.time_saved >= 0.0005 else ""
         lines = [
             ("tasks", f"{self.tasks} ({counts})"),
         ]
@@ -640,10 +646,7 @@ class RunReport:
             lines.append(("resumed", text))
         lines += [
             ("wall", f"{self.wall:.3f}s"),
-            (
-                "sequential",
-                f"{self.total_duration:.3f}s (sum of task durations; saved {self.time_saved:.3f}s)",
-            ),
+            ("sequential", f"{self.total_duration:.3f}s (sum of task durations{saved})"),
             (
                 "speedup",
                 f"{self.speedup:.2f}x (ideal under the limits {self.ideal_speedup:.2f}x)",
@@ -654,7 +657,7 @@ class RunReport:
             conc += f", limit {self.limit} ({self.utilisation:.0%} used)"
         lines.append(("concurrency", conc))
         for g, info in sorted(self.groups.items()):
-            text = f"{info['tasks']} tasks, peak {info['peak']}, mean {info['mean']:.2f}"
+            text = f"{_count(info['tasks'], 'task')}, peak {info['peak']}, mean {info['mean']:.2f}"
             if info.get("limit"):
                 text += f", limit {info['limit']} ({info['utilisation']:.0%} used)"
             lines.append((f"  group {g}", text))
@@ -662,22 +665,16 @@ class RunReport:
         if self.hedged:
             extra.append(f"{self.hedged} hedged")
         if self.fallbacks:
-            extra.append(f"{self.fallbacks} fallbacks")
-        lines.append(
-            (
-                "attempts",
-                f"{self.attempts} ({self.retries} retries{''.join(', ' + e for e in extra)})",
-            )
-        )
+            extra.append(_count(self.fallbacks, "fallback"))
+        retries = _count(self.retries, "retry", "retries")
+        lines.append(("attempts", f"{self.attempts} ({retries}{''.join(', ' + e for e in extra)})"))
         if self.reasons:
             lines.append(
                 ("reasons", ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())))
             )
         if self.cost or self.budget is not None:
-            text = (
-                f"${self.cost:.4f} (sequential would cost the same ${self.cost:.4f}; "
-                f"time saved {self.time_saved:.3f}s)"
-            )
+            text = f"${self.cost:.4f} (sequential would cost the same ${self.cost:.4f}"
+            text += f"; time saved {self.time_saved:.3f}s)" if saved else ")"
             lines.append(("cost", text))
             named = {g: c for g, c in self.cost_by_group.items() if g}
             if named:
@@ -710,7 +707,7 @@ class RunReport:
         adaptive = self.options.get("adaptive")
         if isinstance(adaptive, Mapping) and adaptive:
             text = ", ".join(
-                f"{g} limit {a.get('limit')} ({a.get('cuts', 0)} cuts)"
+                f"{g} limit {a.get('limit')} ({_count(int(a.get('cuts') or 0), 'cut')})"
                 for g, a in sorted(adaptive.items())
                 if isinstance(a, Mapping)
             )
@@ -756,6 +753,27 @@ class RunReport:
         buf = io.StringIO()
         Console(file=buf, force_terminal=True, width=width, highlight=False).print(self)
         return buf.getvalue()
+
+
+# datetime and pathlib are imported where a report is saved or read: a run that only
+# prints its report (every map run of the CLI) does not pay for them
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 retry``, ``2 retries``: a count with its noun."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _tail(rows: tuple[TaskRow, ...]) -> tuple[list[tuple[str, float]], float | None]:

@@ -10,16 +10,16 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import tenacity
-from tenacity import RetryCallState
+from typing import TYPE_CHECKING, Any
 
 from . import _validate
 from ._errors import InvalidPolicy
 from ._policies._breaker import CircuitOpen
 from ._policies._budget import BudgetExceeded
 from ._policies._retry_after import retry_after_of
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["Retry", "check_retry"]
 
@@ -111,7 +111,7 @@ class Retry:
 
     def new_state(self, started: float) -> RetryCallState:
         """A fresh per-task state; ``started`` is the run clock at the first call."""
-        state = RetryCallState(_RETRYING, None, (), {})
+        state: RetryCallState = _tenacity().RetryCallState(_RETRYING[0], None, (), {})
         state.start_time = started
         return state
 
@@ -120,7 +120,7 @@ class Retry:
 
         ``state.attempt_number`` is the number of the call that just failed with ``error``.
         """
-        fut = tenacity.Future(state.attempt_number)
+        fut = _tenacity().Future(state.attempt_number)
         fut.set_exception(error)
         state.outcome, state.outcome_timestamp = fut, now
         if state.attempt_number >= self.attempts:
@@ -155,7 +155,23 @@ _JITTER: Callable[[float], float] = _equal_jitter
 
 # tenacity strategies receive a RetryCallState whose retry_object must exist; it is only
 # read (for statistics) and never mutated by the strategies used here.
-_RETRYING = tenacity.AsyncRetrying()
+_RETRYING: list[Any] = []
+
+
+def _tenacity() -> Any:
+    """tenacity, imported when a run first has a retry policy (a fifth of ``import
+    forkjoin`` otherwise, for runs that never retry)."""
+    import tenacity
+
+    if not _RETRYING:
+        _RETRYING.append(tenacity.AsyncRetrying())
+    return tenacity
+
+
+def warm() -> None:
+    """Import tenacity now, before a run with a retry policy starts (not on the event loop
+    at a task's first failure)."""
+    _tenacity()
 
 
 def check_retry(where: str, value: Any) -> Retry | bool | None:

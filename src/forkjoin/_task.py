@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ._policies._hedge import Hedge
     from ._retry import Retry
 
-__all__ = ["Task", "coroutine_runner", "is_async_callable", "split", "task"]
+__all__ = ["Task", "check_late_binding", "coroutine_runner", "is_async_callable", "split", "task"]
 
 UNSET: Any = object()  # an option left out (not the same as None)
 
@@ -259,3 +259,56 @@ def close_unstarted(specs: Mapping[str, Any] | list[Any]) -> None:
         coro = spec.coro if isinstance(spec, Task) else spec
         if inspect.iscoroutine(coro):
             coro.close()
+
+
+_UNBOUND = object()  # an empty cell: never the same value as another
+
+
+def check_late_binding(closures: list[tuple[str, FunctionType]]) -> None:
+    """InvalidPolicy when several tasks are one closure's code that sees the same values:
+    ``{n: lambda: fetch(n) for n in names}`` reads ``n`` when each task runs, not when
+    it was made, so every task would run with the last ``n``. Only zero-argument functions
+    with free variables are looked at (the engine passes those)."""
+    by_code: dict[Any, list[tuple[str, FunctionType]]] = {}
+    for name, fn in closures:
+        code = fn.__code__
+        if code.co_argcount == 0 and not code.co_kwonlyargcount and code.co_freevars:
+            by_code.setdefault(code, []).append((name, fn))
+    for code, same_code in by_code.items():
+        if len(same_code) < 2:
+            continue
+        values = [tuple(_cell(c) for c in fn.__closure__ or ()) for _, fn in same_code]
+        first = values[0]
+        if any(v is _UNBOUND for v in first) or any(
+            any(a is not b for a, b in zip(first, other, strict=True)) for other in values[1:]
+        ):
+            continue
+        names = [name for name, _ in same_code]
+        what = "lambda" if code.co_name == "<lambda>" else f"function {code.co_name}()"
+        seen = list(zip(code.co_freevars, first, strict=True))
+        shown = ", ".join(f"{var}={_short(v)}" for var, v in seen)
+        # for the fix: the variable that is data, and the function the closure calls
+        var = next((k for k, v in seen if not callable(v)), seen[0][0])
+        called = [k for k, v in seen if callable(v)] + list(code.co_names)
+        call = called[0] if called else "fn"
+        raise InvalidPolicy(
+            f"tasks[{names[0]!r}], tasks[{names[1]!r}]"
+            + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+            + f" are the same {what}, and it sees the same {shown} for all of them: a "
+            "closure reads its variables when it runs, not when it is made, so every task "
+            f"would run with the last value. Bind the value when the task is made: "
+            f"`lambda {var}={var}: {call}({var})`, or pass the function and its arguments: "
+            f"`({call}, {var})` or `fj.task({call}, {var})`"
+        )
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _UNBOUND
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

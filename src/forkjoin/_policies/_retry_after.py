@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import math
 import time
 from collections.abc import Awaitable
@@ -49,6 +48,8 @@ def parse_retry_after(value: str, now: float | None = None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils  # an HTTP-date is rare: not paid for at import
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):

@@ -2,21 +2,90 @@
 request or function over lines of input, re-render a saved ``report``, show or export a
 ``journal``.
 
-Every command is a thin layer over the library: parse, call forkjoin, render.
+Every command is a thin layer over the library: parse, call forkjoin, render. A command
+imports only what it needs: ``forkjoin --version``, ``--help`` and ``forkjoin map`` start
+without typer, rich, pydantic or httpx (``map`` parses with argparse, in ``_mapcmd``);
+``run`` and ``report`` are a typer app (``_app``). A new command is a line in
+:data:`COMMANDS` and its function in the module named there.
 """
 
 from __future__ import annotations
 
-from . import (
-    _journalcmd,  # noqa: F401 - registers `forkjoin journal` on the app
-    _mapcmd,  # noqa: F401 - registers `forkjoin map` on the app
-)
-from ._app import app
+import sys
+from typing import Any
 
-__all__ = ["app", "main"]
+from .._version import __version__
+from ._usage import EXIT_OK, EXIT_USAGE, say
+
+__all__ = ["COMMANDS", "app", "main"]
+
+# name -> (the module that runs it, what `forkjoin --help` says of it), in help order.
+# "_app" commands are typer commands of forkjoin.cli._app.app; "_mapcmd" is argparse.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("_app", "Run the named tasks of a TOML spec; print keyed JSON results and a report."),
+    "map": ("_mapcmd", "Run a command, request or function per input line; JSON Lines out."),
+    "report": ("_app", "Re-render a report saved with `forkjoin run --report-json`."),
+    "journal": ("_journalcmd", "Show or export what a journal (--journal FILE) holds."),
+}
+
+HELP = """\
+usage: forkjoin [-h] [--version] COMMAND [ARGS]...
+
+Run many independent tasks at once under policies; get keyed results and a report.
+
+commands:
+{commands}
+
+options:
+  -h, --help  show this help and exit
+  --version   show forkjoin's version and exit
+
+`forkjoin COMMAND -h` shows a command's options. Exit codes: 0 all ok, 1 some tasks not
+ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated.
+"""
 
 
-def main() -> None:
+def help_text() -> str:
+    """What ``forkjoin --help`` prints."""
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return HELP.format(commands="\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``forkjoin`` command (exit codes: 0 ok, 1 not all ok, 2 usage or
     journal, 130 interrupted, 143 terminated)."""
-    app()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(help_text())
+        raise SystemExit(EXIT_OK if args else EXIT_USAGE)
+    first = args[0]
+    if first in ("-V", "--version"):
+        sys.stdout.write(f"forkjoin {__version__}\n")
+        raise SystemExit(EXIT_OK)
+    where = COMMANDS.get(first)
+    if where is None:
+        what = "option" if first.startswith("-") else "command"
+        say(f"unknown {what} {first!r} (commands: {', '.join(COMMANDS)}; see forkjoin --help)")
+        raise SystemExit(EXIT_USAGE)
+    if where[0] == "_mapcmd":
+        from ._mapcmd import main as map_main
+
+        raise SystemExit(map_main(args[1:]))
+    typer_app = _typer_app()
+    typer_app(args=args, prog_name="forkjoin")
+
+
+def _typer_app() -> Any:
+    """The typer app with every typer command registered on it."""
+    from . import _journalcmd  # noqa: F401 - registers `forkjoin journal` on the app
+    from ._app import app
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # the typer app is built on first use, so that importing forkjoin.cli stays light
+    if name == "app":
+        return _typer_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

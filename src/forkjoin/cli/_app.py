@@ -1,7 +1,10 @@
-"""The typer app: ``forkjoin run``, ``forkjoin map`` and ``forkjoin report``.
+"""The typer app: ``forkjoin run`` and ``forkjoin report`` (``forkjoin map`` is argparse,
+in ``_mapcmd``, so that it starts without typer; it is reachable from this app too).
 
 Each command is a thin layer: parse, call the library, render. Exit codes: 0 all ok,
-1 some tasks not ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated.
+1 some tasks not ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated. Help is
+plain text (no markup), options that take no value are shown without one, and a usage
+error is one line.
 """
 
 from __future__ import annotations
@@ -9,40 +12,99 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 import forkjoin as fj
 
+from .._version import __version__
 from ._kinds import build_plan, resolve_call, warm_http
 from ._render import dumps, render_report, results_doc
 from ._spec import HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
 from ._template import Redactor, Vars, expand
+from ._usage import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_OK,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    UsageError,
+    journal_warnings,
+    say,
+)
+from ._usage import check_journal as _check_journal
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "app"]
 
-EXIT_OK = 0
-EXIT_NOT_OK = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
+
+class _Commands(TyperGroup):
+    """The app's commands, with a usage error as one line (``forkjoin: run: no such
+    option: --halt``) rather than click's block of usage text."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as e:  # click's UsageError, BadParameter ...
+            ctx = getattr(e, "ctx", None)
+            where = ctx.command_path if ctx is not None else (prog_name or "forkjoin")
+            where = where.removeprefix("forkjoin").strip()
+            text = e.format_message() if hasattr(e, "format_message") else str(e)
+            text = text[:1].lower() + text[1:]
+            hint = f" (see forkjoin {where + ' ' if where else ''}--help)"
+            say(f"{where + ': ' if where else ''}{text}{hint}")
+            code = getattr(e, "exit_code", EXIT_USAGE)
+        except typer.Abort:  # end of input at a prompt
+            say("aborted")
+            code = EXIT_NOT_OK
+        code = code if isinstance(code, int) else EXIT_OK
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 app = typer.Typer(
     name="forkjoin",
+    cls=_Commands,
     help="Run many independent tasks at once under policies; get keyed results and a report.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"forkjoin {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="show the version"),
+    ] = False,
+) -> None:
+    """Run many independent tasks at once under policies; get keyed results and a report."""
 
 
 def fail(message: str) -> typer.Exit:
     """Print one line to stderr; the caller raises the returned Exit (code 2)."""
-    typer.echo(f"forkjoin: {message}", err=True)
+    say(message)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -94,18 +156,31 @@ def _setup(
 def run(
     spec_file: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="the spec to run")],
     var: Annotated[
-        list[str] | None, typer.Option("--var", help="set a template variable: key=value")
+        list[str] | None,
+        typer.Option("--var", metavar="KEY=VALUE", help="set a template variable (repeatable)"),
     ] = None,
     json_file: Annotated[
-        Path | None, typer.Option("--json", help="write the JSON results here, not stdout")
+        Path | None,
+        typer.Option("--json", metavar="FILE", help="write the JSON results here, not stdout"),
     ] = None,
-    html: Annotated[Path | None, typer.Option(help="write the HTML timeline here")] = None,
+    html: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="write the HTML timeline here")
+    ] = None,
     report_json: Annotated[
-        Path | None, typer.Option("--report-json", help="save the report as JSON")
+        Path | None, typer.Option("--report-json", metavar="FILE", help="save the report as JSON")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no report on stderr")] = False,
     allow_partial: Annotated[
-        bool, typer.Option("--allow-partial", help="exit 0 when some tasks are ok")
+        bool,
+        typer.Option(
+            "--allow-partial", help="exit 0 when some tasks are ok (or [run] allow_partial)"
+        ),
+    ] = False,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress", "--bar", help="draw progress on stderr, even when it is not a terminal"
+        ),
     ] = False,
     journal: Annotated[
         Path | None,
@@ -117,7 +192,7 @@ def run(
 ) -> None:
     """Run the named tasks of a TOML spec; print keyed JSON results and the report.
 
-    With a journal (``--journal run.db`` or ``[run] journal``) tasks that ended ok in an
+    With a journal (--journal run.db, or journal in [run]) tasks that ended ok in an
     earlier run of the same spec are not run again: their recorded results are used.
     """
     display = str(spec_file)
@@ -156,17 +231,9 @@ def run(
 
     try:
         results, code, aggregate, agg_error = _run_with_setup(
-            spec,
-            keylines,
-            variables,
-            given,
-            setup_kwargs,
-            spec_dir,
-            display,
-            redact,
-            quiet,
-            run_journal,
-        )
+            spec, keylines, variables, given, setup_kwargs, spec_dir, display, redact, quiet,
+            run_journal, progress,
+        )  # fmt: skip
     except SetupFailed as e:
         typer.echo(redact(f"forkjoin: {e}"), err=True)
         raise typer.Exit(EXIT_NOT_OK) from None
@@ -199,7 +266,8 @@ def run(
         sys.stderr.flush()
     if code == EXIT_OK:
         ok = sum(1 for o in results.values() if o.ok)
-        if agg_error or (ok < len(results) and not (allow_partial and ok > 0)):
+        partial = allow_partial or spec.run.allow_partial
+        if agg_error or (ok < len(results) and not (partial and ok > 0)):
             code = EXIT_NOT_OK
     raise typer.Exit(code)
 
@@ -215,6 +283,7 @@ def _run_with_setup(
     redact: Redactor,
     quiet: bool,
     journal: fj.Journal | None = None,
+    progress: bool = False,
 ) -> tuple[fj.Results, int, Any, str | None]:
     code = EXIT_OK
     aggregate: Any = None
@@ -231,7 +300,9 @@ def _run_with_setup(
         options = dict(plan.options)
         if journal is not None:
             options["journal"] = journal
-        if _stderr_is_terminal() and not quiet:
+        if progress:  # asked for: drawn even when stderr is no terminal (a CI log)
+            options["progress"] = fj.ProgressObserver(force=True, total=len(plan.tasks))
+        elif _stderr_is_terminal() and not quiet:
             options["progress"] = True
         try:
             with journal_warnings(redact):
@@ -250,39 +321,12 @@ def _run_with_setup(
     return results, code, aggregate, agg_error
 
 
-@contextlib.contextmanager
-def journal_warnings(redact: Redactor | None = None) -> Iterator[None]:
-    """A JournalWarning is one line on stderr (``forkjoin: warning: ...``), not a Python
-    warning with its source line."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", fj.JournalWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, fj.JournalWarning):
-                    text = str(w.message)
-                    sys.stderr.write(f"forkjoin: warning: {redact(text) if redact else text}\n")
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
 def check_journal(path: Path, run: str) -> None:
     """Exit 2 with one line if ``path`` is not a usable journal, or ``run`` is locked."""
-    if not path.exists():
-        if not path.parent.is_dir():
-            raise fail(f"--journal: {path}: no such directory: {path.parent}")
-        return
     try:
-        runs = fj.Journal(path).runs()
-    except fj.JournalError as e:
+        _check_journal(path, run)
+    except UsageError as e:
         raise fail(str(e)) from None
-    for r in runs:
-        if r["run"] == run and r["holder_pid"] is not None:
-            raise fail(
-                f"{path}: run {run!r} is being run by process {r['holder_pid']}: wait for it "
-                "to end, or give another journal"
-            )
 
 
 def _resolve(ref: str, spec_dir: Path, keylines: Any, key: str) -> Any:
@@ -295,9 +339,11 @@ def _resolve(ref: str, spec_dir: Path, keylines: Any, key: str) -> Any:
 @app.command()
 def report(
     run_json: Annotated[Path, typer.Argument(metavar="RUN.json", help="a saved report")],
-    html: Annotated[Path | None, typer.Option(help="write the HTML timeline here")] = None,
+    html: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="write the HTML timeline here")
+    ] = None,
 ) -> None:
-    """Re-render a report saved with ``forkjoin run --report-json``."""
+    """Re-render a report saved with `forkjoin run --report-json`."""
     try:
         data = json.loads(run_json.read_text())
     except OSError as e:
@@ -314,3 +360,20 @@ def report(
         loaded.to_html(html)
     sys.stdout.write(render_report(loaded, None, Redactor(), terminal=sys.stdout.isatty()))
     raise typer.Exit(EXIT_OK)
+
+
+class _Untouched(TyperCommand):
+    """A command whose arguments are handed on as given (``--`` included): ``map``
+    parses its own."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.args = list(args)
+        return []
+
+
+@app.command("map", cls=_Untouched, add_help_option=False)
+def map_command(ctx: typer.Context) -> None:
+    """Run a command, request or function per input line; JSON Lines out."""
+    from ._mapcmd import main as map_main
+
+    raise typer.Exit(map_main(list(ctx.args)))

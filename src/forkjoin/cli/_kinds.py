@@ -6,16 +6,12 @@ validated spec into ``fj.task(...)`` values and run options.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import importlib
 import json as json_module
-import os
-import signal
 import sqlite3
 import ssl
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,21 +20,16 @@ from urllib.parse import unquote, urlsplit
 
 import forkjoin as fj
 
-from ._spec import (
-    BudgetSpec,
-    CommandTask,
-    HttpTask,
-    PythonTask,
-    RetrySpec,
-    Spec,
-    SpecError,
-    SqlTask,
-    _KeyLines,
-)
+from ._process import CommandFailed, run_command
 from ._template import Vars, expand
+from ._usage import SpecError, resolve_call
 
 if TYPE_CHECKING:
     import httpx
+
+    # the spec model is pydantic: imported where a spec is turned into a plan, so that
+    # `forkjoin map --http/--call` never loads it
+    from ._spec import BudgetSpec, RetrySpec, Spec, _KeyLines
 
 __all__ = [
     "CommandFailed",
@@ -51,90 +42,6 @@ __all__ = [
     "sqlite_query",
     "warm_http",
 ]
-
-_CHUNK = 65536
-
-
-class CommandFailed(Exception):
-    """A command exited with a code not in its ``ok_codes``."""
-
-    def __init__(self, exit_code: int, stderr: str) -> None:
-        tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
-        super().__init__(f"exit code {exit_code}" + (f": {tail[0][:200]}" if tail else ""))
-        self.exit_code = exit_code
-        self.stderr = stderr
-
-
-async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, bool]:
-    """Read a stream to its end, keeping at most ``cap`` bytes (the rest is drained)."""
-    if stream is None:
-        return b"", False
-    kept = bytearray()
-    truncated = False
-    while True:
-        chunk = await stream.read(_CHUNK)
-        if not chunk:
-            return bytes(kept), truncated
-        room = cap - len(kept)
-        if room > 0:
-            kept += chunk[:room]
-        if len(chunk) > room:
-            truncated = True
-
-
-async def run_command(
-    argv: list[str] | str,
-    *,
-    shell: bool = False,
-    ok_codes: tuple[int, ...] = (0,),
-    cwd: str | None = None,
-    env: Mapping[str, str] | None = None,
-    stdin: str | None = None,
-    max_output: int = 1_000_000,
-) -> dict[str, Any]:
-    """Run a command (no shell unless ``shell``); exit code and capped stdout/stderr."""
-    full_env = {**os.environ, **env} if env else None
-    pipe_in = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
-    out, err = asyncio.subprocess.PIPE, asyncio.subprocess.PIPE
-    if shell:
-        line = argv if isinstance(argv, str) else " ".join(argv)
-        proc = await asyncio.create_subprocess_shell(
-            line, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env,
-            start_new_session=True,
-        )  # fmt: skip
-    else:
-        args = [argv] if isinstance(argv, str) else argv
-        # its own process group, so a timeout or Ctrl-C stops the command and its children
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=full_env,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        if stdin is not None and proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                proc.stdin.write(stdin.encode())
-                await proc.stdin.drain()
-            proc.stdin.close()
-        (stdout, t1), (stderr, t2) = await asyncio.gather(
-            _read_capped(proc.stdout, max_output), _read_capped(proc.stderr, max_output)
-        )
-        code = await proc.wait()
-    finally:
-        if proc.returncode is None:  # cancelled (timeout, deadline): never leave it running
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(proc.wait())
-    value = {
-        "exit_code": code,
-        "stdout": stdout.decode("utf-8", "replace"),
-        "stderr": stderr.decode("utf-8", "replace"),
-    }
-    if t1 or t2:
-        value["truncated"] = True
-    if code not in ok_codes:
-        raise CommandFailed(code, stderr.decode("utf-8", "replace"))
-    return value
 
 
 async def http_request(
@@ -269,27 +176,6 @@ def _sqlite_path(dsn: str) -> str:
     if rest.startswith("/"):
         rest = rest[1:]
     return unquote(urlsplit("x:" + rest).path) if "%" in rest else rest
-
-
-def resolve_call(ref: str, search: Path | None = None) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the callable (the spec's folder is importable)."""
-    module_name, _, attr = ref.partition(":")
-    if search is not None and str(search) not in sys.path:
-        sys.path.insert(0, str(search))
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"cannot import {module_name!r}: {e}") from None
-    except Exception as e:  # the module itself failed while importing
-        raise ValueError(f"importing {module_name!r} failed: {type(e).__name__}: {e}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"{module_name!r} has no {attr!r}") from None
-    if not callable(obj):
-        raise ValueError(f"{ref!r} is not callable")
-    return obj  # type: ignore[no-any-return]
 
 
 # -- policies ---------------------------------------------------------------------------
@@ -451,6 +337,8 @@ def _call_of(
     spec_dir: Path,
     spec: Spec,
 ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    from ._spec import CommandTask, HttpTask, PythonTask, SqlTask
+
     def fill(key: str, value: Any, *, quote: bool = False) -> Any:
         return expand(value, variables, (*base, key), keylines.find, quote=quote)
 

@@ -1,104 +1,336 @@
 """``forkjoin map``: a command, an HTTP request or a function per line of input.
 
 Built on :func:`forkjoin.imap`: lines are read lazily in chunks and each result is written
-as one JSON line as soon as it is ready (or in input order with ``--ordered``), so memory
-stays O(limit) however long the input is.
+as one JSON line as soon as it is ready (or in input order with ``--keep-order``), so
+memory stays O(limit) however long the input is.
+
+Parsed with argparse, not typer: a shell user judges a tool by how fast one line of it
+runs, and this command imports nothing it does not need (no typer, rich, pydantic; httpx
+only for ``--http``). An option is one ``add_argument`` in :func:`parser` and its use in
+:func:`options_of` (or :func:`main`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import functools
 import os
+import re
 import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import typer
-from pydantic_core import PydanticCustomError
 
 import forkjoin as fj
 
-from ._app import (
+from ._process import run_command
+from ._render import dumps, error_text, failure_fields
+from ._usage import (
     EXIT_INTERRUPTED,
     EXIT_NOT_OK,
     EXIT_OK,
     EXIT_TERMINATED,
-    app,
-    fail,
+    EXIT_USAGE,
+    BadValue,
+    UsageError,
+    check_journal,
     journal_warnings,
+    parse_duration,
+    parse_rate,
+    resolve_call,
+    say,
 )
-from ._kinds import _ssl_context, http_request, resolve_call, run_command, warm_http
-from ._render import dumps, error_text
-from ._spec import parse_duration, parse_rate
-
-NOT_FAILED = "not_failed_before"  # the reason of a line --retry-failed-only does not run
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["map_command"]
+__all__ = ["main", "parser"]
 
+_OK = fj.Status.OK
+_NOT_FAILED = "not_failed_before"  # the reason of a line --retry-failed-only does not run
 _READ = 1 << 16
 _FLUSH_EVERY = 0.05  # seconds: results reach a pipe promptly without a syscall per line
 
+DESCRIPTION = """\
+Run a command, an HTTP request or a function per input line (stdin, or --input FILE);
+write one JSON line per input line as results arrive:
+  {"input": ..., "status": "ok", "value": ...}   or   {"input": ..., "status": ..., "error": ...}
+A command is never run by a shell: {} is replaced by the line inside each argument, and
+without {} the line is the last argument (as xargs does). A failed command's line also
+has its exit_code, stdout and stderr.
 
-async def read_lines(fd: int, seen: dict[int, str]) -> AsyncIterator[str]:
-    """Lines of a file descriptor, read in chunks in a thread (a slow pipe never blocks
-    the loop); each line is remembered in ``seen`` under its index until it is written."""
-    loop = asyncio.get_running_loop()
-    rest = b""
-    index = 0
-    while True:
-        chunk = await loop.run_in_executor(None, os.read, fd, _READ)
-        if not chunk:
-            break
-        *lines, rest = (rest + chunk).split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").removesuffix("\r")
-            seen[index] = line
-            index += 1
-            yield line
-    if rest:
-        seen[index] = rest.decode("utf-8", "replace")
-        yield seen[index]
+examples:
+  seq 1 100 | forkjoin map -j 20 --retry 3 --timeout 5 -- curl -sf https://example.com/{}
+  forkjoin map --input ids.txt --rate 10/s --http GET "https://api.example.com/items/{}"
+  forkjoin map --input words.txt --keep-order --call mypkg.text:normalize
+"""
 
-
-def file_lines(fd: int, seen: dict[int, str]) -> Iterator[str]:
-    """Lines of a regular file, read in chunks on the loop's thread (a file never blocks
-    for long, and a sync iterator is the engine's cheapest input path)."""
-    rest = b""
-    index = 0
-    while True:
-        chunk = os.read(fd, _READ)
-        if not chunk:
-            break
-        *lines, rest = (rest + chunk).split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").removesuffix("\r")
-            seen[index] = line
-            index += 1
-            yield line
-    if rest:
-        seen[index] = rest.decode("utf-8", "replace")
-        yield seen[index]
+EPILOG = """\
+durations: 5 (seconds), 250ms, 5s, 2m, 1h.  rates: 10 (per second), 10/s, 60/min, 10/5s.
+exit codes: 0 every line ok, 1 some lines not ok, 2 usage or journal, 130 interrupted,
+143 terminated (SIGTERM; with --journal, what finished is committed).
+"""
 
 
-async def _run_line(argv: tuple[str, ...], line: str) -> Any:
-    # the line fills each argv element in place: never a shell, never a second command
-    if any("{}" in a for a in argv):
-        return await run_command([a.replace("{}", line) for a in argv])
-    return await run_command([*argv, line])
+# -- the command line -------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        # "argument -j/--jobs/--limit: ..." -> "--limit: ..." (one line, never usage text)
+        raise UsageError(re.sub(r"^argument ([^:]+): ", _last_name, message))
+
+
+def _last_name(m: re.Match[str]) -> str:
+    return m.group(1).split("/")[-1] + ": "
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except BadValue as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _rate(text: str) -> tuple[float, float]:
+    try:
+        return parse_rate(text)
+    except BadValue as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class Halt:
+    """``--halt``: stop after ``count`` lines ended ``on`` ("fail" or "success"); ``now``
+    stops the lines in flight too, ``soon`` lets them finish (GNU parallel's words)."""
+
+    now: bool
+    on: str
+    count: int
+
+
+_HALT_RE = re.compile(r"^(now|soon)(?:,(fail|success)=(\d+))?$")
+
+
+def _halt(text: str) -> Halt | None:
+    value = text.strip().lower()
+    if value in ("never", "0"):
+        return None
+    legacy = {"1": "soon,fail=1", "2": "now,fail=1"}  # GNU parallel's older numbers
+    m = _HALT_RE.match(legacy.get(value, value))
+    if m is None or (m.group(3) is not None and int(m.group(3)) < 1):
+        raise argparse.ArgumentTypeError(
+            f"expected now|soon[,fail=N|success=N] or never, got {text!r}"
+        )
+    return Halt(m.group(1) == "now", m.group(2) or "fail", int(m.group(3) or 1))
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``forkjoin map``."""
+    p = _Parser(
+        prog="forkjoin map",
+        usage="forkjoin map [OPTIONS] [--] COMMAND [ARG...]\n"
+        "       forkjoin map [OPTIONS] --http METHOD URL\n"
+        "       forkjoin map [OPTIONS] --call MODULE:FUNCTION",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    add = p.add_argument
+    add("-j", "--jobs", "--limit", dest="limit", type=_positive, default=8, metavar="N",
+        help="most lines running at once (default 8)")  # fmt: skip
+    add("--rate", type=_rate, metavar="RATE", help="most lines started per second, or per time")
+    add("--retry", type=_positive, metavar="N", help="attempts per line (default 1: no retry)")
+    add("--timeout", type=_duration, metavar="DURATION", help="per call")
+    add("--halt", type=_halt, metavar="WHEN",
+        help="stop after failures: now,fail=N cancels the lines in flight, soon,fail=N lets "
+        "them finish (success=N: after N ok lines); now = now,fail=1")  # fmt: skip
+    add("-k", "--keep-order", "--ordered", dest="ordered", action="store_true",
+        help="write results in input order")  # fmt: skip
+    add("--input", metavar="FILE", help="read lines from FILE, not stdin")
+    add("--http", nargs=2, metavar=("METHOD", "URL"),
+        help="an HTTP request per line ({} in URL: the line, URL-quoted)")  # fmt: skip
+    add("--call", metavar="MODULE:FUNCTION", help="a Python function (sync or async) per line")
+    add("--results", metavar="DIR",
+        help="also write one JSON file per line into DIR (000001.json ...): its input, "
+        "outcome, stdout and stderr")  # fmt: skip
+    add("--joblog", metavar="FILE",
+        help="also write a tab-separated log: one row per line, as it ends")  # fmt: skip
+    add("--bar", "--progress", dest="progress", action="store_true",
+        help="draw progress on stderr, even when it is not a terminal")  # fmt: skip
+    add("--journal", metavar="PATH",
+        help="resume from / record to this SQLite journal: lines that ended ok before "
+        "(same line, same command) are not run again (\"resumed\": true)")  # fmt: skip
+    add("--fresh", action="store_true", help="with --journal: discard its records, start over")
+    add("--retry-failed-only", action="store_true",
+        help="with --journal: run only the lines that failed before")  # fmt: skip
+    add("-q", "--quiet", action="store_true", help="no summary on stderr")
+    add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``forkjoin map``'s arguments; :class:`UsageError` names what is wrong."""
+    args, extra = parser().parse_known_args(argv)
+    if extra:
+        raise UsageError(
+            f"unknown option {extra[0]} (options go before the command; forkjoin map -h lists them)"
+        )
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    args.command = command
+    if sum(1 for x in (command, args.http, args.call) if x) != 1:
+        raise UsageError("give exactly one of `-- COMMAND...`, --http METHOD URL or --call mod:fn")
+    return args
+
+
+def options_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of ``fj.imap`` that the options ask for."""
+    options: dict[str, Any] = {"limit": args.limit, "ordered": args.ordered}
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    if args.retry is not None:
+        options["retry"] = fj.Retry(attempts=args.retry, backoff=0.1) if args.retry > 1 else False
+    if args.rate is not None:
+        options["rate"] = fj.RateLimit(args.rate[0], per=args.rate[1])
+    if (args.fresh or args.retry_failed_only) and args.journal is None:
+        flag = "--fresh" if args.fresh else "--retry-failed-only"
+        raise UsageError(f"{flag}: give --journal PATH")
+    if args.fresh and args.retry_failed_only:
+        raise UsageError("give --fresh or --retry-failed-only, not both")
+    if args.journal is not None:
+        check_journal(args.journal, "map")
+        journal = fj.Journal(args.journal, run="map", fresh=args.fresh)
+        options["journal"] = journal.only_failed() if args.retry_failed_only else journal
+    halt: Halt | None = args.halt
+    if halt is not None and halt.now:
+        options["max_failures" if halt.on == "fail" else "quorum"] = halt.count
+    if args.progress:
+        options["progress"] = fj.ProgressObserver(force=True, description="map")
+    elif not args.quiet and sys.stderr.isatty():
+        options["progress"] = True  # drawn on stderr only: the JSON lines stay clean
+    return options
+
+
+def main(argv: list[str]) -> int:
+    """Run ``forkjoin map`` with ``argv``; the exit code."""
+    fd = -1
+    try:
+        args = parse(argv)
+        options = options_of(args)
+        fn, http = _call_of(args)
+        fd = _open_input(args.input)
+        # written last: a usage error leaves no results directory or log behind
+        sinks = _Sinks.open(args.results, args.joblog)
+    except UsageError as e:
+        if fd > 0:
+            os.close(fd)
+        say(f"map: {e}")
+        return EXIT_USAGE
+    except SystemExit as e:  # -h: argparse printed the help
+        return EXIT_OK if e.code in (0, None) else EXIT_USAGE
+    try:
+        with journal_warnings():
+            counts = asyncio.run(_map(fn, http, fd, options, args.halt, sinks))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except fj.JournalError as e:
+        say(f"map: {e}")
+        return EXIT_USAGE
+    except SystemExit as e:
+        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
+            say("map: terminated: the journal holds what finished")
+        raise
+    finally:
+        sinks.close()
+        if fd > 0:
+            os.close(fd)
+    if not args.quiet:
+        wall = counts.wall
+        n = counts.ok + counts.not_ok + counts.not_run
+        extra = f", {counts.resumed} resumed" if counts.resumed else ""
+        extra += f", {counts.not_run} not run" if counts.not_run else ""
+        rate_text = f", {n / wall:,.0f} lines/s" if wall > 0 else ""
+        halted = f"; halted ({counts.halted})" if counts.halted else ""
+        sys.stderr.write(
+            f"map: {n} {'line' if n == 1 else 'lines'}, {counts.ok} ok, "
+            f"{counts.not_ok} not ok{extra} in {wall:.2f}s{rate_text}{halted}\n"
+        )
+    return EXIT_OK if counts.not_ok == 0 else EXIT_NOT_OK
+
+
+def _open_input(path: str | None) -> int:
+    """The file descriptor lines are read from: ``--input FILE``, or stdin (0)."""
+    if path is None:
+        return 0
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise UsageError(f"--input: {path}: {e.strerror}") from None
+
+
+def _call_of(args: argparse.Namespace) -> tuple[Callable[[str], Any] | None, Any]:
+    """The function each line is given to, or the (method, URL) of ``--http``."""
+    if args.http:
+        method, url = args.http[0].upper(), args.http[1]
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--http: expected an http(s) URL, got {url!r}")
+        from ._kinds import warm_http
+
+        warm_http()
+        return None, (method, url)
+    if args.call:
+        try:
+            return resolve_call(args.call, os.getcwd()), None
+        except ValueError as e:
+            raise UsageError(f"--call: {e}") from None
+    return _command(list(args.command)), None
 
 
 def _command(argv: list[str]) -> Callable[[str], Any]:
+    has_slot = any("{}" in a for a in argv)
+    # read once, as bytes (posix_spawn then has nothing to encode): every command of the
+    # run starts from it
+    environ = dict(os.environb)
+
     # a partial, so that a journal's fingerprint of each line covers the command too
-    return functools.partial(_run_line, tuple(argv))
+    return functools.partial(_run_line, tuple(argv), has_slot, _Environ(environ))
+
+
+class _Environ:
+    """The environment commands start from, with a repr that is the same in every run (a
+    journal fingerprints the call's arguments; the environment is not one of them)."""
+
+    __slots__ = ("env",)
+
+    def __init__(self, env: dict[bytes, bytes]) -> None:
+        self.env = env
+
+    def __repr__(self) -> str:
+        return "<environ>"
+
+
+async def _run_line(argv: tuple[str, ...], has_slot: bool, environ: _Environ, line: str) -> Any:
+    # the line fills each argv element in place: never a shell, never a second command
+    args = [a.replace("{}", line) for a in argv] if has_slot else [*argv, line]
+    return await run_command(args, environ=environ.env)
 
 
 class _Client:
@@ -114,6 +346,8 @@ class _Client:
 
 
 async def _request_line(method: str, url: str, client: _Client, line: str) -> Any:
+    from ._kinds import http_request
+
     target = url.replace("{}", quote(line, safe=""))
     return await http_request(method, target, client=client.client)
 
@@ -122,123 +356,172 @@ def _request(method: str, url: str, client: httpx.AsyncClient) -> Callable[[str]
     return functools.partial(_request_line, method, url, _Client(client))
 
 
-@app.command(
-    "map",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
-def map_command(
-    argv: Annotated[
-        list[str] | None, typer.Argument(metavar="-- ARGV... {}", help="command per line")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="most running at once")] = 8,
-    rate: Annotated[str | None, typer.Option(help='most started per time, e.g. "10/s"')] = None,
-    retry: Annotated[int | None, typer.Option(min=1, help="attempts per line")] = None,
-    timeout: Annotated[str | None, typer.Option(help='per call, e.g. "5s"')] = None,
-    ordered: Annotated[bool, typer.Option("--ordered", help="output in input order")] = False,
-    input_file: Annotated[
-        Path | None, typer.Option("--input", help="read lines from FILE, not stdin")
-    ] = None,
-    http: Annotated[
-        tuple[str, str] | None,
-        typer.Option("--http", metavar="METHOD URL", help="an HTTP request per line ({} in URL)"),
-    ] = None,
-    call: Annotated[
-        str | None, typer.Option("--call", metavar="module:function", help="a function per line")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
-    journal: Annotated[
-        Path | None,
-        typer.Option("--journal", help="resume from / record to this SQLite journal"),
-    ] = None,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="with --journal: discard its records, start over")
-    ] = False,
-    retry_failed_only: Annotated[
-        bool,
-        typer.Option("--retry-failed-only", help="with --journal: run only what failed before"),
-    ] = False,
-) -> None:
-    """Run a command, request or function per input line; JSON Lines out, as results arrive.
+# -- input ------------------------------------------------------------------------------
 
-    Each output line is {"input": ..., "status": ..., "value": ...} (or "error"). With
-    --journal each line is keyed by its number and content: lines that ended ok before are
-    not run again and are written again with "resumed": true.
-    """
-    chosen = [x for x in (argv, http, call) if x]
-    if len(chosen) != 1:
-        raise fail("map: give exactly one of `-- ARGV...`, --http METHOD URL or --call mod:fn")
-    options: dict[str, Any] = {"limit": limit, "ordered": ordered}
-    if not quiet and sys.stderr.isatty():
-        options["progress"] = True  # drawn on stderr only: the JSON lines stay clean
-    try:
-        if timeout is not None:
-            options["timeout"] = parse_duration(timeout)
-        if rate is not None:
-            per_second = parse_rate(rate)
-    except PydanticCustomError as e:
-        raise fail(f"map: --{'timeout' if 'duration' in e.type else 'rate'}: {e}") from None
-    if (fresh or retry_failed_only) and journal is None:
-        flag = "--fresh" if fresh else "--retry-failed-only"
-        raise fail(f"map: {flag}: give --journal PATH")
-    if fresh and retry_failed_only:
-        raise fail("map: give --fresh or --retry-failed-only, not both")
-    if journal is not None:
-        from ._app import check_journal
 
-        check_journal(journal, "map")
-        run_journal = fj.Journal(journal, run="map", fresh=fresh)
-        options["journal"] = run_journal.only_failed() if retry_failed_only else run_journal
-    if retry is not None:
-        options["retry"] = fj.Retry(attempts=retry, backoff=0.1) if retry > 1 else False
-    if rate is not None:
-        options["rate"] = fj.RateLimit(per_second[0], per=per_second[1])
-    method_url: tuple[str, str] | None = None
-    if http:
-        warm_http()
-        method_url = (http[0].upper(), http[1])
-        if not method_url[1].startswith(("http://", "https://")):
-            raise fail(f"map: --http: expected an http(s) URL, got {http[1]!r}")
-    fn: Callable[[str], Any] | None = None
-    if call:
-        try:
-            fn = resolve_call(call, Path.cwd())
-        except ValueError as e:
-            raise fail(f"map: --call: {e}") from None
-    elif argv:
-        fn = _command(list(argv))
-    fd = 0
-    if input_file is not None:
-        try:
-            fd = os.open(input_file, os.O_RDONLY)
-        except OSError as e:
-            raise fail(f"map: --input: {input_file}: {e.strerror}") from None
-    try:
-        with journal_warnings():
-            counts = asyncio.run(_map(fn, method_url, fd, options))
-        code = EXIT_OK if counts["not_ok"] == 0 else EXIT_NOT_OK
-    except KeyboardInterrupt:
-        counts = None
-        code = EXIT_INTERRUPTED
-    except fj.JournalError as e:
-        raise fail(f"map: {e}") from None
-    except SystemExit as e:
-        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
-            sys.stderr.write("forkjoin: map: terminated: the journal holds what finished\n")
-        raise
-    finally:
-        if input_file is not None:
-            os.close(fd)
-    if counts is not None and not quiet:
-        wall = counts["wall"]
-        n = counts["ok"] + counts["not_ok"] + counts["not_run"]
-        rate_text = f", {n / wall:,.0f} lines/s" if wall > 0 else ""
-        extra = f", {counts['resumed']} resumed" if counts["resumed"] else ""
-        extra += f", {counts['not_run']} not run" if counts["not_run"] else ""
-        sys.stderr.write(
-            f"map: {n} lines, {counts['ok']} ok, {counts['not_ok']} not ok{extra} "
-            f"in {wall:.2f}s{rate_text}\n"
-        )
-    raise typer.Exit(code)
+async def read_lines(fd: int, seen: dict[int, str], halted: list[str]) -> AsyncIterator[str]:
+    """Lines of a file descriptor, read in chunks in a thread (a slow pipe never blocks
+    the loop); each line is remembered in ``seen`` under its index until it is written.
+    Ends early once ``halted`` says why (``--halt soon``)."""
+    loop = asyncio.get_running_loop()
+    rest = b""
+    index = 0
+    while not halted:
+        chunk = await loop.run_in_executor(None, os.read, fd, _READ)
+        if not chunk:
+            break
+        *lines, rest = (rest + chunk).split(b"\n")
+        for raw in lines:
+            if halted:
+                return
+            line = raw.decode("utf-8", "replace").removesuffix("\r")
+            seen[index] = line
+            index += 1
+            yield line
+    if rest and not halted:
+        seen[index] = rest.decode("utf-8", "replace")
+        yield seen[index]
+
+
+def file_lines(fd: int, seen: dict[int, str], halted: list[str]) -> Iterator[str]:
+    """Lines of a regular file, read in chunks on the loop's thread (a file never blocks
+    for long, and a sync iterator is the engine's cheapest input path)."""
+    rest = b""
+    index = 0
+    while not halted:
+        chunk = os.read(fd, _READ)
+        if not chunk:
+            break
+        *lines, rest = (rest + chunk).split(b"\n")
+        for raw in lines:
+            if halted:
+                return
+            line = raw.decode("utf-8", "replace").removesuffix("\r")
+            seen[index] = line
+            index += 1
+            yield line
+    if rest and not halted:
+        seen[index] = rest.decode("utf-8", "replace")
+        yield seen[index]
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+class _Sinks:
+    """Where results go besides stdout: ``--results DIR`` and ``--joblog FILE``."""
+
+    JOBLOG_HEAD = "line\tstarted\truntime\tattempts\tstatus\texit_code\tinput\terror\n"
+
+    def __init__(self, results: str | None, joblog: IO[str] | None) -> None:
+        self.results = results
+        self.joblog = joblog
+        self.active = results is not None or joblog is not None
+
+    @classmethod
+    def open(cls, results: str | None, joblog: str | None) -> _Sinks:
+        if results is not None:
+            try:
+                os.makedirs(results, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"--results: {results}: {e.strerror or e}") from None
+        log = None
+        if joblog is not None:
+            try:
+                log = open(joblog, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            except OSError as e:
+                raise UsageError(f"--joblog: {joblog}: {e.strerror or e}") from None
+            log.write(cls.JOBLOG_HEAD)
+        return cls(results, log)
+
+    def write(self, number: int, doc: dict[str, Any], o: fj.Outcome, wall0: float) -> None:
+        if self.results is not None:
+            full = {"line": number, **doc, "attempts": o.attempts}
+            d = o.duration
+            full["duration"] = round(d, 6) if d is not None else None
+            path = os.path.join(self.results, f"{number:06d}.json")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(dumps(full) + "\n")
+        if self.joblog is not None:
+            value = doc.get("value")
+            code = doc.get("exit_code", value.get("exit_code") if isinstance(value, dict) else "")
+            started = _when(wall0 + o.started) if o.started is not None else ""
+            d = o.duration
+            row = (number, started, f"{d:.3f}" if d is not None else "", o.attempts,
+                   doc["status"], "" if code is None else code, _cell(doc["input"]),
+                   _cell(doc.get("error") or ""))  # fmt: skip
+            self.joblog.write("\t".join(map(str, row)) + "\n")
+
+    def flush(self) -> None:
+        if self.joblog is not None:
+            self.joblog.flush()
+
+    def close(self) -> None:
+        if self.joblog is not None:
+            self.joblog.close()
+
+
+def _cell(text: Any) -> str:
+    """A joblog field on one line: tabs, newlines and backslashes escaped."""
+    return (
+        str(text)
+        .replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+    )
+
+
+def _when(epoch: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="milliseconds")
+
+
+def line_doc(line: str | None, o: fj.Outcome, timeout: float | None) -> dict[str, Any]:
+    """The JSON line of one input line's Outcome."""
+    doc: dict[str, Any] = {"input": line, "status": o.status.value}
+    if o.ok:
+        doc["value"] = o.value
+        return doc
+    error = o.error
+    if isinstance(error, fj.TaskTimeout) and o.reason != "deadline" and timeout is not None:
+        # the engine names a map item by its index: a person knows the line
+        doc["error"] = f"TaskTimeout: line {line!r} timed out after {timeout:g}s"
+    else:
+        doc["error"] = error_text(error)
+    doc.update(failure_fields(error))
+    if o.reason:
+        doc["reason"] = o.reason
+    return doc
+
+
+class _HaltSoon:
+    """``--halt soon,...``: counts the lines as the run records them (before a worker
+    takes its next line), and once enough have ended says so, which ends the input."""
+
+    def __init__(self, halt: Halt, halted: list[str]) -> None:
+        self.halt = halt
+        self.halted = halted
+        self.seen = 0
+
+    def on_task_finished(self, event: fj.TaskFinished) -> None:
+        ok = event.outcome.ok
+        if (not ok if self.halt.on == "fail" else ok) and not self.halted:
+            self.seen += 1
+            if self.seen >= self.halt.count:
+                self.halted.append(f"soon,{self.halt.on}={self.halt.count}")
+
+
+@dataclass
+class _Counts:
+    ok: int = 0
+    not_ok: int = 0
+    wall: float = 0.0
+    stopped: int = 0  # lines cancelled once --halt now,success=N was reached
+    resumed: int = 0  # ok from the journal, not run again
+    not_run: int = 0  # --retry-failed-only: did not fail before
+    halted: str = ""
 
 
 async def _map(
@@ -246,26 +529,36 @@ async def _map(
     http: tuple[str, str] | None,
     fd: int,
     options: dict[str, Any],
-) -> dict[str, Any]:
+    halt: Halt | None,
+    sinks: _Sinks,
+) -> _Counts:
     seen: dict[int, str] = {}
-    counts: dict[str, Any] = {"ok": 0, "not_ok": 0, "resumed": 0, "not_run": 0}
+    counts = _Counts()
+    halted: list[str] = []  # why the input stopped being read (--halt soon)
     out = sys.stdout
     loop = asyncio.get_running_loop()
     flush_pending = False
+    timeout = options.get("timeout")
+    if halt is not None and not halt.now:
+        options = {**options, "observers": [_HaltSoon(halt, halted)]}
 
     def flush() -> None:
         nonlocal flush_pending
         flush_pending = False
+        sinks.flush()
         with contextlib.suppress(BrokenPipeError):  # the reader went away between lines
             out.flush()
 
     started = time.perf_counter()
+    wall0 = time.time()
     client: httpx.AsyncClient | None = None
     if http is not None:
         import httpx
 
+        from ._kinds import _ssl_context
+
         client = httpx.AsyncClient(
-            timeout=(options.get("timeout") or 30.0) + 1.0,
+            timeout=(timeout or 30.0) + 1.0,
             limits=httpx.Limits(max_connections=options["limit"]),
             verify=_ssl_context(),
         )
@@ -273,23 +566,28 @@ async def _map(
     assert fn is not None
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
-        lines = file_lines(fd, seen) if regular else read_lines(fd, seen)
-        async for o in fj.imap(fn, lines, **options):
-            doc: dict[str, Any] = {"input": seen.pop(o.index, None), "status": o.status.value}
-            if o.ok:
-                counts["ok"] += 1
-                doc["value"] = o.value
+        lines = file_lines(fd, seen, halted) if regular else read_lines(fd, seen, halted)
+        stream = fj.imap(fn, lines, **options)
+        write_sinks = sinks.write if sinks.active else None
+        async for o in stream:
+            line = seen.pop(o.index, None)
+            if o.status is _OK:  # the common line, inline (--call runs 10k+ lines/s)
+                counts.ok += 1
+                doc = {"input": line, "status": "ok", "value": o.value}
                 if o.resumed:
-                    counts["resumed"] += 1
+                    counts.resumed += 1
                     doc["resumed"] = True
-            elif o.reason == NOT_FAILED:  # --retry-failed-only: it did not fail before
-                counts["not_run"] += 1
-                doc["reason"] = o.reason
+            elif o.reason == _NOT_FAILED:  # --retry-failed-only: it did not fail before
+                counts.not_run += 1
+                doc = {"input": line, "status": o.status.value, "reason": o.reason}
+            elif o.reason == "quorum":
+                counts.stopped += 1  # cut short by --halt now,success=N: not a failure
+                continue
             else:
-                counts["not_ok"] += 1
-                doc["error"] = error_text(o.error)
-                if o.reason:
-                    doc["reason"] = o.reason
+                counts.not_ok += 1
+                doc = line_doc(line, o, timeout)
+            if write_sinks is not None:
+                write_sinks(o.index + 1, doc, o, wall0)
             try:
                 out.write(dumps(doc) + "\n")
             except BrokenPipeError:
@@ -297,14 +595,19 @@ async def _map(
             if not flush_pending:
                 flush_pending = True
                 loop.call_later(_FLUSH_EVERY, flush)
+        if halt is not None and halt.now:
+            done = counts.not_ok if halt.on == "fail" else counts.ok
+            halted.extend([f"now,{halt.on}={halt.count}"] if done >= halt.count else [])
     finally:
         if client is not None:
             await client.aclose()
+        sinks.flush()
         try:
             out.flush()
         except BrokenPipeError:
             # the reader is gone (e.g. `| head`): silence the interpreter's final flush
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, out.fileno())
-    counts["wall"] = time.perf_counter() - started
+    counts.wall = time.perf_counter() - started
+    counts.halted = halted[0] if halted else ""
     return counts

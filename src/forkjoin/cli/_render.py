@@ -7,14 +7,15 @@ import dataclasses
 import io
 import json
 from collections.abc import Mapping
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 import forkjoin as fj
 
+from ._process import CommandFailed
 from ._template import Redactor
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["dumps", "outcome_doc", "render_report", "results_doc"]
 
@@ -52,6 +53,26 @@ def error_text(error: BaseException | None) -> str | None:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def failure_fields(error: BaseException | None) -> dict[str, Any]:
+    """What a failed call leaves beside its error: a command's exit code, stdout and
+    stderr (capped), so they are fields of the result, not only part of a message."""
+    if isinstance(error, CommandFailed):
+        return error.fields()
+    return {}
+
+
+def detail_text(o: fj.Outcome) -> str:
+    """Why a task did not end ok, in one line: its reason, and its error unless the
+    error only repeats the reason (a task skipped or cancelled by the run)."""
+    if o.ok:
+        return ""
+    error = o.error
+    if error is None or isinstance(error, fj.TaskSkipped | fj.TaskCancelled):
+        return o.reason or (error_text(error) or "")
+    text = error_text(error) or ""
+    return f"{o.reason}: {text}" if o.reason else text
+
+
 def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
     """One Outcome as JSON: status, value or error, reason, attempts, duration, cost."""
     doc: dict[str, Any] = {"status": o.status.value}
@@ -59,6 +80,7 @@ def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
         doc["value"] = o.value
     else:
         doc["error"] = error_text(o.error)
+        doc.update(failure_fields(o.error))
     if o.reason:
         doc["reason"] = o.reason
     doc["attempts"] = o.attempts
@@ -100,36 +122,60 @@ def render_report(
     terminal: bool,
     width: int = 100,
 ) -> str:
-    """The report as text: a rich table on a terminal, plain lines otherwise."""
+    """The report as text: a rich table on a terminal; otherwise plain lines, as wide as
+    their content (never padded to a width, never wrapped)."""
+    if not terminal:
+        parts = [_plain_tasks(outcomes)] if outcomes else []
+        parts.append(str(report) if not isinstance(report, dict) else _plain(report))
+        return redact("\n".join(parts) + "\n")
+    from rich.console import Console
+    from rich.table import Table
+
     buf = io.StringIO()
-    console = Console(
-        file=buf, force_terminal=terminal, no_color=not terminal, width=width, highlight=False
-    )
+    console = Console(file=buf, force_terminal=True, width=width, highlight=False)
     if outcomes:
-        table = Table(title="tasks", title_justify="left", show_edge=terminal, box=None)
-        for col in ("task", "status", "attempts", "duration", "detail"):
+        table = Table(title="tasks", title_justify="left", box=None)
+        for col in _COLUMNS:
             table.add_column(col, justify="right" if col in ("attempts", "duration") else "left")
         for name, o in outcomes.items():
-            d = o.duration
-            detail = o.reason or ""
-            if not o.ok and o.error is not None:
-                detail = f"{detail + ': ' if detail else ''}{error_text(o.error)}"
             status = o.status.value
-            table.add_row(
-                name,
-                f"[{_STYLE.get(status, '')}]{status}[/]" if terminal else status,
-                str(o.attempts),
-                f"{d:.3f}s" if d is not None else "-",
-                detail[:120],
-            )
+            row = _task_row(name, o)
+            row[1] = f"[{_STYLE.get(status, '')}]{status}[/]"
+            table.add_row(*row)
         console.print(table)
-    if terminal and hasattr(report, "__rich__"):
+    if hasattr(report, "__rich__"):
         console.print(report)
-    elif terminal:
-        console.print(_summary_table(_report_dict(report)))
     else:
-        console.print(str(report) if not isinstance(report, dict) else _plain(report))
+        console.print(_summary_table(_report_dict(report)))
     return redact(buf.getvalue())
+
+
+_COLUMNS = ("task", "status", "attempts", "duration", "detail")
+_DETAIL_CHARS = 120
+
+
+def _task_row(name: str, o: fj.Outcome) -> list[str]:
+    d = o.duration
+    return [
+        name,
+        o.status.value,
+        str(o.attempts),
+        f"{d:.3f}s" if d is not None else "-",
+        detail_text(o)[:_DETAIL_CHARS],
+    ]
+
+
+def _plain_tasks(outcomes: Mapping[str, fj.Outcome]) -> str:
+    rows = [list(_COLUMNS), *(_task_row(name, o) for name, o in outcomes.items())]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = ["tasks"]
+    for r in rows:
+        cells = [
+            r[i].rjust(widths[i]) if _COLUMNS[i] in ("attempts", "duration") else r[i].ljust(w)
+            for i, w in enumerate(widths)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def _summary_table(d: dict[str, Any]) -> Table:
@@ -152,7 +198,7 @@ def _summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
             "concurrency",
             f"peak {d.get('peak_concurrency', 0)}, mean {d.get('mean_concurrency', 0.0):.2f}",
         ),
-        ("attempts", f"{d.get('attempts', 0)} ({d.get('retries', 0)} retries)"),
+        ("attempts", f"{d.get('attempts', 0)} ({_retries(int(d.get('retries') or 0))})"),
     ]
     cost = d.get("cost")
     if isinstance(cost, dict):
@@ -166,6 +212,10 @@ def _summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     if slowest and isinstance(slowest[0], dict):
         rows.append(("slowest", f"{slowest[0].get('name')} ({slowest[0].get('duration', 0):.3f}s)"))
     return rows
+
+
+def _retries(n: int) -> str:
+    return f"{n} {'retry' if n == 1 else 'retries'}"
 
 
 def _plain(d: dict[str, Any]) -> str:

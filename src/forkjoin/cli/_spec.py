@@ -8,8 +8,6 @@ headers and keys to map a pydantic error location back to a line.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import tomllib
 from pathlib import Path
@@ -27,49 +25,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from . import _usage
+from ._usage import SpecError, show
+
 __all__ = ["KINDS", "SpecError", "load_spec", "parse_duration", "parse_rate"]
 
 KINDS = ("command", "http", "sql", "python")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|m|h)\s*$")
-_PER = {
-    "s": 1.0, "sec": 1.0, "second": 1.0,
-    "m": 60.0, "min": 60.0, "minute": 60.0,
-    "h": 3600.0, "hour": 3600.0,
-}  # fmt: skip
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)?\s*([a-z]+)\s*$")
-
-
-class SpecError(Exception):
-    """A bad spec or usage: one line naming where and what."""
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 path: str | None = None) -> None:  # fmt: skip
-        self.file = file
-        self.line = line
-        self.path = path
-        self.detail = message
-        where = (
-            f"{file}:{line}: "
-            if file is not None and line is not None
-            else (f"{file}: " if file is not None else "")
-        )
-        super().__init__(f"{where}{path + ': ' if path else ''}{message}")
-
-    def in_file(self, file: str) -> SpecError:
-        """The same error, naming ``file``."""
-        if self.file is not None or self.line == 0:  # line 0: the command line, not the file
-            return self
-        return SpecError(self.detail, file=file, line=self.line, path=self.path)
-
-
-def show(value: Any) -> str:
-    """A user's value as they would write it (JSON-ish, short)."""
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):  # pragma: no cover - default=str handles the rest
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- value types ------------------------------------------------------------------------
@@ -77,33 +38,19 @@ def show(value: Any) -> str:
 
 def parse_duration(value: Any, *, zero: bool = False) -> float:
     """Seconds from ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` or a number of seconds (> 0)."""
-    if not isinstance(value, bool):
-        seconds = -1.0
-        if isinstance(value, int | float) and math.isfinite(value):
-            seconds = float(value)
-        elif isinstance(value, str):
-            m = _DURATION_RE.match(value)
-            if m:
-                seconds = float(m.group(1)) * _UNITS[m.group(2)]
-        if seconds > 0 or (zero and seconds == 0):
-            return seconds
-    raise PydanticCustomError(
-        "duration", 'expected a duration like "5s", got {got}', {"got": show(value)}
-    )
+    try:
+        return _usage.parse_duration(value, zero=zero)
+    except _usage.BadValue as e:
+        raise PydanticCustomError("duration", "{msg}", {"msg": str(e)}) from None
 
 
 def parse_rate(value: Any) -> tuple[float, float]:
-    """``(rate, per_seconds)`` from ``"5/s"``, ``"60/min"`` or ``"10/5s"``."""
-    if isinstance(value, str):
-        m = _RATE_RE.match(value)
-        if m and m.group(3) in _PER:
-            rate = float(m.group(1))
-            per = float(m.group(2) or 1) * _PER[m.group(3)]
-            if rate > 0 and per > 0:
-                return rate, per
-    raise PydanticCustomError(
-        "rate", 'expected a rate like "5/s" or "60/min", got {got}', {"got": show(value)}
-    )
+    """``(rate, per_seconds)`` from ``"5/s"``, ``"60/min"``, ``"10/5s"`` or a number per
+    second."""
+    try:
+        return _usage.parse_rate(value)
+    except _usage.BadValue as e:
+        raise PydanticCustomError("rate", "{msg}", {"msg": str(e)}) from None
 
 
 def _check(what: str, ok: Any) -> Any:
@@ -176,7 +123,7 @@ class RateSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, str):
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
             rate, per = parse_rate(value)
             return {"rate": rate, "per": per}
         if isinstance(value, dict) and isinstance(value.get("rate"), str):
@@ -221,6 +168,9 @@ class RunSpec(_Model):
     quorum: PositiveInt | None = None
     budget: BudgetField | None = None
     journal: Annotated[str, Field(min_length=1)] | None = None
+    # exit 0 when some tasks are ok (as --allow-partial): a run that reports partial
+    # results on purpose is not a failed run
+    allow_partial: bool = False
 
 
 class DefaultsSpec(_Model):
@@ -478,7 +428,35 @@ def _bracket_delta(text: str) -> int:
     return delta
 
 
+# pydantic's error types, in forkjoin's words (pydantic's own sentences never reach a user)
+_WORDS = {
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "string_too_short": "expected a non-empty string",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
+    "too_short": "expected at least one item",
+}
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+           "less_than_equal": "<="}  # fmt: skip
+_FORMS = {
+    "url": "expected an http:// or https:// URL (or a {variable})",
+    "dsn": 'expected "sqlite:///path.db" or "postgresql://..." (or a {variable})',
+    "call": 'expected "module:function", e.g. "mypkg.tasks:score"',
+}
+
+
 def _message(err: Any) -> str:
+    """One pydantic error as forkjoin says it: what was expected, and what was given."""
     kind = err.get("type", "")
     if kind in ("duration", "rate", "shorthand", "task_kind", "argv", "body", "value"):
         return str(err["msg"])
@@ -486,12 +464,24 @@ def _message(err: Any) -> str:
         return "missing required key"
     if kind == "extra_forbidden":
         return "unknown key"
-    msg = str(err.get("msg", "invalid value"))
-    msg = msg[0].lower() + msg[1:] if msg else msg
-    msg = msg.replace("input should be", "expected").replace("Input should be", "expected")
-    if "input" in err and kind not in ("union_tag_invalid",):
-        msg += f", got {show(err['input'])}"
-    return msg
+    loc = tuple(str(p) for p in err.get("loc", ()))
+    ctx = err.get("ctx") or {}
+    if kind == "too_short" and loc == ("tasks",):
+        return "expected at least one task: add a [tasks.NAME] table"
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()), "?")
+        what = "a whole number" if isinstance(bound, int) else "a number"
+        shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        text = f"expected {what} {_BOUNDS[kind]} {shown}"
+    elif kind == "literal_error":
+        text = "expected " + str(ctx.get("expected", "one of the allowed values")).replace("'", '"')
+    elif kind == "string_pattern_mismatch":
+        text = _FORMS.get(loc[-1] if loc else "", "expected another form of value")
+    else:
+        text = _WORDS.get(kind, "invalid value")
+    if "input" in err:
+        text += f", got {show(err['input'])}"
+    return text
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[str, ...]:

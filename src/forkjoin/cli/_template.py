@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._spec import SpecError
+from ._usage import SpecError
 
 __all__ = ["Redactor", "Vars", "expand"]
 

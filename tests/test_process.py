@@ -1,0 +1,165 @@
+"""Commands as calls (cli/_process.py): posix_spawn and the per-loop epoll of children, and
+asyncio's subprocesses where those cannot serve (a cwd). Both paths, the same contract."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forkjoin.cli import _process
+from forkjoin.cli._process import CommandFailed, run_command
+
+pytestmark = pytest.mark.skipif(not _process.FAST, reason="posix_spawn + pidfd: Linux only")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture(params=["spawn", "asyncio"])
+def path(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Run each test on both paths: a cwd sends a command to asyncio's subprocesses."""
+    return {} if request.param == "spawn" else {"cwd": str(tmp_path)}
+
+
+def test_output_exit_code_stdin_and_the_cap(path: dict[str, Any]) -> None:
+    async def main() -> list[Any]:
+        return [
+            await run_command(["sh", "-c", "echo out; echo err >&2"], **path),
+            await run_command(["cat"], stdin="fed\n", **path),
+            await run_command(["cat"], stdin="y" * 300_000, max_output=100, **path),
+            await run_command("echo $0", shell=True, **path),
+        ]
+
+    plain, fed, capped, shell = run(main())
+    assert plain == {"exit_code": 0, "stdout": "out\n", "stderr": "err\n"}
+    assert fed["stdout"] == "fed\n"
+    # the rest was read and dropped: a big writer never blocks on a full pipe
+    assert capped == {"exit_code": 0, "stdout": "y" * 100, "stderr": "", "truncated": True}
+    assert shell["stdout"] == "/bin/sh\n"
+
+
+def test_a_failed_command_keeps_its_code_and_output(path: dict[str, Any]) -> None:
+    with pytest.raises(CommandFailed) as info:
+        run(run_command(["sh", "-c", "echo partial; echo broken >&2; exit 3"], **path))
+    assert str(info.value) == "exit code 3: broken"
+    assert info.value.fields() == {"exit_code": 3, "stdout": "partial\n", "stderr": "broken\n"}
+
+
+def test_a_missing_program_raises_and_leaks_nothing() -> None:
+    before = open_fds()
+    with pytest.raises(FileNotFoundError):
+        run(run_command(["no-such-program-here"]))
+    assert open_fds() == before
+
+
+def test_a_timeout_kills_the_whole_group_and_reaps(path: dict[str, Any], tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+
+    async def main() -> None:
+        cmd = f"sleep 30 & echo $! > {pidfile}; wait"
+        await asyncio.wait_for(run_command(["sh", "-c", cmd], **path), 0.5)
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        run(main())
+    assert time.monotonic() - started < 5
+    grandchild = int(pidfile.read_text())
+    _gone(grandchild)
+
+
+def _gone(pid: int) -> None:
+    for _ in range(200):  # SIGKILL is delivered at once; its reaping by init may lag
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split()[2] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"process {pid} outlived its command's timeout")
+
+
+def test_cancelling_never_waits_for_a_process_that_left_the_group() -> None:
+    # the command exits at once, but a process it started in a session of its own keeps the
+    # pipes open: a cancelled call must not wait for it
+    async def main() -> None:
+        await asyncio.wait_for(run_command(["sh", "-c", "setsid sleep 5 & exit 0"]), 0.3)
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        run(main())
+    assert time.monotonic() - started < 3
+
+
+def test_a_child_that_outlives_its_pipes_is_still_reaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    closes_early = ["sh", "-c", "exec >&- 2>&-; sleep 0.2; exit 4"]
+    assert run(run_command(closes_early, ok_codes=(4,)))["exit_code"] == 4
+
+    # without pidfd_open (a sandbox, valgrind) it is asked for on a timer instead
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(_process.os, "pidfd_open", no_pidfd)
+    assert run(run_command(closes_early, ok_codes=(4,)))["exit_code"] == 4
+
+
+def test_many_children_at_once_share_one_epoll_which_closes_when_idle() -> None:
+    before = open_fds()
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        calls = [asyncio.ensure_future(run_command(["echo", str(i)])) for i in range(200)]
+        await asyncio.sleep(0)
+        assert len(_process._WATCHERS[loop].handlers) == 400  # two pipes each, one epoll
+        out = await asyncio.gather(*calls)
+        await asyncio.sleep(0)  # the idle watcher closes on the next loop pass
+        assert loop not in _process._WATCHERS
+        return out
+
+    results = run(main())
+    assert [r["stdout"] for r in results] == [f"{i}\n" for i in range(200)]
+    assert open_fds() == before
+
+
+def test_a_child_sees_its_env_and_default_signals(tmp_path: Path) -> None:
+    tool = tmp_path / "bin" / "mytool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\necho mine $FOO\n")
+    tool.chmod(0o755)
+
+    async def main() -> list[Any]:
+        return [
+            # a PATH of the command's own decides where its program is found
+            await run_command(["mytool"], env={"PATH": f"{tool.parent}:/usr/bin:/bin", "FOO": "x"}),
+            # the base environment can be given as bytes, once for many commands
+            await run_command(["sh", "-c", "echo $BAR"], environ={b"BAR": b"b", b"PATH": b"/bin"}),
+            await run_command(
+                ["sh", "-c", "echo $BAR $FOO"],
+                environ={b"BAR": b"b", b"PATH": b"/bin"},
+                env={"FOO": "f"},
+            ),
+            # SIGPIPE is the default again in the child (Python ignores it): `yes` ends
+            await run_command(["sh", "-c", "yes | head -2"]),
+        ]
+
+    mine, bytes_env, merged, piped = run(main())
+    assert mine["stdout"] == "mine x\n"
+    assert bytes_env["stdout"] == "b\n"
+    assert merged["stdout"] == "b f\n"
+    assert piped == {"exit_code": 0, "stdout": "y\ny\n", "stderr": ""}
