@@ -198,9 +198,8 @@ class Admission:
             return
         first = entries[0]
         group, priority = first.group, first.priority
-        if (
-            group not in self._queues
-            and all(e.group == group and e.priority == priority for e in entries)
+        if group not in self._queues and all(
+            e.group == group and e.priority == priority for e in entries
         ):
             q = self._queues[group] = _Queue(priority)
             assert q.fifo is not None

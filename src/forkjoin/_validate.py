@@ -102,7 +102,6 @@ def check_group_name(where: str, value: Any) -> str | None:
     return value
 
 
-
 def number(owner: str, field: str, value: Any, *, minimum: float, strict: bool) -> float:
     """``value`` as a float, or InvalidPolicy naming ``owner.field``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
