@@ -109,9 +109,18 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
-def stopped_error(name: str, reason: str) -> BaseException:
+ABANDONED = " (abandoned: the call could not be stopped where it ran; its late result is ignored)"
+
+
+def stopped_error(name: str, reason: str, abandoned: bool = False) -> BaseException:
     """The error recorded for a call the run stopped: TaskTimeout for its deadline,
-    TaskCancelled (with the reason) otherwise."""
+    TaskCancelled (with the reason) otherwise; ``abandoned``: the call could not be stopped
+    (a thread, a sync call on a Dask worker) and the error says so."""
     if reason == "deadline":
-        return TaskTimeout(f"task {name!r} stopped by the run's deadline")
-    return TaskCancelled(reason)
+        return TaskTimeout(
+            f"task {name!r} stopped by the run's deadline" + (ABANDONED if abandoned else "")
+        )
+    error = TaskCancelled(reason)
+    if abandoned:
+        error.args = (f"{error}{ABANDONED}",)
+    return error

@@ -50,7 +50,6 @@ class Fan:
     - policies: ``budget`` (:class:`Budget`), ``rate`` (a :class:`RateLimit` for the whole
       run), ``rates`` (``{group: RateLimit}``), ``groups`` (``{group: Group(...)}``),
       ``breaker`` (a :class:`CircuitBreaker` for every group).
-
     A task's own option wins over its group's, which wins over the run's. Tasks waiting
     for a slot start by ``priority``, higher first, then in the order they were added.
     """
@@ -80,7 +79,7 @@ class Fan:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> Fan:
-        self._engine.open()
+        await self._engine.begin()
         self._token = _current_fan.set(self)
         return self
 
@@ -96,13 +95,16 @@ class Fan:
                 engine.stop("cancelled" if isinstance(exc, asyncio.CancelledError) else "aborted")
             await engine.wait()
         finally:
-            engine.close()
-            if self._token is not None:
-                try:
-                    _current_fan.reset(self._token)
-                except ValueError:  # exited in another context than entered
-                    _current_fan.set(None)
-                self._token = None
+            try:
+                engine.close()
+                if self._token is not None:
+                    try:
+                        _current_fan.reset(self._token)
+                    except ValueError:  # exited in another context than entered
+                        _current_fan.set(None)
+                    self._token = None
+            finally:
+                await engine.release()
         engine.raise_fatal()
         if exc is None and engine.recorder.stopped_by_failures:
             results = self.results
@@ -258,10 +260,22 @@ async def gather(tasks: Mapping[str, Any], /, **options: Unpack[RunKwargs]) -> R
     :class:`FanError`, which carries the results; otherwise failures are in the Results.
     """
     engine, states = _prepared(tasks, options)
-    async with Fan._over(engine):
-        engine.start_all(states)
+    try:
+        async with Fan._over(engine):
+            engine.start_all(states)
+    except BaseException:
+        _close_unrun(engine, states)
+        raise
     assert engine.results is not None
     return engine.results
+
+
+def _close_unrun(engine: Engine, states: list[Any]) -> None:
+    """The run never opened (a backend failed to start): its tasks' coroutine objects
+    will never run."""
+    if engine.state == "new":
+        for st in states:
+            st.close()
 
 
 def run(tasks: Mapping[str, Any], /, **options: Unpack[RunKwargs]) -> Results:
@@ -284,8 +298,12 @@ def run(tasks: Mapping[str, Any], /, **options: Unpack[RunKwargs]) -> Results:
     engine, states = _prepared(tasks, options)
 
     async def main() -> Results:
-        async with Fan._over(engine):
-            engine.start_all(states)
+        try:
+            async with Fan._over(engine):
+                engine.start_all(states)
+        except BaseException:
+            _close_unrun(engine, states)
+            raise
         assert engine.results is not None
         return engine.results
 

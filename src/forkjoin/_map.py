@@ -33,7 +33,7 @@ from ._engine import Engine
 from ._errors import FanError, InvalidPolicy, stopped_error
 from ._events import AttemptStarted
 from ._options import RunKwargs, build_options
-from ._outcome import Outcome, Results, Status, fan_error
+from ._outcome import Attempt, Outcome, Results, Status, fan_error
 from ._record import SLOWEST
 from ._report import RunReport
 from ._task import Task, is_async_callable
@@ -540,18 +540,21 @@ class _Pool:
             agg = engine.recorder.aggregate
             assert agg is not None
             if stats[0]:
-                agg.add_ok(int(stats[0]), stats[1], slow, stats[2] - t0, stats[3] - t0)
+                agg.add_ok(int(stats[0]), stats[1], slow, stats[2] - t0, stats[3] - t0, "thread")
             for i, error, started, ended in sorted(failures, key=lambda f: f[0]):
-                self._failed(i, error, started - t0, ended - t0)
+                self._failed(i, error, started - t0, ended - t0, "thread")
             if self.iter_error is not None:
                 engine.stop("aborted")
 
     # -- Outcomes of the plain paths -----------------------------------------------------
 
-    def _failed(self, i: int, error: BaseException, started: float, ended: float) -> None:
+    def _failed(
+        self, i: int, error: BaseException, started: float, ended: float, where: str | None = None
+    ) -> None:
         engine = self.engine
+        calls = (Attempt(1, started, ended, error, False, where),) if where is not None else ()
         outcome = Outcome(str(i), Status.FAILED, None, error, None, 1, started, ended, None,
-                          self.group, i)  # fmt: skip
+                          self.group, i, calls)  # fmt: skip
         engine.recorder.record(outcome)  # imap: never waits for room here; the next pull will
         if isinstance(error, FATAL):
             engine.fatal = engine.fatal or error
@@ -646,13 +649,16 @@ def _report(pool: _Pool) -> RunReport:
 
 async def _run_pool(pool: _Pool) -> Results:
     engine = pool.engine
-    engine.open()
+    await engine.begin()
     try:
         await pool.start()
         await _finish_pool(pool)
     finally:
         engine.wall = engine.elapsed()
-        results = engine.close(_report(pool))
+        try:
+            results = engine.close(_report(pool))
+        finally:
+            await engine.release()
     engine.raise_fatal()
     if pool.iter_error is not None:
         raise pool.iter_error
@@ -857,7 +863,7 @@ async def _imap(
 
     recorder.set_deliver(deliver_ordered if ordered else deliver_unordered)
     pool = _Pool(engine, fn, items, group, window=(2 * capacity) if ordered else None)
-    engine.open()
+    await engine.begin()
     try:
         await pool.start()
         for w in pool.workers:
@@ -900,7 +906,10 @@ async def _imap(
             await _finish_pool(pool)
         finally:
             engine.wall = engine.elapsed()
-            engine.close(_report(pool))
+            try:
+                engine.close(_report(pool))
+            finally:
+                await engine.release()
     engine.raise_fatal()
     if pool.iter_error is not None:
         raise pool.iter_error

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping
-from inspect import CO_COROUTINE
-from types import FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._backends._base import is_async_callable
 from ._errors import InvalidPolicy
 from ._validate import check_amount, check_group_name, check_seconds
 
@@ -19,24 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["Task", "coroutine_runner", "is_async_callable", "split", "task"]
 
 UNSET: Any = object()  # an option left out (not the same as None)
-
-
-def is_async_callable(fn: Any) -> bool:
-    """Whether calling ``fn`` returns a coroutine (async def, a partial of one, an object
-    with an ``async def __call__``)."""
-    if type(fn) is FunctionType:  # the common case, without inspect's general checks
-        return bool(fn.__code__.co_flags & CO_COROUTINE)
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    return (
-        call is not None
-        and not inspect.isfunction(fn)
-        and not inspect.ismethod(fn)
-        and inspect.iscoroutinefunction(call)
-    )
 
 
 async def coroutine_runner(coro: Coroutine[Any, Any, Any]) -> Any:

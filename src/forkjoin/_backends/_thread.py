@@ -2,7 +2,9 @@
 
 A thread cannot be interrupted: a call cancelled by a timeout, the deadline or a stop is
 *abandoned* (the task is marked so and nothing waits for it); its thread finishes the call
-on its own. If the function returns an awaitable, it is awaited on the loop.
+on its own. If a sync function returns an awaitable, that is awaited on the loop; an async
+function given ``backend="thread"`` runs in the thread, on an event loop of its own (for
+async code that blocks).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class ThreadCall:
             self.finished = True
 
 
+def _in_own_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    return asyncio.run(fn(*args))
+
+
 class ThreadRunner:
     """The run's thread pool, made on first use, as wide as the run's limit."""
 
@@ -64,6 +70,9 @@ class ThreadRunner:
     async def call(
         self, task: CallSite, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> Any:
+        task.where = "thread"
+        if inspect.iscoroutinefunction(fn):
+            fn, args = _in_own_loop, (fn, *args)
         call = ThreadCall(fn, args)
         loop = asyncio.get_running_loop()
         try:
@@ -75,6 +84,12 @@ class ThreadRunner:
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    async def start(self) -> int | None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {}
 
     def close(self) -> None:
         if self._executor is not None:
@@ -89,3 +104,6 @@ class ThreadBackend:
 
     def open(self, run_name: str, limit: int | None) -> ThreadRunner:
         return ThreadRunner(run_name, limit)
+
+    def __repr__(self) -> str:
+        return "'thread'"
