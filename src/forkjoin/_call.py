@@ -245,6 +245,9 @@ class Planner:
         # backend value -> (its name, its runner in this run); the loop and the thread
         # pool are the run's own, the others are opened when a plan first names them
         self._runners: dict[Any, tuple[str, Runner]] = {}
+        for backend in (options.backend, *(g.backend for g in options.groups.values())):
+            if backend is not None:
+                self._runner(backend, True)
 
     def plan(self, opts: Task, group: str | None, is_async: bool) -> Plan:
         """The plan of a task with options ``opts`` in ``group``."""
@@ -261,6 +264,7 @@ class Planner:
                 and (opts.fallback is None) is (prev.fallback is None)
                 and (opts.cost is None and opts.tokens is None)
                 is (prev.cost is None and prev.tokens is None)
+                and opts.backend is prev.backend
             ):
                 return prev_plan
         key: Any
@@ -276,6 +280,7 @@ class Planner:
                 opts.idempotent,
                 opts.fallback is not None,
                 opts.cost is not None or opts.tokens is not None,
+                opts.backend,  # a backend value is hashable; tasks on two never share a plan
             )
         plan = self._cache.get(key)
         if plan is None:
@@ -283,11 +288,23 @@ class Planner:
         self._last = (opts, is_async, plan)
         return plan
 
-    def _runner(self, is_async: bool) -> tuple[str, Runner]:
-        """The runner of a plan: the loop or the thread pool."""
-        if is_async:
-            return "loop", self._loop_runner
-        return "thread", self._thread_runner
+    def _runner(self, backend: Any, is_async: bool) -> tuple[str, Runner]:
+        """The runner of ``backend`` in this run (None: the loop or the thread pool)."""
+        if backend is None:
+            if is_async:
+                return "loop", self._loop_runner
+            return "thread", self._thread_runner
+        found = self._runners.get(backend)
+        if found is None:
+            name = backend.name
+            if name == "loop":
+                runner = self._loop_runner
+            elif name == "thread":
+                runner = self._thread_runner
+            else:
+                runner = backend.open(self._ctx.name, self._options.limit)
+            found = self._runners[backend] = (name, runner)
+        return found
 
     def backends(self) -> list[tuple[str, Runner]]:
         """The backends opened for this run other than the loop and the thread pool."""
@@ -311,12 +328,17 @@ class Planner:
         hedge = opts.hedge
         if hedge is None and settings is not None and opts.idempotent:
             hedge = settings.hedge
+        backend = opts.backend
+        if backend is None and settings is not None:
+            backend = settings.backend
+        if backend is None:
+            backend = options.backend
         hooks = self._policies.hooks(group)
 
         plan = Plan()
         plan.hooks = hooks
         plan.timeout = timeout
-        plan.backend, plan.runner = self._runner(is_async)
+        plan.backend, plan.runner = self._runner(backend, is_async)
         # an async function awaited on the loop itself: the engine may await it inline
         on_loop = is_async and plan.backend == "loop"
         plan.accounts = opts.cost is not None or opts.tokens is not None or hooks.accounts

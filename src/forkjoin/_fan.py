@@ -49,7 +49,13 @@ class Fan:
     - ``name``: the run's name in events and the report;
     - policies: ``budget`` (:class:`Budget`), ``rate`` (a :class:`RateLimit` for the whole
       run), ``rates`` (``{group: RateLimit}``), ``groups`` (``{group: Group(...)}``),
-      ``breaker`` (a :class:`CircuitBreaker` for every group).
+      ``breaker`` (a :class:`CircuitBreaker` for every group);
+    - ``backend``: where calls run — ``"loop"`` (async functions' default), ``"thread"``
+      (sync functions' default), ``"process"`` / :class:`ProcessBackend` (CPU-bound work),
+      ``"dask"`` / :class:`DaskBackend` (a cluster). Only the call moves: every policy
+      stays in this process. A pool or cluster the run names up front starts before the
+      run's clock does, and is closed before the run returns.
+
     A task's own option wins over its group's, which wins over the run's. Tasks waiting
     for a slot start by ``priority``, higher first, then in the order they were added.
     """
@@ -146,6 +152,7 @@ class Fan:
         idempotent: bool = UNSET,
         hedge: Any = UNSET,
         fallback: Callable[..., Any] | None = UNSET,
+        backend: Any = UNSET,
     ) -> None:
         """Add a task named ``name`` that calls ``fn(*args)`` to the running run.
 
@@ -169,6 +176,7 @@ class Fan:
             "idempotent": idempotent,
             "hedge": hedge,
             "fallback": fallback,
+            "backend": backend,
         }
         if _running_loop() is not engine.loop:
             # from a sync task's worker thread: the run's state belongs to the loop thread

@@ -114,6 +114,10 @@ class _Pool:
         if isinstance(items, list | tuple | range):
             size = len(items)
         capacity = _capacity(engine, group)
+        runner = self.plan.runner
+        if capacity is None and self.plan.backend not in ("loop", "thread") and runner:
+            # a pool or a cluster: as many at once as it takes, never every item
+            capacity = await runner.start()
         if capacity is None:
             # unlimited means every item at once, so the items are all in memory anyway
             if isinstance(items, AsyncIterable):
@@ -588,7 +592,8 @@ def _threadable(engine: Engine, plan: Any) -> bool:
     options = engine.options
     events = engine.events
     return (
-        plan.timeout is None
+        plan.backend == "thread"
+        and plan.timeout is None
         and not plan.reruns
         and not plan.logged
         and not plan.accounts

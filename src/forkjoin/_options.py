@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._errors import InvalidPolicy
 from ._validate import (
+    check_backend,
     check_count,
     check_group_map,
     check_instance,
@@ -22,6 +23,7 @@ from ._validate import (
 )
 
 if TYPE_CHECKING:
+    from ._backends._base import Backend
     from ._policies._adaptive import AdaptiveLimit
     from ._policies._breaker import CircuitBreaker
     from ._policies._budget import Budget
@@ -57,6 +59,7 @@ class RunKwargs(TypedDict, total=False):
     groups: Mapping[str, Group] | None
     breaker: CircuitBreaker | None
     progress: bool | Any
+    backend: Backend | str | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -82,6 +85,7 @@ class RunOptions:
     # registered per-group keywords: {keyword: {group: value}} (``rates=``)
     group_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     progress: Any = False
+    backend: Any = None  # where calls run unless a group or task says (None: loop/thread)
 
     @property
     def stop_after_failures(self) -> int | None:
@@ -115,6 +119,8 @@ class RunOptions:
             out["adaptive"] = dict(self.adaptive)
         if self.groups:
             out["groups"] = dict(self.groups)
+        if self.backend is not None:
+            out["backend"] = self.backend
         return out
 
 
@@ -224,4 +230,5 @@ def build_options(
         policies=policies,
         group_policies=group_policies,
         progress=progress or False,
+        backend=check_backend("backend", get("backend")),
     )

@@ -8,3 +8,24 @@ Everything above (admission, policies, retries, the journal, events) stays in th
 process and event loop; only the call moves. Backends import the protocol, never the
 engine.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._loop import LoopBackend
+from ._thread import ThreadBackend
+
+__all__ = ["KINDS", "LoopBackend", "ThreadBackend", "named"]
+
+KINDS = (LoopBackend, ThreadBackend)
+
+_LOOP = LoopBackend()
+_THREAD = ThreadBackend()
+_NAMED: dict[str, Any] = {"loop": _LOOP, "thread": _THREAD}
+
+
+def named(name: str) -> Any:
+    """The backend value a name stands for (one per name: tasks naming it share its
+    runner), or None for an unknown name."""
+    return _NAMED.get(name)
