@@ -3,6 +3,7 @@
 The whole public API is listed here; everything else lives in private modules.
 """
 
+from ._backends import ProcessBackend
 from ._errors import (
     DuplicateTaskName,
     FanClosed,
@@ -11,8 +12,10 @@ from ._errors import (
     Interrupted,
     InvalidPolicy,
     TaskCancelled,
+    TaskNotSerializable,
     TaskSkipped,
     TaskTimeout,
+    WorkerLost,
 )
 from ._events import (
     AttemptFailed,
@@ -72,6 +75,7 @@ __all__ = [
     "OtelObserver",
     "Outcome",
     "OutcomeStream",
+    "ProcessBackend",
     "ProgressObserver",
     "RateLimit",
     "Results",
@@ -84,11 +88,13 @@ __all__ = [
     "Task",
     "TaskCancelled",
     "TaskFinished",
+    "TaskNotSerializable",
     "TaskQueued",
     "TaskSkipped",
     "TaskStarted",
     "TaskTimeout",
     "Values",
+    "WorkerLost",
     "__version__",
     "charge",
     "current_fan",

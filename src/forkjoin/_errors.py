@@ -9,6 +9,8 @@ The hierarchy::
     ├── TaskTimeout (TimeoutError)     stored as Outcome.error of a timed-out task
     ├── TaskCancelled                  stored as Outcome.error of a cancelled task
     ├── TaskSkipped                    stored as Outcome.error of a task never started
+    ├── TaskNotSerializable (TypeError) a call cannot be pickled to or from a worker
+    ├── WorkerLost                     the worker running a call died (a failed attempt)
     └── RetryAfter                     raised by a task: "retry after n seconds" (its group
                                        pauses too); defined in _policies/_retry_after.py
     FanError (ExceptionGroup)          some tasks were not ok; carries .results
@@ -31,8 +33,10 @@ __all__ = [
     "Interrupted",
     "InvalidPolicy",
     "TaskCancelled",
+    "TaskNotSerializable",
     "TaskSkipped",
     "TaskTimeout",
+    "WorkerLost",
 ]
 
 
@@ -70,6 +74,18 @@ class TaskSkipped(ForkjoinError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"skipped ({reason})")
         self.reason = reason
+
+
+class TaskNotSerializable(ForkjoinError, TypeError):
+    """A task's function, an argument or its value cannot be pickled to or from the worker
+    of a process or Dask backend; the message names which. Not retried by default (a second
+    call fails the same way)."""
+
+
+class WorkerLost(ForkjoinError):
+    """The worker process running a call died (it crashed, exited or was killed by someone
+    else): that call is one failed attempt, which a :class:`Retry` calls again on a fresh
+    worker."""
 
 
 class FanError(ExceptionGroup[Exception]):

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Unpack
 
+from ._backends._base import worker_backend
 from ._engine import Engine
 from ._errors import FanClosed, Interrupted
 from ._options import RunKwargs, build_options
@@ -243,6 +244,13 @@ def current_fan() -> Fan:
     """The Fan the calling task runs in (e.g. to spawn more tasks from inside a task)."""
     fan = _current_fan.get()
     if fan is None or fan.closed:
+        backend = worker_backend.get()
+        if backend is not None:
+            raise RuntimeError(
+                f"current_fan() is not available in a call running on the {backend} "
+                "backend: the call runs in a worker process and spawning stays in the "
+                "caller (return what to spawn, or spawn from a task on the loop or a thread)"
+            )
         raise RuntimeError("current_fan() is only available inside a running fj.Fan or gather")
     return fan
 

@@ -3,10 +3,12 @@
 - :mod:`._base` — the protocol a backend implements (:class:`Backend`, :class:`Runner`)
 - :mod:`._loop` — the event loop: ``await fn(*args)`` (async callables)
 - :mod:`._thread` — a thread pool per run (sync callables)
+- :mod:`._process` — a process pool per run (pebble + cloudpickle): CPU-bound calls
+- :mod:`._worker` — what runs in a worker process around each call
 
 Everything above (admission, policies, retries, the journal, events) stays in the caller's
 process and event loop; only the call moves. Backends import the protocol, never the
-engine.
+engine; the process backend imports its libraries only when a run uses it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 from ._loop import LoopBackend
+from ._process import ProcessBackend
 from ._thread import ThreadBackend
 
-__all__ = ["KINDS", "LoopBackend", "ThreadBackend", "named"]
+__all__ = ["KINDS", "LoopBackend", "ProcessBackend", "ThreadBackend", "named"]
 
-KINDS = (LoopBackend, ThreadBackend)
+KINDS = (LoopBackend, ThreadBackend, ProcessBackend)
 
 _LOOP = LoopBackend()
 _THREAD = ThreadBackend()
@@ -28,4 +31,7 @@ _NAMED: dict[str, Any] = {"loop": _LOOP, "thread": _THREAD}
 def named(name: str) -> Any:
     """The backend value a name stands for (one per name: tasks naming it share its
     runner), or None for an unknown name."""
-    return _NAMED.get(name)
+    backend = _NAMED.get(name)
+    if backend is None and name == "process":
+        backend = _NAMED[name] = ProcessBackend()
+    return backend
