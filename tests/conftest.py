@@ -37,13 +37,25 @@ class Children:
         self._me = psutil.Process()
         self.before = {p.pid: p for p in self._me.children(recursive=True)}
         self.seen: dict[int, Any] = {}
+        self.allowed: set[int] = set()
 
     def look(self) -> list[Any]:
         """The children started since the test began, alive now (and remembered)."""
-        now = [p for p in self._me.children(recursive=True) if p.pid not in self.before]
+        now = [
+            p
+            for p in self._me.children(recursive=True)
+            if p.pid not in self.before and p.pid not in self.allowed and not _helper(p)
+        ]
         for p in now:
             self.seen.setdefault(p.pid, p)
         return now
+
+    def allow(self, pids: Any) -> None:
+        """Processes that are not the test's: the session cluster's workers, which its
+        nanny starts again when a test kills one."""
+        self.allowed.update(pids)
+        for pid in pids:
+            self.seen.pop(pid, None)
 
     def pids(self) -> set[int]:
         return set(self.seen)
@@ -59,6 +71,17 @@ class Children:
         if alive:
             _, alive = psutil.wait_procs(alive, timeout=10)
         return [p for p in alive if _running(p)]
+
+
+def _helper(p: Any) -> bool:
+    """multiprocessing's resource tracker: one per interpreter, started by the first
+    spawned process, ending with the interpreter."""
+    import psutil
+
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(p.cmdline())
+    except psutil.Error:
+        return False
 
 
 def _running(p: Any) -> bool:
@@ -96,7 +119,7 @@ def dask_cluster() -> Any:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.CRITICAL,
         )
     try:

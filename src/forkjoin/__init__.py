@@ -3,7 +3,7 @@
 The whole public API is listed here; everything else lives in private modules.
 """
 
-from ._backends import ProcessBackend
+from ._backends import DaskBackend, ProcessBackend
 from ._errors import (
     DuplicateTaskName,
     FanClosed,
@@ -58,6 +58,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitChanged",
     "CircuitOpen",
+    "DaskBackend",
     "DuplicateTaskName",
     "Event",
     "Fan",

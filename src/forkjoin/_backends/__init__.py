@@ -4,24 +4,26 @@
 - :mod:`._loop` — the event loop: ``await fn(*args)`` (async callables)
 - :mod:`._thread` — a thread pool per run (sync callables)
 - :mod:`._process` — a process pool per run (pebble + cloudpickle): CPU-bound calls
+- :mod:`._dask` — a Dask cluster (an embedded LocalCluster, or one given by address)
 - :mod:`._worker` — what runs in a worker process around each call
 
 Everything above (admission, policies, retries, the journal, events) stays in the caller's
 process and event loop; only the call moves. Backends import the protocol, never the
-engine; the process backend imports its libraries only when a run uses it.
+engine; the process and Dask backends import their libraries only when a run uses them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._dask import DaskBackend
 from ._loop import LoopBackend
 from ._process import ProcessBackend
 from ._thread import ThreadBackend
 
-__all__ = ["KINDS", "LoopBackend", "ProcessBackend", "ThreadBackend", "named"]
+__all__ = ["KINDS", "DaskBackend", "LoopBackend", "ProcessBackend", "ThreadBackend", "named"]
 
-KINDS = (LoopBackend, ThreadBackend, ProcessBackend)
+KINDS = (LoopBackend, ThreadBackend, ProcessBackend, DaskBackend)
 
 _LOOP = LoopBackend()
 _THREAD = ThreadBackend()
@@ -34,4 +36,6 @@ def named(name: str) -> Any:
     backend = _NAMED.get(name)
     if backend is None and name == "process":
         backend = _NAMED[name] = ProcessBackend()
+    elif backend is None and name == "dask":
+        backend = _NAMED[name] = DaskBackend()  # InvalidPolicy without distributed
     return backend

@@ -329,7 +329,7 @@ def run_in_process(payload: bytes, slot: int) -> bytes | None:
             return None
         slots[slot] = pid
     try:
-        return run_call(payload, "process", f"pid {pid}")
+        return run_call(payload, "process", f"pid {pid}", fresh=True)
     finally:
         with _held(lock):
             slots[slot] = _DONE

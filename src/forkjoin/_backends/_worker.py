@@ -102,12 +102,14 @@ def unpack(name: str, packed: bytes) -> tuple[int, Any, tuple[bool, float, float
 # -- the worker's side ------------------------------------------------------------------
 
 
-def run_call(payload: bytes, backend: str, where: str) -> bytes:
+def run_call(payload: bytes, backend: str, where: str, fresh: bool) -> bytes:
     """Run a pickled call in this worker (an async function on an event loop of its own)
-    and pack how it ended. The call sees nothing of the caller's context or of an earlier
-    call's (a forked worker inherits the caller's)."""
+    and pack how it ended. ``fresh``: in an empty context (a forked worker inherits the
+    caller's); else in a copy of the current one (a Dask worker's, which its code may use),
+    never the one the next call sees."""
     account = Charge(None, None, None)
-    return contextvars.Context().run(_run, payload, backend, where, account)
+    ctx = contextvars.Context() if fresh else contextvars.copy_context()
+    return ctx.run(_run, payload, backend, where, account)
 
 
 def _run(payload: bytes, backend: str, where: str, account: Charge) -> bytes:
@@ -132,10 +134,10 @@ async def _awaited(awaitable: Any) -> Any:
 
 async def run_call_async(payload: bytes, backend: str, where: str, timeout: float | None) -> bytes:
     """:func:`run_call` for an async function on a worker's own event loop (Dask's): in a
-    Task with a fresh context, stopped by ``timeout`` there (a cancelled future does not
-    stop a coroutine that runs on a worker)."""
+    Task of its own, in a copy of the current context, stopped by ``timeout`` there (a
+    cancelled future does not stop a coroutine that runs on a worker)."""
     account = Charge(None, None, None)
-    ctx = contextvars.Context()
+    ctx = contextvars.copy_context()
     task = asyncio.get_running_loop().create_task(
         _run_async(payload, backend, where, account, timeout), context=ctx
     )
@@ -193,6 +195,9 @@ def _pack(kind: int, obj: Any, account: Charge, where: str, remote: str | None =
 
 def _pack_error(error: BaseException, account: Charge, where: str) -> bytes:
     remote = "".join(traceback.format_exception(error))
+    # the chain and the frames travel as the text above: an exception pickled with them
+    # (tblib, which Dask installs, does that) drags along whatever they hold
+    error.__traceback__ = error.__context__ = error.__cause__ = None
     if not isinstance(error, Exception):
         # SystemExit, KeyboardInterrupt in a worker end that call, not the caller's program
         error = RuntimeError(f"the call raised {error!r} in its worker")
