@@ -769,10 +769,12 @@ def _where_text(where: Mapping[str, int], backends: Any) -> str:
         detail = []
         if kind == "process":
             known = places - (1 if "process" in where else 0)
-            detail.append(f"{known} pid{'s' if known != 1 else ''}")
+            if known:
+                detail.append(f"{known} pid{'s' if known != 1 else ''}")
         elif kind == "dask":
             known = places - (1 if "dask" in where else 0)
-            detail.append(f"{known} worker{'s' if known != 1 else ''}")
+            if known:
+                detail.append(f"{known} worker{'s' if known != 1 else ''}")
         info = backends.get(kind) if isinstance(backends, Mapping) else None
         if isinstance(info, Mapping) and info.get("started_in") is not None:
             what = info.get("cluster") or "pool"

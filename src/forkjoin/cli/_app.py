@@ -19,7 +19,7 @@ import forkjoin as fj
 
 from ._kinds import build_plan, resolve_call, warm_http
 from ._render import dumps, render_report, results_doc
-from ._spec import HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
+from ._spec import BACKENDS, DaskSpec, HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
 from ._template import Redactor, Vars, expand
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_USAGE", "app"]
@@ -105,6 +105,20 @@ def run(
     allow_partial: Annotated[
         bool, typer.Option("--allow-partial", help="exit 0 when some tasks are ok")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend", metavar="NAME", help="where python tasks run: loop, thread, process, dask"
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="[ADDRESS]",
+            help="python tasks on Dask: a local cluster, or the scheduler at ADDRESS",
+        ),
+    ] = None,
 ) -> None:
     """Run the named tasks of a TOML spec; print keyed JSON results and the report."""
     display = str(spec_file)
@@ -113,6 +127,7 @@ def run(
     spec_dir = spec_file.resolve().parent
     try:
         spec, keylines = load_spec(spec_file, display)
+        spec = with_backend(spec, backend, dask)
         variables = Vars(redact)
         variables.values["spec_dir"] = str(spec_dir)
         variables.update(spec.vars, lambda k: (f"vars.{k}", keylines.find(("vars", k))))
@@ -135,8 +150,9 @@ def run(
 
     try:
         results, code, aggregate, agg_error = _run_with_setup(
-            spec, keylines, variables, given, setup_kwargs, spec_dir, display, redact, quiet
-        )
+            spec, keylines, variables, given, setup_kwargs, spec_dir, display, redact, quiet,
+            "--dask" if dask is not None else None,
+        )  # fmt: skip
     except SetupFailed as e:
         typer.echo(redact(f"forkjoin: {e}"), err=True)
         raise typer.Exit(EXIT_NOT_OK) from None
@@ -178,6 +194,7 @@ def _run_with_setup(
     display: str,
     redact: Redactor,
     quiet: bool,
+    cluster_from: str | None = None,
 ) -> tuple[fj.Results, int, Any, str | None]:
     code = EXIT_OK
     aggregate: Any = None
@@ -199,6 +216,9 @@ def _run_with_setup(
         except fj.Interrupted as e:
             results = e.results
             code = EXIT_INTERRUPTED
+        except ConnectionError as e:  # a backend's cluster could not be reached: nothing ran
+            where = cluster_from or f"{display}:{keylines.find(('run', 'dask'))}: run.dask"
+            raise fail(redact(f"{where}: {str(e).removeprefix('DaskBackend: ')}")) from None
         except fj.FanError as e:  # fail_fast: the results are still keyed and complete
             results = e.results
         if spec.aggregate is not None and code != EXIT_INTERRUPTED:
@@ -208,6 +228,38 @@ def _run_with_setup(
             except Exception as e:
                 agg_error = f"{type(e).__name__}: {e}"
     return results, code, aggregate, agg_error
+
+
+def looks_like_address(text: str) -> bool:
+    """A Dask scheduler's address: ``tcp://host:port`` (any scheme) or ``host:port``."""
+    host, _, port = text.rpartition(":")
+    return "://" in text or (bool(host) and port.isdigit())
+
+
+def with_backend(spec: Spec, backend: str | None, dask: str | None) -> Spec:
+    """The spec with ``--backend`` / ``--dask`` as its ``[run] backend`` (a task's or a
+    group's own still wins)."""
+    if backend is None and dask is None:
+        return spec
+    if backend is not None and backend not in BACKENDS:
+        raise SpecError(
+            f"expected one of {', '.join(BACKENDS)}, got {backend!r}", path="--backend", line=0
+        )
+    run = spec.run
+    if dask is not None:
+        if backend not in (None, "dask"):
+            raise SpecError("give --backend or --dask, not both", path="--dask", line=0)
+        if dask != "local" and not looks_like_address(dask):
+            raise SpecError(
+                f"expected a scheduler address such as tcp://host:8786, got {dask!r}",
+                path="--dask",
+                line=0,
+            )
+        address = None if dask == "local" else dask
+        run = run.model_copy(update={"backend": "dask", "dask": DaskSpec(address=address)})
+    else:
+        run = run.model_copy(update={"backend": backend})
+    return spec.model_copy(update={"run": run})
 
 
 def _resolve(ref: str, spec_dir: Path, keylines: Any, key: str) -> Any:

@@ -120,6 +120,16 @@ def map_command(
         str | None, typer.Option("--call", metavar="module:function", help="a function per line")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", metavar="NAME", help="where --call runs: loop, thread, process"),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask", metavar="[ADDRESS]", help="--call on Dask: a local cluster, or ADDRESS"
+        ),
+    ] = None,
 ) -> None:
     """Run a command, request or function per input line; JSON Lines out, as results arrive.
 
@@ -138,6 +148,8 @@ def map_command(
             per_second = parse_rate(rate)
     except PydanticCustomError as e:
         raise fail(f"map: --{'timeout' if 'duration' in e.type else 'rate'}: {e}") from None
+    if backend is not None or dask is not None:
+        options["backend"] = _backend(backend, dask, call)
     if retry is not None:
         options["retry"] = fj.Retry(attempts=retry, backoff=0.1) if retry > 1 else False
     if rate is not None:
@@ -168,6 +180,8 @@ def map_command(
     except KeyboardInterrupt:
         counts = None
         code = EXIT_INTERRUPTED
+    except ConnectionError as e:  # the cluster could not be reached: nothing ran
+        raise fail(f"map: --dask: {str(e).removeprefix('DaskBackend: ')}") from None
     finally:
         if input_file is not None:
             os.close(fd)
@@ -180,6 +194,30 @@ def map_command(
             f"in {wall:.2f}s{rate_text}\n"
         )
     raise typer.Exit(code)
+
+
+def _backend(backend: str | None, dask: str | None, call: str | None) -> Any:
+    """``--backend`` / ``--dask`` as a backend value: for ``--call`` only (a command or a
+    request is I/O the run waits on where it is)."""
+    from ._app import looks_like_address
+
+    flag = "--dask" if dask is not None else "--backend"
+    if call is None:
+        raise fail(f"map: {flag}: applies to --call (a command or a request runs where the run is)")
+    if dask is not None:
+        if backend not in (None, "dask"):
+            raise fail("map: give --backend or --dask, not both")
+        if dask != "local" and not looks_like_address(dask):
+            raise fail(
+                f"map: --dask: expected a scheduler address such as tcp://host:8786, got {dask!r}"
+            )
+        try:
+            return fj.DaskBackend(address=None if dask == "local" else dask)
+        except fj.InvalidPolicy as e:
+            raise fail(f"map: --dask: {e}") from None
+    if backend not in ("loop", "thread", "process", "dask"):
+        raise fail(f"map: --backend: expected one of loop, thread, process, dask, got {backend!r}")
+    return backend
 
 
 async def _map(

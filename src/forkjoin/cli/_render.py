@@ -53,7 +53,8 @@ def error_text(error: BaseException | None) -> str | None:
 
 
 def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
-    """One Outcome as JSON: status, value or error, reason, attempts, duration, cost."""
+    """One Outcome as JSON: status, value or error, reason, attempts, duration, cost, and
+    where its last call ran when that was off the loop."""
     doc: dict[str, Any] = {"status": o.status.value}
     if o.ok:
         doc["value"] = o.value
@@ -68,6 +69,9 @@ def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
         doc["cost"] = o.cost
     if o.fallback:
         doc["fallback"] = True
+    history = o.history
+    if history and history[-1].where is not None:  # off the loop: a thread, a worker
+        doc["where"] = history[-1].where
     return doc
 
 

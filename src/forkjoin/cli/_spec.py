@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-__all__ = ["KINDS", "SpecError", "load_spec", "parse_duration", "parse_rate"]
+__all__ = ["BACKENDS", "KINDS", "SpecError", "load_spec", "parse_duration", "parse_rate"]
 
 KINDS = ("command", "http", "sql", "python")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -213,6 +213,18 @@ AdaptiveField = Annotated[AdaptiveSpec, _table_or("", "true, false or a table")]
 BudgetField = Annotated[BudgetSpec, _table_or("usd", "an amount in USD or a table", (int, float))]
 
 
+BACKENDS = ("loop", "thread", "process", "dask")
+Backend = Literal["loop", "thread", "process", "dask"]
+
+
+class DaskSpec(_Model):
+    """``[run.dask]``: the cluster ``backend = "dask"`` means (default: one forkjoin starts)."""
+
+    address: Annotated[str, Field(min_length=1)] | None = None
+    workers: PositiveInt | None = None
+    threads: PositiveInt | None = None
+
+
 class RunSpec(_Model):
     limit: PositiveInt | None = None
     rate: RateSpec | None = None
@@ -220,6 +232,8 @@ class RunSpec(_Model):
     on_error: Literal["collect", "fail_fast"] = "collect"
     quorum: PositiveInt | None = None
     budget: BudgetField | None = None
+    backend: Backend | None = None
+    dask: DaskSpec | None = None
 
 
 class DefaultsSpec(_Model):
@@ -233,6 +247,7 @@ class GroupSpec(_Model):
     adaptive: AdaptiveField | None = None
     timeout: Duration | None = None
     retry: RetryField | None = None
+    backend: Backend | None = None
 
 
 Json = Any
@@ -246,6 +261,7 @@ class _TaskBase(_Model):
     cost: Annotated[float, Field(ge=0)] | None = None
     idempotent: bool = False
     hedge: HedgeField | None = None
+    backend: Backend | None = None
 
 
 class CommandTask(_TaskBase):
