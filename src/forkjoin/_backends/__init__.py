@@ -3,9 +3,11 @@
 - :mod:`._base` — the protocol a backend implements (:class:`Backend`, :class:`Runner`)
 - :mod:`._loop` — the event loop: ``await fn(*args)`` (async callables)
 - :mod:`._thread` — a thread pool per run (sync callables)
-- :mod:`._process` — a process pool per run (pebble + cloudpickle): CPU-bound calls
-- :mod:`._dask` — a Dask cluster (an embedded LocalCluster, or one given by address)
-- :mod:`._worker` — what runs in a worker process around each call
+- :mod:`._process` / :mod:`._pool` — a process pool per run (pebble + cloudpickle):
+  CPU-bound calls (the value, and the pool it opens)
+- :mod:`._dask` / :mod:`._cluster` — a Dask cluster (an embedded LocalCluster, or one
+  given by address or client)
+- :mod:`._worker` — what travels to a worker process and runs there around each call
 
 Everything above (admission, policies, retries, the journal, events) stays in the caller's
 process and event loop; only the call moves. Backends import the protocol, never the

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from ._base import CallSite
+from ._base import CallSite, is_async_callable
 
 __all__ = ["ThreadBackend", "ThreadRunner"]
 
@@ -71,7 +71,7 @@ class ThreadRunner:
         self, task: CallSite, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> Any:
         task.where = "thread"
-        if inspect.iscoroutinefunction(fn):
+        if is_async_callable(fn):
             fn, args = _in_own_loop, (fn, *args)
         call = ThreadCall(fn, args)
         loop = asyncio.get_running_loop()
