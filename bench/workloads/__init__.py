@@ -11,6 +11,8 @@ from . import (
     w6_blocking,
     w7_rate,
     w8_breaker,
+    w9_cpu,
+    w10_dask,
 )
 from ._base import Contender, Result, Skip, Workload
 
@@ -23,6 +25,8 @@ ALL: tuple[Workload, ...] = (
     w6_blocking.WORKLOAD,
     w7_rate.WORKLOAD,
     w8_breaker.WORKLOAD,
+    w9_cpu.WORKLOAD,
+    w10_dask.WORKLOAD,
 )
 
 
