@@ -109,6 +109,9 @@ def test_keyed_results_for_sync_async_lambdas_and_closures(children: Children) -
     assert all(a.where and a.where.startswith("pid ") for o in results.values()
                for a in o.history)  # fmt: skip
     assert results.report.where.keys() == {f"pid {p}" for p in used}
+    again = fj.RunReport.from_dict(results.report.to_dict())
+    assert again.where == results.report.where  # the saved report keeps where calls ran
+    assert f'"where":"pid {next(iter(used))}"' in results.report.to_html()  # the timeline
     assert gone(used)  # the pool is stopped before the run returns
 
 
@@ -212,6 +215,7 @@ def test_a_stopped_run_kills_the_workers_of_its_running_calls(
         assert o.reason == stop, o
         assert o.status in (fj.Status.TIMED_OUT, fj.Status.CANCELLED)
         assert o.history[-1].where is not None
+    assert results.report.options["backends"]["process"]["killed"] == 2  # not left to run
     assert gone(pids_of(results))
 
 
