@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DaskRunner"]
 
-_KEY_NAME: Final = 60  # characters of a task's name in its Dask key
 WINDOW_PER_THREAD: Final = 4  # futures in flight per worker thread of the cluster...
 WINDOW_MIN: Final = 32  # ...and at least this many
 
@@ -71,6 +71,16 @@ async def dask_call_async(payload: bytes, timeout: float | None, key: str) -> by
         return await task
     finally:
         _running.pop(key, None)
+
+
+def _prefix(fn: Any) -> str:
+    """The start of a call's key: its function's name, as Dask's own keys have. The
+    scheduler keeps statistics per prefix for as long as it runs: a prefix per task (its
+    name) would grow the scheduler with every task."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__name__", "")
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)[:40] or "call"
 
 
 def _allowed_failures(dask_scheduler: Any) -> int:
@@ -281,7 +291,7 @@ class DaskRunner:
         is_async = is_async_callable(fn)
         async with window:
             client = self._client
-            key = f"{task.name[:_KEY_NAME]}-{self._token}-{next(self._count)}"
+            key = f"{_prefix(fn)}-{self._token}-{next(self._count)}"
             if is_async:
                 fut = client.submit(
                     dask_call_async, payload, timeout, key, key=key, pure=False, retries=0
