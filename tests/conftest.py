@@ -69,7 +69,7 @@ class Children:
         self.look()
         alive = [p for p in self.seen.values() if _running(p)]
         if alive:
-            _, alive = psutil.wait_procs(alive, timeout=10)
+            _, alive = psutil.wait_procs(alive, timeout=30)
         return [p for p in alive if _running(p)]
 
 
