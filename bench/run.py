@@ -48,7 +48,14 @@ The floors (judged on the stock asyncio loop; the time floors of the CPU-bound w
 - 4 and 9 (durable runs): ``fj.imap`` over 1,000,000 items with a journal: peak RSS ≤ 60 MB
   and flat in n; ``fj.gather`` of 100,000 trivial tasks with a batch journal ≤ 5 µs per task
   more than without one, with ``durability="sync"`` ≤ 25 µs more; a rerun of 100,000
-  finished tasks (nothing called) ≤ 1 s.
+  finished tasks (nothing called) ≤ 1 s;
+- 10-13 (the shell): ``forkjoin map`` beside ``xargs -P`` and GNU parallel, its makespan,
+  ``--call`` throughput and start-up;
+- 14: 200 calls of ~20 ms of pure-Python work on 2 workers: ``backend="process"`` ≥ 1.8×
+  faster than ``backend="thread"``, and ≤ 1.1× ``ProcessPoolExecutor.submit`` (wall time);
+- 15: 1,000 trivial calls on a 2-worker Dask LocalCluster: ``fj.gather`` ≤ 1.2× raw
+  ``client.submit`` + ``as_completed``; ``fj.map_reduce``'s caller peak RSS at 100k ≤ 1.1×
+  at 10k (the cluster's start and shutdown are reported beside them).
 """
 
 from __future__ import annotations
@@ -626,9 +633,41 @@ def workload_table(w: Workload, aggs: dict[Config, Agg], ref: str | None = None)
                 f"| {c.n:,} | {name} | {c.loop} | {' | '.join(cells)} | {_mb(a.rss)} | "
                 f"{rss_ratio} | {_mb(a.rss_delta)} |"
             )
+    out += _extras_table(rows, label)
     if w.note:
         out += ["", w.note]
     return [*out, ""]
+
+
+# figures a contender reports beside its time: (key, column title, unit scale, format)
+_EXTRAS = (
+    ("pool_start", "pool start s", 1.0, "{:.3f}"),
+    ("cluster_start", "cluster start s", 1.0, "{:.3f}"),
+    ("cluster_close", "cluster shutdown s", 1.0, "{:.3f}"),
+    ("caller_rss_kb", "caller peak RSS MB", 1 / 1024, "{:.1f}"),
+)
+
+
+def _extras_table(rows: list[Agg], label: Callable[[Config], str]) -> list[str]:
+    """What the contenders measured beside the fan-out (a pool's or a cluster's start and
+    shutdown, the caller's own RSS), medians over the repeats."""
+    shown = [e for e in _EXTRAS if any(a.has(e[0]) for a in rows)]
+    if not shown:
+        return []
+    out = [
+        "",
+        "| n | contender | " + " | ".join(e[1] for e in shown) + " |",
+        "| ---: | --- |" + " ---: |" * len(shown),
+    ]
+    for a in rows:
+        if not a.ok or not any(a.has(e[0]) for e in shown):
+            continue
+        cells = [
+            fmt.format(a.median(key) * scale) if a.has(key) else "–"
+            for key, _, scale, fmt in shown
+        ]
+        out.append(f"| {a.config.n:,} | {label(a.config)} | {' | '.join(cells)} |")
+    return out
 
 
 @dataclass
@@ -822,6 +861,48 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
             a.median("achieved") / rate if a else None,
             lambda v: v >= 0.97,
             lambda v: f"{v:.1%}",
+        )
+
+    for n in get(14).sizes[mode]:
+        proc, thread = _find(aggs, 14, "fj.process", n, "-"), _find(aggs, 14, "fj.thread", n, "-")
+        add(
+            14,
+            f'CPU-bound, {n} × 20 ms on 2 workers: `backend="process"` ≥ 1.8× faster than '
+            '`backend="thread"`',
+            ratio(thread, proc),
+            lambda v: v >= 1.8,
+            lambda v: f"{v:.2f}× faster",
+        )
+        add(
+            14,
+            "… time per task ≤ 1.1× `ProcessPoolExecutor.submit` (same workers)",
+            ratio(proc, _find(aggs, 14, "ppe", n, "-")),
+            lambda v: v <= 1.1,
+            _x,
+        )
+
+    w10 = get(15)
+    n10 = min(w10.sizes[mode])
+    add(
+        15,
+        f"Dask, {n10:,} trivial calls on 2 workers: `fj.gather` ≤ 1.2× raw `client.submit` + "
+        "`as_completed`",
+        ratio(_find(aggs, 15, "fj.dask", n10), _find(aggs, 15, "raw", n10)),
+        lambda v: v <= 1.2,
+        _x,
+    )
+    sizes10 = [n for n in w10.sizes[mode] if n >= 10_000]
+    if len(sizes10) >= 2:
+        small10, big10 = min(sizes10), max(sizes10)
+        a_big, a_small = (_find(aggs, 15, "fj.map_reduce", big10),
+                          _find(aggs, 15, "fj.map_reduce", small10))  # fmt: skip
+        add(
+            15,
+            f"… `fj.map_reduce`, the caller's peak RSS flat in n: at {big10:,} ≤ 1.1× at "
+            f"{small10:,}",
+            ratio(a_big, a_small, "caller_rss_kb"),
+            lambda v: v <= 1.1,
+            _x,
         )
 
     for n in get(8).sizes[mode]:

@@ -185,9 +185,20 @@ def test_research_cost_budget_and_report() -> None:
     assert res["price_sites"]["status"] == "failed"
     assert res["expert_reviews"] == {**res["expert_reviews"], "status": "skipped",
                                      "reason": "budget"}  # fmt: skip
+    # the price model ran on the local Dask cluster forkjoin started for the run
+    assert res["price_model"]["status"] == "ok"
+    assert res["price_model"]["where"].startswith("tcp://127.0.0.1:")
+    sys.path.insert(0, str(EXAMPLES / "research"))
+    import sources
+
+    expected = sources.price_model("noise-cancelling headphones", 200_000)
+    assert results_of(r)["aggregate"]["price"] == expected
+    assert results_of(r)["aggregate"]["sources_ok"] == ["amazon", "reddit", "youtube"]
     assert "cost" in r.stderr
     assert "sequential" in r.stderr
     assert re.search(r"price_sites +failed +2 ", r.stderr)  # the failure is shown, not hidden
+    assert "LocalCluster started in" in r.stderr
     p = python("research/research.py")
     assert p.returncode == 0, p.stderr
     assert "speedup" in p.stdout
+    assert f'"median": {expected["median"]}' in p.stdout

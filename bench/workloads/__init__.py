@@ -16,6 +16,8 @@ from . import (
     w11_shell_makespan,
     w12_call,
     w13_startup,
+    w14_cpu,
+    w15_dask,
 )
 from ._base import Contender, Result, Skip, Workload
 
@@ -33,6 +35,8 @@ ALL: tuple[Workload, ...] = (
     w11_shell_makespan.WORKLOAD,
     w12_call.WORKLOAD,
     w13_startup.WORKLOAD,
+    w14_cpu.WORKLOAD,
+    w15_dask.WORKLOAD,
 )
 
 

@@ -3,7 +3,8 @@
 Starts five local HTTP "sources" (different latencies; one is broken, one is slow), then
 fans out one request per source with forkjoin: a per-call timeout, a retry for the flaky
 one, a cost per call and a budget, and keyed results — a failed source never shifts the
-others.
+others. Meanwhile a CPU-bound price model runs on a local Dask cluster that forkjoin
+starts for the run (``backend=fj.DaskBackend(workers=2)``) and closes after it.
 
     python examples/research/research.py [--product "noise-cancelling headphones"]
 """
@@ -32,10 +33,20 @@ async def research(base_url: str, product: str) -> fj.Results:
             response.raise_for_status()
             return response.json()  # type: ignore[no-any-return]
 
+        model = fj.task(
+            sources.price_model,
+            product,
+            backend=fj.DaskBackend(workers=2),  # CPU-bound: on a local cluster
+            timeout=15.0,
+            priority=1,  # admitted first: it has no cost, the budget is for the sources
+        )
         return await fj.gather(
             {
-                name: fj.task(search, name, cost=sources.COST_PER_CALL, priority=-rank)
-                for rank, name in enumerate(sources.SOURCES)
+                "price_model": model,
+                **{
+                    name: fj.task(search, name, cost=sources.COST_PER_CALL, priority=-rank)
+                    for rank, name in enumerate(sources.SOURCES)
+                },
             },
             timeout=1.0,  # per call: expert_reviews (5 s) cannot hold the others up
             retry=fj.Retry(attempts=2, backoff=0.05),

@@ -1,11 +1,15 @@
-"""Five local research "sources" for the research example, and its aggregator.
+"""Five local research "sources" for the research example, a price model, and its
+aggregator.
 
 name -> (latency, behaviour): one is flaky (fails its first request), one is broken
-(always 500), one is far slower than the timeout.
+(always 500), one is far slower than the timeout. The price model is CPU-bound work (a
+simulation of market listings): the example runs it on a Dask cluster.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import sys
 import threading
 import time
@@ -66,13 +70,28 @@ def serve_sources(base_url: str = "") -> Iterator[dict[str, str]]:
         yield {"base_url": url}
 
 
+def price_model(product: str, listings: int = 200_000, seed: int = 7) -> dict[str, Any]:
+    """What the product sells for: the quartiles of ``listings`` simulated market prices
+    (a log-normal spread around a base price; pure-Python CPU work, the same for a seed)."""
+    rng = random.Random(f"{seed}:{product}")
+    base = 50 + sum(map(ord, product)) % 250
+    prices = sorted(base * math.exp(rng.gauss(0.0, 0.35)) for _ in range(listings))
+    q1, median, q3 = (prices[int(listings * q)] for q in (0.25, 0.5, 0.75))
+    return {"listings": listings, "q1": round(q1, 2), "median": round(median, 2),
+            "q3": round(q3, 2)}  # fmt: skip
+
+
 def aggregate(results: fj.Results) -> dict[str, Any]:
     """The aggregator: a plain function of the keyed results."""
-    found = {n: v.get("json", v) for n, v in results.ok_values().items()}
+    found = {n: v.get("json", v) for n, v in results.ok_values().items() if n in SOURCES}
     ratings = [v["rating"] for v in found.values()]
+    model = results.get("price_model")
     return {
         "sources_ok": sorted(found),
-        "sources_not_ok": {n: o.status.value for n, o in results.failures().items()},
+        "sources_not_ok": {
+            n: o.status.value for n, o in results.failures().items() if n in SOURCES
+        },
         "mean_rating": round(sum(ratings) / len(ratings), 2) if ratings else None,
         "mentions": sum(v["mentions"] for v in found.values()),
+        "price": model.value if model is not None and model.ok else None,
     }

@@ -3,6 +3,7 @@
 The whole public API is listed here; everything else lives in private modules.
 """
 
+from ._backends import DaskBackend, ProcessBackend
 from ._errors import (
     DuplicateTaskName,
     FanClosed,
@@ -14,8 +15,10 @@ from ._errors import (
     JournalLocked,
     JournalWarning,
     TaskCancelled,
+    TaskNotSerializable,
     TaskSkipped,
     TaskTimeout,
+    WorkerLost,
 )
 from ._events import (
     AttemptFailed,
@@ -62,6 +65,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitChanged",
     "CircuitOpen",
+    "DaskBackend",
     "DuplicateTaskName",
     "Event",
     "Fan",
@@ -83,6 +87,7 @@ __all__ = [
     "OtelObserver",
     "Outcome",
     "OutcomeStream",
+    "ProcessBackend",
     "ProgressObserver",
     "QueuedObserver",
     "RateLimit",
@@ -96,11 +101,13 @@ __all__ = [
     "Task",
     "TaskCancelled",
     "TaskFinished",
+    "TaskNotSerializable",
     "TaskQueued",
     "TaskSkipped",
     "TaskStarted",
     "TaskTimeout",
     "Values",
+    "WorkerLost",
     "__version__",
     "charge",
     "current_fan",

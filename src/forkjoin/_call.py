@@ -23,7 +23,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ._errors import TaskSkipped, TaskTimeout, stopped_error
+from ._errors import ABANDONED, TaskSkipped, TaskTimeout, stopped_error
 from ._events import AttemptFailed, AttemptStarted, HedgeStarted, Observers
 from ._identity import register_frame
 from ._outcome import Attempt, Outcome, Status
@@ -76,7 +76,8 @@ class CallLog:
     """What the pipeline records of one task's calls (tasks with a plan only); the
     backends see it as the task (:class:`~._backends._base.CallSite`)."""
 
-    __slots__ = ("abandoned", "account", "attempts", "fallback_error", "log", "logged", "name")
+    __slots__ = ("abandoned", "account", "attempts", "fallback_error", "log", "logged", "name",
+                 "where")  # fmt: skip
 
     def __init__(self, name: str, account: Charge | None, logged: bool) -> None:
         self.name = name
@@ -86,6 +87,7 @@ class CallLog:
         self.logged = logged  # the gate logs every call (else only retries are logged)
         self.abandoned = False
         self.fallback_error: BaseException | None = None
+        self.where: str | None = None  # where the last call ran (None: the loop)
 
 
 class TaskState:
@@ -173,6 +175,7 @@ class Plan:
 
     __slots__ = (
         "accounts",
+        "backend",
         "call",
         "hooks",
         "keeps",
@@ -193,6 +196,7 @@ class Plan:
         self.accounts = False
         self.reruns = False  # a retry, hedge or fallback may call the function again
         self.hooks: Hooks | None = None
+        self.backend = "loop"  # the name of the backend its calls run on
         self.runner: Runner | None = None
         self.timeout: float | None = None
 
@@ -213,10 +217,11 @@ class Plan:
 
 
 class Planner:
-    """Resolves and assembles the plans of one run (cached: most tasks share a few)."""
+    """Resolves and assembles the plans of one run (cached: most tasks share a few), and
+    opens the run's backends as its plans name them (one runner per backend value)."""
 
     __slots__ = ("_cache", "_ctx", "_deadlines", "_events", "_last", "_loop_runner",
-                 "_options", "_policies", "_thread_runner")  # fmt: skip
+                 "_options", "_policies", "_runners", "_thread_runner")  # fmt: skip
 
     def __init__(
         self,
@@ -239,6 +244,12 @@ class Planner:
         # the options and plan of the last task planned: tasks added one after another
         # mostly have the same options
         self._last: tuple[Task, bool, Plan] | None = None
+        # backend value -> (its name, its runner in this run); the loop and the thread
+        # pool are the run's own, the others are opened when a plan first names them
+        self._runners: dict[Any, tuple[str, Runner]] = {}
+        for backend in (options.backend, *(g.backend for g in options.groups.values())):
+            if backend is not None:
+                self._runner(backend, True)
 
     def plan(self, opts: Task, group: str | None, is_async: bool) -> Plan:
         """The plan of a task with options ``opts`` in ``group``."""
@@ -255,6 +266,7 @@ class Planner:
                 and (opts.fallback is None) is (prev.fallback is None)
                 and (opts.cost is None and opts.tokens is None)
                 is (prev.cost is None and prev.tokens is None)
+                and opts.backend is prev.backend
             ):
                 return prev_plan
         key: Any
@@ -270,12 +282,35 @@ class Planner:
                 opts.idempotent,
                 opts.fallback is not None,
                 opts.cost is not None or opts.tokens is not None,
+                opts.backend,  # a backend value is hashable; tasks on two never share a plan
             )
         plan = self._cache.get(key)
         if plan is None:
             plan = self._cache[key] = self._make(opts, group, is_async)
         self._last = (opts, is_async, plan)
         return plan
+
+    def _runner(self, backend: Any, is_async: bool) -> tuple[str, Runner]:
+        """The runner of ``backend`` in this run (None: the loop or the thread pool)."""
+        if backend is None:
+            if is_async:
+                return "loop", self._loop_runner
+            return "thread", self._thread_runner
+        found = self._runners.get(backend)
+        if found is None:
+            name = backend.name
+            if name == "loop":
+                runner = self._loop_runner
+            elif name == "thread":
+                runner = self._thread_runner
+            else:
+                runner = backend.open(self._ctx.name, self._options.limit)
+            found = self._runners[backend] = (name, runner)
+        return found
+
+    def backends(self) -> list[tuple[str, Runner]]:
+        """The backends opened for this run other than the loop and the thread pool."""
+        return [(n, r) for n, r in self._runners.values() if n not in ("loop", "thread")]
 
     def _make(self, opts: Task, group: str | None, is_async: bool) -> Plan:
         options = self._options
@@ -295,21 +330,28 @@ class Planner:
         hedge = opts.hedge
         if hedge is None and settings is not None and opts.idempotent:
             hedge = settings.hedge
+        backend = opts.backend
+        if backend is None and settings is not None:
+            backend = settings.backend
+        if backend is None:
+            backend = options.backend
         hooks = self._policies.hooks(group)
 
         plan = Plan()
         plan.hooks = hooks
         plan.timeout = timeout
-        plan.runner = self._loop_runner if is_async else self._thread_runner
+        plan.backend, plan.runner = self._runner(backend, is_async)
+        # an async function awaited on the loop itself: the engine may await it inline
+        on_loop = is_async and plan.backend == "loop"
         plan.accounts = opts.cost is not None or opts.tokens is not None or hooks.accounts
         plan.logged = hooks.waits or hedge is not None
         plan.reruns = retry is not None or hedge is not None or opts.fallback is not None
         # a retry or a fallback makes its task's log when it first needs it (after a
         # failure): a task that succeeds at once pays nothing for it
-        plan.keeps = plan.logged or plan.accounts or not is_async
+        plan.keeps = plan.logged or plan.accounts or not on_loop
         plan.starts = plan.keeps or bool(hooks.admit)
         plan.plain = (
-            is_async
+            on_loop
             and timeout is None
             and not plan.reruns
             and not hooks.gated
@@ -320,17 +362,19 @@ class Planner:
         if plan.plain:
             return plan
         ctx = self._ctx
-        call: Callable[..., Awaitable[Any]] = _dispatch(plan.runner, is_async, plan.accounts)
+        call: Callable[..., Awaitable[Any]] = _dispatch(
+            plan.runner, on_loop, plan.accounts, timeout
+        )
         if timeout is not None:
             call = _timed(call, self._deadlines, timeout)
         if plan.logged:
             gate = _gated(call, hooks, ctx)
             call = gate if hedge is None else _hedged(gate, hedge, hooks, ctx, self._events)
         elif hooks.gated:
-            call = _watched(call, hooks, ctx, inline=is_async and timeout is None)
+            call = _watched(call, hooks, ctx, inline=on_loop and timeout is None)
         if retry is not None:
             warm_retry()  # tenacity is imported now, not at a first failure on the loop
-            if timeout is not None and not plan.logged and not hooks.gated and is_async:
+            if timeout is not None and not plan.logged and not hooks.gated and on_loop:
                 # the common "timeout and retry" plan: its first call in one frame
                 call = _retrying_timed(call, retry, ctx, self._events, self._deadlines, timeout)
             else:
@@ -344,11 +388,9 @@ class Planner:
 # -- the layers, innermost first --------------------------------------------------------
 
 
-def _dispatch(runner: Runner, is_async: bool, accounts: bool) -> CallFn:
+def _dispatch(runner: Runner, on_loop: bool, accounts: bool, timeout: float | None) -> CallFn:
     """Where the call runs. Returns the call's awaitable itself (no frame of its own)."""
-    from ._backends._loop import LoopRunner
-
-    if is_async and isinstance(runner, LoopRunner):
+    if on_loop:
         if not accounts:
             return lambda st: st.fn(*st.args)
 
@@ -364,7 +406,7 @@ def _dispatch(runner: Runner, is_async: bool, accounts: bool) -> CallFn:
         assert calls is not None
         if accounts:
             current_account.set(calls.account)
-        return call(calls, st.fn, st.args, None)
+        return call(calls, st.fn, st.args, timeout)
 
     return backend_call
 
@@ -387,7 +429,11 @@ def _timed(inner: CallFn, deadlines_for: Callable[[float], Deadlines], timeout: 
             return await inner(st)
         except asyncio.CancelledError:
             if entry.expired and task.uncancel() <= cancelling:
-                raise TaskTimeout(f"task {st.name!r} timed out after {timeout:g}s") from None
+                calls = st.calls
+                abandoned = ABANDONED if calls is not None and calls.abandoned else ""
+                raise TaskTimeout(
+                    f"task {st.name!r} timed out after {timeout:g}s{abandoned}"
+                ) from None
             raise
         finally:
             found[0].end(entry)
@@ -423,15 +469,15 @@ def _gated(inner: CallFn, hooks: Hooks, ctx: Context) -> Gate:
             error: BaseException = e
             if isinstance(e, asyncio.CancelledError):
                 why = "hedge lost" if hedge else (st.cancel_reason or "cancelled")
-                error = stopped_error(st.name, why)
-            calls.log.append(Attempt(number, start - t0, end - t0, error, hedge))
+                error = stopped_error(st.name, why, calls.abandoned)
+            calls.log.append(Attempt(number, start - t0, end - t0, error, hedge, calls.where))
             for (_, ended), token in zip(around, tokens, strict=True):
                 if ended is not None:
                     ended(st, token, e, end - start)
             raise
         busy.leave()
         end = clock()
-        calls.log.append(Attempt(number, start - t0, end - t0, None, hedge))
+        calls.log.append(Attempt(number, start - t0, end - t0, None, hedge, calls.where))
         for (_, ended), token in zip(around, tokens, strict=True):
             if ended is not None:
                 ended(st, token, None, end - start)
@@ -648,7 +694,7 @@ async def _retry(
     t0 = ctx.t0
     log = calls.log
     if not logged:
-        log.append(Attempt(1, st.started - t0, clock() - t0, error))
+        log.append(Attempt(1, st.started - t0, clock() - t0, error, False, calls.where))
     state = policy.new_state(st.started)
     while True:
         now = clock()
@@ -677,16 +723,19 @@ async def _retry(
             raise
         except Exception as e:
             if not logged:
-                log.append(Attempt(calls.attempts, a_start - t0, clock() - t0, e))
+                log.append(Attempt(calls.attempts, a_start - t0, clock() - t0, e, False,
+                                   calls.where))  # fmt: skip
             error = e
             continue
         except asyncio.CancelledError:
             if not logged:  # the call the run stopped (deadline, fail_fast...) is history too
-                stopped = stopped_error(st.name, st.cancel_reason or "cancelled")
-                log.append(Attempt(calls.attempts, a_start - t0, clock() - t0, stopped))
+                stopped = stopped_error(st.name, st.cancel_reason or "cancelled", calls.abandoned)
+                log.append(Attempt(calls.attempts, a_start - t0, clock() - t0, stopped, False,
+                                   calls.where))  # fmt: skip
             raise
         if not logged:
-            log.append(Attempt(calls.attempts, a_start - t0, clock() - t0))
+            log.append(Attempt(calls.attempts, a_start - t0, clock() - t0, None, False,
+                               calls.where))  # fmt: skip
         return value
 
 
@@ -703,6 +752,7 @@ def _with_fallback(inner: CallFn, ctx: Context, threads: Runner) -> CallFn:
                 raise
             fallback = st.opts.fallback
             assert fallback is not None
+            where = calls.where  # the fallback is no call of the task's: keep where it ran
             try:
                 if inspect.iscoroutinefunction(fallback):
                     value = await fallback(*st.args)
@@ -712,6 +762,8 @@ def _with_fallback(inner: CallFn, ctx: Context, threads: Runner) -> CallFn:
                 if fallback_error.__context__ is None:
                     fallback_error.__context__ = e
                 raise
+            finally:
+                calls.where = where
             calls.fallback_error = e
             return value
 
@@ -776,7 +828,12 @@ def outcome_of(
     fallback = calls.fallback_error is not None and status is _OK
     if fallback:
         error = calls.fallback_error
-    ordered = tuple(sorted(log, key=lambda a: a.started)) if log else ()
+    if log:
+        ordered = tuple(sorted(log, key=lambda a: a.started))
+    elif calls.where is not None:  # one call, off the loop: its history says where it ran
+        ordered = (Attempt(attempts, first, end - t0, error, False, calls.where),)
+    else:
+        ordered = ()
     outcome = Outcome(
         st.name, status, value, error, reason, attempts, first, end - t0, None, st.group,
         st.seq, ordered, fallback, None, first - st.added,
@@ -813,10 +870,11 @@ def _ending(st: TaskState, exc: BaseException) -> tuple[Status, BaseException, s
         else:
             reason = "cancelled"
         calls = st.calls
-        if calls is not None and calls.abandoned:
+        abandoned = calls is not None and calls.abandoned
+        if abandoned:
             reason = "abandoned"
         status = _TIMED_OUT if st.cancel_reason == "deadline" else _CANCELLED
-        return status, stopped_error(st.name, st.cancel_reason or reason), reason
+        return status, stopped_error(st.name, st.cancel_reason or reason, abandoned), reason
     if isinstance(exc, TaskTimeout):
         return _TIMED_OUT, exc, "timeout"
     if isinstance(exc, CircuitOpen):

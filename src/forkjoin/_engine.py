@@ -19,10 +19,11 @@ import asyncio
 import contextvars
 import functools
 import itertools
+import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -133,6 +134,7 @@ class Engine:
         self._sigterm = False
         self._uid: str | None = None
         self._prepared: list[TaskState] = []
+        self._closing: list[Awaitable[Any]] = []  # backends letting go (see release)
 
         self.recorder = Recorder(
             self.name,
@@ -220,6 +222,23 @@ class Engine:
         self._stop_listeners.append(listener)
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    async def begin(self) -> None:
+        """Start the backends the run knows of (a process pool, a Dask cluster) and open
+        the run: its clock starts once they are ready, so a cluster's start-up counts
+        against no task's timeout. Nothing is left started if one fails."""
+        backends = self.planner.backends()
+        if backends:
+            if self.state != "new":
+                raise RuntimeError("a Fan runs once: make a new fj.Fan(...) for another run")
+            try:
+                for _, runner in backends:
+                    await runner.start()
+            except BaseException:
+                self._close_backends()
+                await self.release()
+                raise
+        self.open()
 
     def open(self) -> None:
         if self.state != "new":
@@ -311,6 +330,7 @@ class Engine:
         for deadlines in self._deadlines.values():
             deadlines.close()
         self.threads.close()
+        self._close_backends()
         if self._token is not None:
             try:
                 current_run.reset(self._token)
@@ -328,15 +348,40 @@ class Engine:
             raise failed
         return results
 
+    def _close_backends(self) -> None:
+        for _, runner in self.planner.backends():
+            closing = runner.close()
+            if closing is not None:
+                self._closing.append(closing)
+
+    async def release(self) -> None:
+        """Wait until the backends have let go of what they started (a pool's workers, a
+        cluster): the run returns only then, so nothing it started outlives it."""
+        while self._closing:
+            closing = self._closing.pop()
+            try:
+                await closing
+            except Exception as e:  # the results stand; the backend's trouble is logged
+                logging.getLogger("forkjoin").warning("closing a backend failed: %r", e)
+
     def info(self) -> RunInfo:
         """What the report needs beyond the Outcomes."""
+        policies = self.policies.report()
+        backends: dict[str, Any] = {}
+        for name, runner in self.planner.backends():
+            shown = runner.info()
+            if shown:
+                n = sum(1 for k in backends if k.split(" ")[0] == name)
+                backends[name if not n else f"{name} {n + 1}"] = shown
+        if backends:
+            policies = {**policies, "backends": backends}
         return RunInfo(
             wall=self.wall,
             started_at=self.wall0,
             limit=self.options.limit,
             limits=dict(self.admission.group_limits) if self.state != "new" else {},
             run=self.name,
-            policies=self.policies.report(),
+            policies=policies,
         )
 
     def raise_fatal(self) -> None:

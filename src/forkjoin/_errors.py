@@ -11,6 +11,8 @@ The hierarchy::
     ├── TaskSkipped                    stored as Outcome.error of a task never started
     ├── JournalError                   a journal file that cannot be used; says what to do
     │   └── JournalLocked              another live process is running that journal run
+    ├── TaskNotSerializable (TypeError) a call cannot be pickled to or from a worker
+    ├── WorkerLost                     the worker running a call died (a failed attempt)
     ├── RetryAfter                     raised by a task: "retry after n seconds" (its group
     │                                  pauses too); defined in _policies/_retry_after.py
     ├── CircuitOpen                    stored as Outcome.error of a task its open circuit
@@ -42,8 +44,10 @@ __all__ = [
     "JournalLocked",
     "JournalWarning",
     "TaskCancelled",
+    "TaskNotSerializable",
     "TaskSkipped",
     "TaskTimeout",
+    "WorkerLost",
 ]
 
 
@@ -102,6 +106,18 @@ class TaskSkipped(ForkjoinError):
         self.reason = reason
 
 
+class TaskNotSerializable(ForkjoinError, TypeError):
+    """A task's function, an argument or its value cannot be pickled to or from the worker
+    of a process or Dask backend; the message names which. Not retried by default (a second
+    call fails the same way)."""
+
+
+class WorkerLost(ForkjoinError):
+    """The worker process running a call died (it crashed, exited or was killed by someone
+    else): that call is one failed attempt, which a :class:`Retry` calls again on a fresh
+    worker."""
+
+
 class FanError(ExceptionGroup[Exception]):
     """Some tasks did not end ok.
 
@@ -139,9 +155,18 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
-def stopped_error(name: str, reason: str) -> BaseException:
+ABANDONED = " (abandoned: the call could not be stopped where it ran; its late result is ignored)"
+
+
+def stopped_error(name: str, reason: str, abandoned: bool = False) -> BaseException:
     """The error recorded for a call the run stopped: TaskTimeout for its deadline,
-    TaskCancelled (with the reason) otherwise."""
+    TaskCancelled (with the reason) otherwise; ``abandoned``: the call could not be stopped
+    (a thread, a sync call on a Dask worker) and the error says so."""
     if reason == "deadline":
-        return TaskTimeout(f"task {name!r} stopped by the run's deadline")
-    return TaskCancelled(reason)
+        return TaskTimeout(
+            f"task {name!r} stopped by the run's deadline" + (ABANDONED if abandoned else "")
+        )
+    error = TaskCancelled(reason)
+    if abandoned:
+        error.args = (f"{error}{ABANDONED}",)
+    return error

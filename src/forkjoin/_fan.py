@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Unpack
 
+from ._backends._base import worker_backend
 from ._engine import Engine
 from ._errors import FanClosed, Interrupted
 from ._options import RunKwargs, build_options
@@ -51,7 +52,12 @@ class Fan:
       task recorded ok earlier for the same call is not called again (``resumed``);
     - policies: ``budget`` (:class:`Budget`), ``rate`` (a :class:`RateLimit` for the whole
       run), ``rates`` (``{group: RateLimit}``), ``groups`` (``{group: Group(...)}``),
-      ``breaker`` (a :class:`CircuitBreaker` for every group).
+      ``breaker`` (a :class:`CircuitBreaker` for every group);
+    - ``backend``: where calls run — ``"loop"`` (async functions' default), ``"thread"``
+      (sync functions' default), ``"process"`` / :class:`ProcessBackend` (CPU-bound work),
+      ``"dask"`` / :class:`DaskBackend` (a cluster). Only the call moves: every policy
+      stays in this process. A pool or cluster the run names up front starts before the
+      run's clock does, and is closed before the run returns.
 
     A task's own option wins over its group's, which wins over the run's. Tasks waiting
     for a slot start by ``priority``, higher first, then in the order they were added.
@@ -82,7 +88,7 @@ class Fan:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> Fan:
-        self._engine.open()
+        await self._engine.begin()
         self._token = _current_fan.set(self)
         return self
 
@@ -98,13 +104,16 @@ class Fan:
                 engine.stop("cancelled" if isinstance(exc, asyncio.CancelledError) else "aborted")
             await engine.wait()
         finally:
-            engine.close()
-            if self._token is not None:
-                try:
-                    _current_fan.reset(self._token)
-                except ValueError:  # exited in another context than entered
-                    _current_fan.set(None)
-                self._token = None
+            try:
+                engine.close()
+                if self._token is not None:
+                    try:
+                        _current_fan.reset(self._token)
+                    except ValueError:  # exited in another context than entered
+                        _current_fan.set(None)
+                    self._token = None
+            finally:
+                await engine.release()
         engine.raise_fatal()
         if exc is None and engine.recorder.stopped_by_failures:
             results = self.results
@@ -146,6 +155,7 @@ class Fan:
         idempotent: bool = UNSET,
         hedge: Any = UNSET,
         fallback: Callable[..., Any] | None = UNSET,
+        backend: Any = UNSET,
     ) -> None:
         """Add a task named ``name`` that calls ``fn(*args)`` to the running run.
 
@@ -169,6 +179,7 @@ class Fan:
             "idempotent": idempotent,
             "hedge": hedge,
             "fallback": fallback,
+            "backend": backend,
         }
         if _running_loop() is not engine.loop:
             # from a sync task's worker thread: the run's state belongs to the loop thread
@@ -235,6 +246,13 @@ def current_fan() -> Fan:
     """The Fan the calling task runs in (e.g. to spawn more tasks from inside a task)."""
     fan = _current_fan.get()
     if fan is None or fan.closed:
+        backend = worker_backend.get()
+        if backend is not None:
+            raise RuntimeError(
+                f"current_fan() is not available in a call running on the {backend} "
+                "backend: the call runs in a worker process and spawning stays in the "
+                "caller (return what to spawn, or spawn from a task on the loop or a thread)"
+            )
         raise RuntimeError("current_fan() is only available inside a running fj.Fan or gather")
     return fan
 
@@ -260,10 +278,22 @@ async def gather(tasks: Mapping[str, Any], /, **options: Unpack[RunKwargs]) -> R
     :class:`FanError`, which carries the results; otherwise failures are in the Results.
     """
     engine, states = _prepared(tasks, options)
-    async with Fan._over(engine):
-        engine.start_all(states)
+    try:
+        async with Fan._over(engine):
+            engine.start_all(states)
+    except BaseException:
+        _close_unrun(engine, states)
+        raise
     assert engine.results is not None
     return engine.results
+
+
+def _close_unrun(engine: Engine, states: list[Any]) -> None:
+    """The run never opened (a backend failed to start): its tasks' coroutine objects
+    will never run."""
+    if engine.state == "new":
+        for st in states:
+            st.close()
 
 
 def run(tasks: Mapping[str, Any], /, **options: Unpack[RunKwargs]) -> Results:
@@ -286,8 +316,12 @@ def run(tasks: Mapping[str, Any], /, **options: Unpack[RunKwargs]) -> Results:
     engine, states = _prepared(tasks, options)
 
     async def main() -> Results:
-        async with Fan._over(engine):
-            engine.start_all(states)
+        try:
+            async with Fan._over(engine):
+                engine.start_all(states)
+        except BaseException:
+            _close_unrun(engine, states)
+            raise
         assert engine.results is not None
         return engine.results
 

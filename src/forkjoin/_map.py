@@ -35,7 +35,7 @@ from ._errors import FanError, InvalidPolicy, stopped_error
 from ._events import AttemptStarted
 from ._identity import register_frame
 from ._options import RunKwargs, build_options
-from ._outcome import Outcome, Results, Status, fan_error
+from ._outcome import Attempt, Outcome, Results, Status, fan_error
 from ._policies._base import WAITING
 from ._record import SLOWEST
 from ._report import RunReport
@@ -119,6 +119,10 @@ class _Pool:
         if isinstance(items, list | tuple | range):
             size = len(items)
         capacity = _capacity(engine, group)
+        runner = self.plan.runner
+        if capacity is None and self.plan.backend not in ("loop", "thread") and runner:
+            # a pool or a cluster: as many at once as it takes, never every item
+            capacity = await runner.start()
         if capacity is None:
             # unlimited means every item at once, so the items are all in memory anyway
             if isinstance(items, AsyncIterable):
@@ -606,9 +610,9 @@ class _Pool:
             agg = engine.recorder.aggregate
             assert agg is not None
             if stats[0]:
-                agg.add_ok(int(stats[0]), stats[1], slow, stats[2] - t0, stats[3] - t0)
+                agg.add_ok(int(stats[0]), stats[1], slow, stats[2] - t0, stats[3] - t0, "thread")
             for i, error, started, ended in sorted(failures, key=lambda f: f[0]):
-                self._failed(i, error, started - t0, ended - t0)
+                self._failed(i, error, started - t0, ended - t0, "thread")
             if self.iter_error is not None:
                 engine.stop("aborted")
 
@@ -631,10 +635,13 @@ class _Pool:
 
     # -- Outcomes of the plain paths -----------------------------------------------------
 
-    def _failed(self, i: int, error: BaseException, started: float, ended: float) -> None:
+    def _failed(
+        self, i: int, error: BaseException, started: float, ended: float, where: str | None = None
+    ) -> None:
         engine = self.engine
+        calls = (Attempt(1, started, ended, error, False, where),) if where is not None else ()
         outcome = Outcome(str(i), Status.FAILED, None, error, None, 1, started, ended, None,
-                          self.group, i)  # fmt: skip
+                          self.group, i, calls)  # fmt: skip
         engine.recorder.record(outcome)  # imap: never waits for room here; the next pull will
         if isinstance(error, FATAL):
             engine.fatal = engine.fatal or error
@@ -701,7 +708,8 @@ def _threadable(engine: Engine, plan: Any) -> bool:
     options = engine.options
     events = engine.events
     return (
-        plan.timeout is None
+        plan.backend == "thread"
+        and plan.timeout is None
         and not plan.reruns
         and not plan.logged
         and not plan.accounts
@@ -783,13 +791,16 @@ def _report(pool: _Pool) -> RunReport:
 
 async def _run_pool(pool: _Pool) -> Results:
     engine = pool.engine
-    engine.open()
+    await engine.begin()
     try:
         await pool.start()
         await _finish_pool(pool)
     finally:
         engine.wall = engine.elapsed()
-        results = engine.close(_report(pool))
+        try:
+            results = engine.close(_report(pool))
+        finally:
+            await engine.release()
     engine.raise_fatal()
     if pool.iter_error is not None:
         raise pool.iter_error
@@ -1039,7 +1050,7 @@ async def _imap(
 
     recorder.set_deliver(deliver_ordered if ordered else deliver_unordered)
     pool = _Pool(engine, fn, items, group, window=(2 * capacity) if ordered else None)
-    engine.open()
+    await engine.begin()
     try:
         await pool.start()
         for w in pool.workers:
@@ -1082,7 +1093,10 @@ async def _imap(
             await _finish_pool(pool)
         finally:
             engine.wall = engine.elapsed()
-            engine.close(_report(pool))
+            try:
+                engine.close(_report(pool))
+            finally:
+                await engine.release()
     engine.raise_fatal()
     if pool.iter_error is not None:
         raise pool.iter_error

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._errors import InvalidPolicy
 from ._validate import (
+    check_backend,
     check_count,
     check_group_map,
     check_instance,
@@ -23,6 +24,7 @@ from ._validate import (
 )
 
 if TYPE_CHECKING:
+    from ._backends._base import Backend
     from ._journal import Journal
     from ._policies._adaptive import AdaptiveLimit
     from ._policies._breaker import CircuitBreaker
@@ -60,6 +62,7 @@ class RunKwargs(TypedDict, total=False):
     breaker: CircuitBreaker | None
     progress: bool | Any
     journal: str | os.PathLike[str] | Journal | None
+    backend: Backend | str | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -86,6 +89,7 @@ class RunOptions:
     group_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     progress: Any = False
     journal: Journal | None = None
+    backend: Any = None  # where calls run unless a group or task says (None: loop/thread)
 
     @property
     def stop_after_failures(self) -> int | None:
@@ -119,6 +123,8 @@ class RunOptions:
             out["adaptive"] = dict(self.adaptive)
         if self.groups:
             out["groups"] = dict(self.groups)
+        if self.backend is not None:
+            out["backend"] = self.backend
         return out
 
 
@@ -234,4 +240,5 @@ def build_options(
         group_policies=group_policies,
         progress=progress or False,
         journal=journal,
+        backend=check_backend("backend", get("backend")),
     )

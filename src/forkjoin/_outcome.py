@@ -26,13 +26,16 @@ class Status(enum.StrEnum):
 
 
 class Attempt(NamedTuple):
-    """One call of a task: when it started and ended (run clock) and how it ended."""
+    """One call of a task: when it started and ended (run clock), how it ended, and
+    ``where`` it ran: ``"thread"``, ``"pid 4242"`` (a process-backend worker), a Dask
+    worker's address; ``None`` is the run's event loop."""
 
     number: int
     started: float
     ended: float
     error: BaseException | None = None
     hedge: bool = False
+    where: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -77,6 +77,7 @@ class Aggregate:
         "tokens",
         "total",
         "waited",
+        "where",
     )
 
     def __init__(self) -> None:
@@ -100,6 +101,7 @@ class Aggregate:
         self.sampled = 0  # the slowest calls and the peak were taken from 1 call in this
         self.resumed = 0  # tasks a journal answered (not called)
         self.cost_saved = 0.0  # their recorded cost
+        self.where: dict[str, int] = {}  # calls by where they ran
 
     def add(self, o: Outcome) -> None:
         if o.status is _OK and o.attempts == 1 and not o.calls and o.cost is None:
@@ -143,16 +145,21 @@ class Aggregate:
             self.waited += o.waited
         calls = o.calls
         spent: float | None
+        where = self.where
         if calls:
             numbers = {c.number for c in calls if not c.hedge}
             self.hedged += sum(1 for c in calls if c.hedge)
             self.retries += max(0, len(numbers) - 1)
             spent = math.fsum(c.ended - c.started for c in calls)
+            for c in calls:
+                place = c.where or "loop"
+                where[place] = where.get(place, 0) + 1
         else:
             self.retries += max(0, o.attempts - 1)
             spent = None
             if o.started is not None and o.ended is not None:
                 spent = o.ended - o.started
+                where["loop"] = where.get("loop", 0) + max(1, o.attempts)
         if spent is not None and o.started is not None and o.ended is not None:
             self.span(o.name, spent, o.started, o.ended)
 
@@ -170,10 +177,11 @@ class Aggregate:
             heapq.heapreplace(slowest, (spent, name))
 
     def add_ok(self, n: int, spent: float, slow: list[tuple[float, str]], first: float,
-               last: float) -> None:  # fmt: skip
+               last: float, where: str = "loop") -> None:  # fmt: skip
         """``n`` ok calls of one attempt each from a map worker, summed by the worker."""
         if not n:
             return
+        self.where[where] = self.where.get(where, 0) + n
         self.counts["ok"] = self.counts.get("ok", 0) + n
         self.attempts += n
         self.total += spent

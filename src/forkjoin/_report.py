@@ -34,13 +34,15 @@ _ERROR_CHARS = 300
 
 @dataclass(frozen=True, slots=True)
 class CallRow:
-    """One call of a task: run-clock start/end, its error text (None if ok), hedge flag."""
+    """One call of a task: run-clock start/end, its error text (None if ok), hedge flag,
+    and where it ran (``"loop"``, ``"thread"``, ``"pid 4242"``, a Dask worker's address)."""
 
     number: int
     started: float
     ended: float
     error: str | None = None
     hedge: bool = False
+    where: str = "loop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ def _row_from_outcome(o: Outcome) -> TaskRow:
             a.ended,
             _error_text(a.error),
             a.hedge,
+            a.where or "loop",
         )
         for a in o.history
     )
@@ -104,8 +107,9 @@ def _row_from_outcome(o: Outcome) -> TaskRow:
     if calls and o.ended is not None and len(numbers) < o.attempts and o.status.value != "ok":
         # the call in flight when the run stopped the task (deadline, fail-fast...) is not
         # in the engine's history: it ran from the last recorded call's end to the end
-        last = max(c.ended for c in calls)
-        calls = (*calls, CallRow(o.attempts, min(last, o.ended), o.ended, _error_text(o.error)))
+        last = max(calls, key=lambda c: c.ended)
+        calls = (*calls, CallRow(o.attempts, min(last.ended, o.ended), o.ended,
+                                 _error_text(o.error), False, last.where))  # fmt: skip
     return TaskRow(
         name=o.name,
         status=o.status.value,
@@ -231,6 +235,8 @@ class RunReport:
     (total; a sequential run would have cost the same), ``cost_by_group``, ``budget`` and
     ``skipped_for_budget``. Tail: ``slowest`` tasks and the ``stragglers`` still running
     once 90 % of the tasks had ended (they set the wall time), from ``tail_start`` on.
+    Where: ``where`` counts the calls by where they ran (``"loop"``, ``"thread"``,
+    ``"pid 4242"``, a Dask worker's address).
 
     Print it (a text table), ``console.print`` it (rich), save it with :meth:`to_json`,
     read it back with :meth:`load`, draw its timeline with :meth:`to_html`.
@@ -269,6 +275,7 @@ class RunReport:
     waited: float = 0.0
     resumed: int = 0
     cost_saved: float = 0.0
+    where: dict[str, int] = field(default_factory=dict)
 
     # -- building ------------------------------------------------------------------------
 
@@ -338,6 +345,7 @@ class RunReport:
             waited=agg.waited,
             resumed=agg.resumed,
             cost_saved=agg.cost_saved,
+            where=dict(agg.where),
         )
 
     @classmethod
@@ -370,6 +378,7 @@ class RunReport:
         waited = 0.0
         resumed = 0
         cost_saved = 0.0
+        where: dict[str, int] = {}
         for r in rows:
             if r.resumed:
                 resumed += 1
@@ -384,6 +393,8 @@ class RunReport:
                 # a hedge shares its call's number; each further number is a retry
                 hedged += sum(1 for c in r.calls if c.hedge)
                 retries += max(0, len({c.number for c in r.calls if not c.hedge}) - 1)
+                for c in r.calls:
+                    where[c.where] = where.get(c.where, 0) + 1
             else:
                 retries += max(0, r.attempts - 1)
             if r.fallback:
@@ -475,6 +486,7 @@ class RunReport:
             waited=waited,
             resumed=resumed,
             cost_saved=cost_saved,
+            where=where,
         )
 
     # -- derived views -------------------------------------------------------------------
@@ -520,6 +532,7 @@ class RunReport:
             "retries": self.retries,
             "hedged": self.hedged,
             "fallbacks": self.fallbacks,
+            "where": dict(self.where),
             "cost": {
                 "total": self.cost,
                 "sequential": self.cost,
@@ -672,6 +685,8 @@ class RunReport:
             lines.append(
                 ("reasons", ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())))
             )
+        if set(self.where) - {"loop"}:
+            lines.append(("where", _where_text(self.where, self.options.get("backends"))))
         if self.cost or self.budget is not None:
             text = f"${self.cost:.4f} (sequential would cost the same ${self.cost:.4f}"
             text += f"; time saved {self.time_saved:.3f}s)" if saved else ")"
@@ -755,6 +770,46 @@ class RunReport:
         return buf.getvalue()
 
 
+def where_kind(where: str) -> str:
+    """The backend a call's place names: loop, thread, process or dask."""
+    if where in ("loop", "thread", "process", "dask"):
+        return where  # "process", "dask": a call that never reached a known worker
+    if where.startswith("pid "):
+        return "process"
+    return "dask"
+
+
+def _where_text(where: Mapping[str, int], backends: Any) -> str:
+    """``loop 3 calls, process 8 calls (2 pids), dask 5 calls (2 workers, LocalCluster
+    started in 2.41s)``."""
+    kinds: dict[str, list[int]] = {}
+    for place, n in where.items():
+        calls_places = kinds.setdefault(where_kind(place), [0, 0])
+        calls_places[0] += n
+        calls_places[1] += 1
+    parts = []
+    for kind in ("loop", "thread", "process", "dask"):
+        if kind not in kinds:
+            continue
+        calls, places = kinds[kind]
+        text = f"{kind} {calls} call{'s' if calls != 1 else ''}"
+        detail = []
+        if kind == "process":
+            known = places - (1 if "process" in where else 0)
+            if known:
+                detail.append(f"{known} pid{'s' if known != 1 else ''}")
+        elif kind == "dask":
+            known = places - (1 if "dask" in where else 0)
+            if known:
+                detail.append(f"{known} worker{'s' if known != 1 else ''}")
+        info = backends.get(kind) if isinstance(backends, Mapping) else None
+        if isinstance(info, Mapping) and info.get("started_in") is not None:
+            what = info.get("cluster") or "pool"
+            detail.append(f"{what} started in {float(info['started_in']):.2f}s")
+        parts.append(text + (f" ({', '.join(detail)})" if detail else ""))
+    return ", ".join(parts)
+
+
 # datetime and pathlib are imported where a report is saved or read: a run that only
 # prints its report (every map run of the CLI) does not pay for them
 
@@ -813,6 +868,7 @@ def _row_dict(r: TaskRow) -> dict[str, Any]:
                 "ended": c.ended,
                 "error": c.error,
                 "hedge": c.hedge,
+                "where": c.where,
             }
             for c in r.calls
         ],
@@ -831,6 +887,7 @@ def _row_from_dict(i: int, d: Any) -> TaskRow:
                 float(c["ended"]),
                 c.get("error"),
                 bool(c.get("hedge", False)),
+                str(c.get("where") or "loop"),
             )
             for c in d.get("calls") or []
         )

@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping
-from inspect import CO_COROUTINE
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._backends._base import is_async_callable
 from ._errors import InvalidPolicy
-from ._validate import check_amount, check_group_name, check_seconds
+from ._validate import check_amount, check_backend, check_group_name, check_seconds
 
 if TYPE_CHECKING:
+    from ._backends._base import Backend
     from ._policies._hedge import Hedge
     from ._retry import Retry
 
 __all__ = ["Task", "check_late_binding", "coroutine_runner", "is_async_callable", "split", "task"]
 
 UNSET: Any = object()  # an option left out (not the same as None)
-
-
-def is_async_callable(fn: Any) -> bool:
-    """Whether calling ``fn`` returns a coroutine (async def, a partial of one, an object
-    with an ``async def __call__``)."""
-    if type(fn) is FunctionType:  # the common case, without inspect's general checks
-        return bool(fn.__code__.co_flags & CO_COROUTINE)
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    return (
-        call is not None
-        and not inspect.isfunction(fn)
-        and not inspect.ismethod(fn)
-        and inspect.iscoroutinefunction(call)
-    )
 
 
 async def coroutine_runner(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -57,6 +39,7 @@ class _TaskFields(NamedTuple):
     idempotent: bool = False
     hedge: Hedge | None = None
     fallback: Callable[..., Any] | None = None
+    backend: Backend | None = None
     is_async: bool = False
     default: bool = True
 
@@ -68,7 +51,8 @@ class Task(_TaskFields):
 
     A Task is immutable and can be called again (a retry calls ``fn(*args)`` anew), except
     one made from a coroutine object, which can run only once. ``is_async`` says whether
-    ``fn`` is a coroutine function; ``default`` whether every option is at its default.
+    ``fn`` is a coroutine function; ``default`` whether every option is at its default;
+    ``backend`` is where its calls run, validated (a string given is its backend value).
     """
 
     __slots__ = ()
@@ -87,6 +71,7 @@ class Task(_TaskFields):
         idempotent: bool = False,
         hedge: Hedge | None = None,
         fallback: Callable[..., Any] | None = None,
+        backend: Backend | str | None = None,
     ) -> Task:
         if not callable(fn):
             raise TypeError(f"task: expected a callable, got {fn!r}")
@@ -135,6 +120,9 @@ class Task(_TaskFields):
             if not callable(fallback):
                 raise InvalidPolicy(f"task.fallback: expected a callable, got {fallback!r}")
             default = False
+        if backend is not None:
+            backend = check_backend("task.backend", backend)
+            default = False
         if fn is coroutine_runner and (
             retry not in (None, False) or hedge is not None or fallback is not None
         ):
@@ -144,7 +132,7 @@ class Task(_TaskFields):
                 "given a fallback; pass the function and its arguments: fj.task(fn, *args, ...)"
             )
         fields = (fn, args, timeout, retry, group, priority, cost, tokens, weight, idempotent,
-                  hedge, fallback, is_async_callable(fn), default)  # fmt: skip
+                  hedge, fallback, backend, is_async_callable(fn), default)  # fmt: skip
         return tuple.__new__(cls, fields)
 
     @property
@@ -181,11 +169,11 @@ class Task(_TaskFields):
 
     # a tuple's own methods would mislead on a task
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return tuple(self[:12])
+        return tuple(self[:13])
 
 
 _OPTIONS = ("timeout", "retry", "group", "priority", "cost", "tokens", "weight", "idempotent",
-            "hedge", "fallback")  # fmt: skip
+            "hedge", "fallback", "backend")  # fmt: skip
 
 
 # The options of a task given as (fn, *args), a bare callable or a coroutine: all defaults.
@@ -206,6 +194,7 @@ def task(
     idempotent: bool = False,
     hedge: Hedge | None = None,
     fallback: Callable[..., Any] | None = None,
+    backend: Backend | str | None = None,
 ) -> Task:
     """Describe a call of ``fn(*args)`` with its options.
 
@@ -217,7 +206,10 @@ def task(
     ``cost``/``tokens``: estimates reserved against the run's :class:`Budget`; ``weight``:
     what a :class:`RateLimit` counts for each call; ``hedge``: a :class:`Hedge` (needs
     ``idempotent=True``); ``fallback``: called with the task's arguments when the task has
-    failed for good.
+    failed for good; ``backend``: where its calls run (``"loop"``, ``"thread"``,
+    ``"process"`` or :class:`ProcessBackend`, ``"dask"`` or :class:`DaskBackend`; None
+    inherits the group's or run's, else async functions run on the loop, sync ones in a
+    thread).
     """
     if inspect.iscoroutine(fn):
         if args:
@@ -225,12 +217,12 @@ def task(
             raise TypeError("task: a coroutine object takes no arguments")
         try:
             return Task(coroutine_runner, (fn,), timeout, retry, group, priority, cost, tokens,
-                        weight, idempotent, hedge, fallback)  # fmt: skip
+                        weight, idempotent, hedge, fallback, backend)  # fmt: skip
         except BaseException:
             fn.close()
             raise
     return Task(fn, args, timeout, retry, group, priority, cost, tokens, weight,  # type: ignore[arg-type]
-                idempotent, hedge, fallback)  # fmt: skip
+                idempotent, hedge, fallback, backend)  # fmt: skip
 
 
 def split(where: str, spec: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Task]:

@@ -15,6 +15,7 @@ from ._errors import InvalidPolicy
 
 __all__ = [
     "check_amount",
+    "check_backend",
     "check_count",
     "check_group_map",
     "check_group_name",
@@ -100,6 +101,28 @@ def check_group_name(where: str, value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidPolicy(f"{where}: expected a string, got {value!r}")
     return value
+
+
+def check_backend(where: str, value: Any) -> Any:
+    """Where calls run: ``"loop"``, ``"thread"``, ``"process"``, ``"dask"``, a
+    ProcessBackend or a DaskBackend, or None (inherit). A name becomes its backend value."""
+    if value is None:
+        return None
+    from ._backends import KINDS, named
+
+    if isinstance(value, KINDS):
+        return value
+    if isinstance(value, str):
+        try:
+            backend = named(value)
+        except InvalidPolicy as e:
+            raise InvalidPolicy(f"{where}: {e}") from None
+        if backend is not None:
+            return backend
+    raise InvalidPolicy(
+        f'{where}: expected "loop", "thread", "process", "dask", fj.ProcessBackend(...) '
+        f"or fj.DaskBackend(...), got {value!r}"
+    )
 
 
 def number(owner: str, field: str, value: Any, *, minimum: float, strict: bool) -> float:

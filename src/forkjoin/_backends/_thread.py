@@ -2,7 +2,9 @@
 
 A thread cannot be interrupted: a call cancelled by a timeout, the deadline or a stop is
 *abandoned* (the task is marked so and nothing waits for it); its thread finishes the call
-on its own. If the function returns an awaitable, it is awaited on the loop.
+on its own. If a sync function returns an awaitable, that is awaited on the loop; an async
+function given ``backend="thread"`` runs in the thread, on an event loop of its own (for
+async code that blocks).
 
 Why a pool of our own rather than ``concurrent.futures.ThreadPoolExecutor``: its threads
 are joined when the interpreter exits, so one abandoned ``time.sleep(20)`` kept a process
@@ -26,7 +28,7 @@ from typing import Any, Final
 
 from .._identity import register_frame
 from .._policies._base import current_run
-from ._base import CallSite
+from ._base import CallSite, is_async_callable
 
 __all__ = ["ThreadBackend", "ThreadRunner"]
 
@@ -62,6 +64,10 @@ def _call_frame(f: dict[str, Any]) -> tuple[Any, str, Any, tuple[Any, ...]]:
 
 
 register_frame(ThreadCall.__call__.__code__, _call_frame)
+
+
+def _in_own_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    return asyncio.run(fn(*args))
 
 
 class ThreadRunner:
@@ -147,6 +153,9 @@ class ThreadRunner:
     async def call(
         self, task: CallSite, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> Any:
+        task.where = "thread"
+        if is_async_callable(fn):
+            fn, args = _in_own_loop, (fn, *args)
         call = ThreadCall(fn, args, task.name)
         try:
             result = await self.submit(call)
@@ -157,6 +166,12 @@ class ThreadRunner:
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    async def start(self) -> int | None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {}
 
     def close(self) -> None:
         """The run ended: idle threads exit now, busy ones after their call (as daemons,
@@ -186,3 +201,6 @@ class ThreadBackend:
 
     def open(self, run_name: str, limit: int | None) -> ThreadRunner:
         return ThreadRunner(run_name, limit)
+
+    def __repr__(self) -> str:
+        return "'thread'"

@@ -7,7 +7,7 @@ from typing import Any
 
 from .._errors import InvalidPolicy
 from .._retry import Retry, check_retry
-from .._validate import check_limit, check_seconds
+from .._validate import check_backend, check_limit, check_seconds
 from ._adaptive import AdaptiveLimit
 from ._breaker import CircuitBreaker
 from ._hedge import Hedge
@@ -23,7 +23,7 @@ class Group:
     A task's own option wins over its group's, which wins over the run's. ``limit`` is an
     int or an :class:`AdaptiveLimit`; ``rate`` a :class:`RateLimit`; ``hedge`` applies to
     the group's tasks marked ``idempotent=True``; ``breaker`` a :class:`CircuitBreaker` for
-    the group.
+    the group; ``backend`` where the group's calls run (as ``fj.task(backend=...)``).
     """
 
     timeout: float | None = None
@@ -32,6 +32,7 @@ class Group:
     rate: RateLimit | None = None
     hedge: Hedge | None = None
     breaker: CircuitBreaker | None = None
+    backend: Any = None
 
     def __post_init__(self) -> None:
         check_seconds("Group.timeout", self.timeout)
@@ -44,6 +45,7 @@ class Group:
             _bad("hedge", "fj.Hedge(...)", self.hedge)
         if self.breaker is not None and not isinstance(self.breaker, CircuitBreaker):
             _bad("breaker", "fj.CircuitBreaker(...)", self.breaker)
+        object.__setattr__(self, "backend", check_backend("Group.backend", self.backend))
 
 
 def _bad(field: str, expected: str, value: Any) -> None:

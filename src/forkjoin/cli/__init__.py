@@ -17,7 +17,7 @@ from typing import Any
 from .._version import __version__
 from ._usage import EXIT_OK, EXIT_USAGE, say
 
-__all__ = ["COMMANDS", "app", "main"]
+__all__ = ["COMMANDS", "app", "bare_dask", "main"]
 
 # name -> (the module that runs it, what `forkjoin --help` says of it), in help order.
 # "_app" commands are typer commands of forkjoin.cli._app.app; "_mapcmd" is argparse.
@@ -73,7 +73,21 @@ def main(argv: list[str] | None = None) -> None:
 
         raise SystemExit(map_main(args[1:]))
     typer_app = _typer_app()
-    typer_app(args=args, prog_name="forkjoin")
+    typer_app(args=bare_dask(args), prog_name="forkjoin")
+
+
+def bare_dask(argv: list[str]) -> list[str]:
+    """``--dask`` alone means a local cluster: the parser wants a value, so a ``--dask``
+    not followed by a scheduler's address becomes ``--dask=local``."""
+    from ._usage import looks_like_address
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--dask" and (i + 1 == len(out) or not looks_like_address(out[i + 1])):
+            out[i] = "--dask=local"
+    return out
 
 
 def _typer_app() -> Any:

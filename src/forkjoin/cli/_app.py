@@ -24,7 +24,7 @@ import forkjoin as fj
 from .._version import __version__
 from ._kinds import build_plan, resolve_call, warm_http
 from ._render import dumps, render_report, results_doc
-from ._spec import HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
+from ._spec import BACKENDS, DaskSpec, HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
 from ._template import Redactor, Vars, expand
 from ._usage import (
     EXIT_INTERRUPTED,
@@ -34,6 +34,7 @@ from ._usage import (
     EXIT_USAGE,
     UsageError,
     journal_warnings,
+    looks_like_address,
     say,
 )
 from ._usage import check_journal as _check_journal
@@ -189,6 +190,20 @@ def run(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="with a journal: discard its records, start over")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend", metavar="NAME", help="where python tasks run: loop, thread, process, dask"
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="[ADDRESS]",
+            help="python tasks on Dask: a local cluster, or the scheduler at ADDRESS",
+        ),
+    ] = None,
 ) -> None:
     """Run the named tasks of a TOML spec; print keyed JSON results and the report.
 
@@ -201,6 +216,7 @@ def run(
     spec_dir = spec_file.resolve().parent
     try:
         spec, keylines = load_spec(spec_file, display)
+        spec = with_backend(spec, backend, dask)
         variables = Vars(redact)
         variables.values["spec_dir"] = str(spec_dir)
         variables.update(spec.vars, lambda k: (f"vars.{k}", keylines.find(("vars", k))))
@@ -232,7 +248,7 @@ def run(
     try:
         results, code, aggregate, agg_error = _run_with_setup(
             spec, keylines, variables, given, setup_kwargs, spec_dir, display, redact, quiet,
-            run_journal, progress,
+            run_journal, progress, "--dask" if dask is not None else None,
         )  # fmt: skip
     except SetupFailed as e:
         typer.echo(redact(f"forkjoin: {e}"), err=True)
@@ -284,6 +300,7 @@ def _run_with_setup(
     quiet: bool,
     journal: fj.Journal | None = None,
     progress: bool = False,
+    cluster_from: str | None = None,
 ) -> tuple[fj.Results, int, Any, str | None]:
     code = EXIT_OK
     aggregate: Any = None
@@ -310,6 +327,9 @@ def _run_with_setup(
         except fj.Interrupted as e:
             results = e.results
             code = EXIT_INTERRUPTED
+        except ConnectionError as e:  # a backend's cluster could not be reached: nothing ran
+            where = cluster_from or f"{display}:{keylines.find(('run', 'dask'))}: run.dask"
+            raise fail(redact(f"{where}: {str(e).removeprefix('DaskBackend: ')}")) from None
         except fj.FanError as e:  # fail_fast: the results are still keyed and complete
             results = e.results
         if spec.aggregate is not None and code != EXIT_INTERRUPTED:
@@ -327,6 +347,32 @@ def check_journal(path: Path, run: str) -> None:
         _check_journal(path, run)
     except UsageError as e:
         raise fail(str(e)) from None
+
+
+def with_backend(spec: Spec, backend: str | None, dask: str | None) -> Spec:
+    """The spec with ``--backend`` / ``--dask`` as its ``[run] backend`` (a task's or a
+    group's own still wins)."""
+    if backend is None and dask is None:
+        return spec
+    if backend is not None and backend not in BACKENDS:
+        raise SpecError(
+            f"expected one of {', '.join(BACKENDS)}, got {backend!r}", path="--backend", line=0
+        )
+    run = spec.run
+    if dask is not None:
+        if backend not in (None, "dask"):
+            raise SpecError("give --backend or --dask, not both", path="--dask", line=0)
+        if dask != "local" and not looks_like_address(dask):
+            raise SpecError(
+                f"expected a scheduler address such as tcp://host:8786, got {dask!r}",
+                path="--dask",
+                line=0,
+            )
+        address = None if dask == "local" else dask
+        run = run.model_copy(update={"backend": "dask", "dask": DaskSpec(address=address)})
+    else:
+        run = run.model_copy(update={"backend": backend})
+    return spec.model_copy(update={"run": run})
 
 
 def _resolve(ref: str, spec_dir: Path, keylines: Any, key: str) -> Any:

@@ -288,12 +288,41 @@ def _budget(b: BudgetSpec, keylines: _KeyLines) -> Any:
     )
 
 
+def _backends(spec: Spec, keylines: _KeyLines) -> Callable[[str], Any]:
+    """Backend names as the values tasks take; ``"dask"`` is the cluster of ``[run.dask]``
+    (one value for every task naming it, so they share it)."""
+    made: dict[str, Any] = {}
+
+    def value(name: str) -> Any:
+        if name not in made:
+            d = spec.run.dask
+            if name == "dask" and d is not None:
+                made[name] = _policy(
+                    functools.partial(
+                        fj.DaskBackend, address=d.address, workers=d.workers, threads=d.threads
+                    ),
+                    keylines,
+                    "run",
+                    "dask",
+                )
+            else:
+                made[name] = name
+        return made[name]
+
+    return value
+
+
 def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path) -> Plan:
     """Turn a validated spec into tasks (templates filled) and run options.
 
-    Raises :class:`SpecError` for anything wrong — before anything runs.
+    Raises :class:`SpecError` for anything wrong — before anything runs. A ``backend``
+    (the task's, else its group's, else the run's) applies to python tasks: a command, a
+    request or a query is I/O that the run's loop waits on where the run is.
     """
+    from ._spec import PythonTask
+
     plan = Plan(options=run_options(spec, keylines))
+    backend_value = _backends(spec, keylines)
     for name, t in spec.tasks.items():
         base = ("tasks", name)
         options: dict[str, Any] = {
@@ -320,6 +349,16 @@ def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path)
             )
         if t.idempotent:
             options["idempotent"] = True
+        if t.backend is not None and not isinstance(t, PythonTask):
+            raise SpecError(
+                "backend applies to python tasks: a command, request or query is I/O the "
+                "run waits on where it is",
+                **_where(keylines, *base, "backend"),
+            )
+        group = spec.groups.get(t.group) if t.group is not None else None
+        chosen = t.backend or (group.backend if group is not None else None) or spec.run.backend
+        if chosen is not None and isinstance(t, PythonTask):
+            options["backend"] = backend_value(chosen)
         fn, args = _call_of(t, base, keylines, variables, spec_dir, spec)
         plan.tasks[name] = _policy(
             functools.partial(fj.task, fn, *args, **options),

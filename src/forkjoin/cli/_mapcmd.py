@@ -40,6 +40,7 @@ from ._usage import (
     UsageError,
     check_journal,
     journal_warnings,
+    looks_like_address,
     parse_duration,
     parse_rate,
     resolve_call,
@@ -174,6 +175,11 @@ def parser() -> argparse.ArgumentParser:
         help="also write a tab-separated log: one row per line, as it ends")  # fmt: skip
     add("--bar", "--progress", dest="progress", action="store_true",
         help="draw progress on stderr, even when it is not a terminal")  # fmt: skip
+    add("--backend", metavar="NAME",
+        help="where --call runs: loop, thread (the defaults), process or dask")  # fmt: skip
+    add("--dask", metavar="ADDRESS",
+        help="--call on Dask: alone, a local cluster forkjoin starts; or a scheduler's "
+        "ADDRESS (tcp://host:8786)")  # fmt: skip
     add("--journal", metavar="PATH",
         help="resume from / record to this SQLite journal: lines that ended ok before "
         "(same line, same command) are not run again (\"resumed\": true)")  # fmt: skip
@@ -187,7 +193,9 @@ def parser() -> argparse.ArgumentParser:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Parse ``forkjoin map``'s arguments; :class:`UsageError` names what is wrong."""
-    args, extra = parser().parse_known_args(argv)
+    from . import bare_dask
+
+    args, extra = parser().parse_known_args(bare_dask(argv))
     if extra:
         raise UsageError(
             f"unknown option {extra[0]} (options go before the command; forkjoin map -h lists them)"
@@ -219,6 +227,8 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
         check_journal(args.journal, "map")
         journal = fj.Journal(args.journal, run="map", fresh=args.fresh)
         options["journal"] = journal.only_failed() if args.retry_failed_only else journal
+    if args.backend is not None or args.dask is not None:
+        options["backend"] = _backend(args.backend, args.dask, args.call)
     halt: Halt | None = args.halt
     if halt is not None and halt.now:
         options["max_failures" if halt.on == "fail" else "quorum"] = halt.count
@@ -254,6 +264,9 @@ def main(argv: list[str]) -> int:
     except fj.JournalError as e:
         say(f"map: {e}")
         return EXIT_USAGE
+    except ConnectionError as e:  # the cluster could not be reached: nothing ran
+        say(f"map: --dask: {str(e).removeprefix('DaskBackend: ')}")
+        return EXIT_USAGE
     except SystemExit as e:
         if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
             say("map: terminated: the journal holds what finished")
@@ -274,6 +287,30 @@ def main(argv: list[str]) -> int:
             f"{counts.not_ok} not ok{extra} in {wall:.2f}s{rate_text}{halted}\n"
         )
     return EXIT_OK if counts.not_ok == 0 else EXIT_NOT_OK
+
+
+def _backend(backend: str | None, dask: str | None, call: str | None) -> Any:
+    """``--backend`` / ``--dask`` as a backend value: for ``--call`` only (a command or a
+    request is I/O the run waits on where it is)."""
+    flag = "--dask" if dask is not None else "--backend"
+    if call is None:
+        raise UsageError(
+            f"{flag}: applies to --call (a command or a request runs where the run is)"
+        )
+    if dask is not None:
+        if backend not in (None, "dask"):
+            raise UsageError("give --backend or --dask, not both")
+        if dask != "local" and not looks_like_address(dask):
+            raise UsageError(
+                f"--dask: expected a scheduler address such as tcp://host:8786, got {dask!r}"
+            )
+        try:
+            return fj.DaskBackend(address=None if dask == "local" else dask)
+        except fj.InvalidPolicy as e:
+            raise UsageError(f"--dask: {e}") from None
+    if backend not in ("loop", "thread", "process", "dask"):
+        raise UsageError(f"--backend: expected one of loop, thread, process, dask, got {backend!r}")
+    return backend
 
 
 def _open_input(path: str | None) -> int:

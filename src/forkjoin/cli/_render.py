@@ -74,7 +74,8 @@ def detail_text(o: fj.Outcome) -> str:
 
 
 def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
-    """One Outcome as JSON: status, value or error, reason, attempts, duration, cost."""
+    """One Outcome as JSON: status, value or error, reason, attempts, duration, cost, and
+    where its last call ran when that was off the loop."""
     doc: dict[str, Any] = {"status": o.status.value}
     if o.ok:
         doc["value"] = o.value
@@ -92,6 +93,9 @@ def outcome_doc(o: fj.Outcome) -> dict[str, Any]:
         doc["fallback"] = True
     if o.resumed:
         doc["resumed"] = True  # from the journal: not run again
+    history = o.history
+    if history and history[-1].where is not None:  # off the loop: a thread, a worker
+        doc["where"] = history[-1].where
     return doc
 
 

@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 from . import _usage
 from ._usage import SpecError, show
 
-__all__ = ["KINDS", "SpecError", "load_spec", "parse_duration", "parse_rate"]
+__all__ = ["BACKENDS", "KINDS", "SpecError", "load_spec", "parse_duration", "parse_rate"]
 
 KINDS = ("command", "http", "sql", "python")
 
@@ -160,6 +160,18 @@ AdaptiveField = Annotated[AdaptiveSpec, _table_or("", "true, false or a table")]
 BudgetField = Annotated[BudgetSpec, _table_or("usd", "an amount in USD or a table", (int, float))]
 
 
+BACKENDS = ("loop", "thread", "process", "dask")
+Backend = Literal["loop", "thread", "process", "dask"]
+
+
+class DaskSpec(_Model):
+    """``[run.dask]``: the cluster ``backend = "dask"`` means (default: one forkjoin starts)."""
+
+    address: Annotated[str, Field(min_length=1)] | None = None
+    workers: PositiveInt | None = None
+    threads: PositiveInt | None = None
+
+
 class RunSpec(_Model):
     limit: PositiveInt | None = None
     rate: RateSpec | None = None
@@ -171,6 +183,8 @@ class RunSpec(_Model):
     # exit 0 when some tasks are ok (as --allow-partial): a run that reports partial
     # results on purpose is not a failed run
     allow_partial: bool = False
+    backend: Backend | None = None
+    dask: DaskSpec | None = None
 
 
 class DefaultsSpec(_Model):
@@ -184,6 +198,7 @@ class GroupSpec(_Model):
     adaptive: AdaptiveField | None = None
     timeout: Duration | None = None
     retry: RetryField | None = None
+    backend: Backend | None = None
 
 
 Json = Any
@@ -197,6 +212,7 @@ class _TaskBase(_Model):
     cost: Annotated[float, Field(ge=0)] | None = None
     idempotent: bool = False
     hedge: HedgeField | None = None
+    backend: Backend | None = None
 
 
 class CommandTask(_TaskBase):

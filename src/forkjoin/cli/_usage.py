@@ -30,6 +30,7 @@ __all__ = [
     "UsageError",
     "check_journal",
     "journal_warnings",
+    "looks_like_address",
     "parse_duration",
     "parse_rate",
     "resolve_call",
@@ -198,3 +199,9 @@ def check_journal(path: str | Path, run: str) -> None:
                 f"{path}: run {run!r} is being run by process {r['holder_pid']}: wait for it "
                 "to end, or give another journal"
             )
+
+
+def looks_like_address(text: str) -> bool:
+    """A Dask scheduler's address: ``tcp://host:port`` (any scheme) or ``host:port``."""
+    host, _, port = text.rpartition(":")
+    return "://" in text or (bool(host) and port.isdigit())
