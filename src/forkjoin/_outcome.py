@@ -119,6 +119,8 @@ class RunInfo:
     limits: Mapping[str, Any] = field(default_factory=dict)
     run: str | None = None
     policies: Mapping[str, Any] = field(default_factory=dict)  # RunPolicies.report()
+    # task name -> the names it waited for (tasks with dependencies only)
+    dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Results(Mapping[str, Outcome]):

@@ -166,6 +166,7 @@ class Recorder:
         "_finished",
         "_now",
         "_run",
+        "after",
         "aggregate",
         "deliver",
         "failures",
@@ -206,6 +207,8 @@ class Recorder:
         self.failures = 0
         self.stop_outcome: Outcome | None = None  # the failure that reached stop_after
         self.on_stop = on_stop
+        # told of every Outcome once it is recorded (the dependency graph), if set
+        self.after: Callable[[Outcome], None] | None = None
         self._run = run
         self._events = events
         self._finished = events.task_finished
@@ -225,7 +228,17 @@ class Recorder:
         ):
             tasks = self.tasks
             finished = self._finished
-            if not finished:
+            after = self.after
+            if after is not None and not finished:
+
+                def record(outcome: Outcome) -> None:
+                    tasks[outcome.name] = outcome
+                    after(outcome)
+
+            elif after is not None:
+                self.record = self._record
+                return
+            elif not finished:
 
                 def record(outcome: Outcome) -> None:
                     tasks[outcome.name] = outcome
@@ -247,6 +260,17 @@ class Recorder:
             self.record = record
         else:
             self.record = self._record
+
+    def set_after(self, after: Callable[[Outcome], None]) -> None:
+        """Tell ``after`` of every Outcome, once it is recorded (the dependency graph)."""
+        self.after = after
+        self._choose()
+
+    def wake_stream(self) -> None:
+        """Wake the ``as_completed`` stream's reader (to look at the run again)."""
+        w = self.stream_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def set_deliver(self, deliver: Callable[[Outcome], Any]) -> None:
         """Hand every Outcome to ``deliver`` too (the consumer of a map run)."""
@@ -289,6 +313,9 @@ class Recorder:
             if self.failures == self.stop_after:
                 self.stop_outcome = outcome
                 self.on_stop(self.stop_reason)
+        after = self.after
+        if after is not None:
+            after(outcome)  # last: what it releases or skips is recorded after this one
         return r
 
     def open_stream(self) -> deque[Outcome]:
