@@ -4,6 +4,7 @@ The whole public API is listed here; everything else lives in private modules.
 """
 
 from ._errors import (
+    DependencyFailed,
     DuplicateTaskName,
     FanClosed,
     FanError,
@@ -41,6 +42,7 @@ from ._policies._hedge import Hedge
 from ._policies._rate import RateLimit
 from ._policies._retry_after import RetryAfter
 from ._progress import ProgressObserver
+from ._refs import each, item, ref
 from ._report import RunReport
 from ._retry import Retry
 from ._task import Task, task
@@ -55,6 +57,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitChanged",
     "CircuitOpen",
+    "DependencyFailed",
     "DuplicateTaskName",
     "Event",
     "Fan",
@@ -92,10 +95,13 @@ __all__ = [
     "__version__",
     "charge",
     "current_fan",
+    "each",
     "gather",
     "imap",
+    "item",
     "map",
     "map_reduce",
+    "ref",
     "run",
     "task",
 ]

@@ -3,6 +3,8 @@
 Where things happen, for a newcomer:
 
 - a task is *added* in :meth:`Engine.prepare` / :meth:`Engine.add` (validated, planned);
+- one that depends on others waits in the run's dependency graph (:mod:`._deps`) until
+  they have ended; the graph then releases it to admission;
 - it is *admitted* by :mod:`._admission` (slots, priorities), which calls :meth:`_start`;
 - it *runs* in :meth:`Engine._drive`: the plain path awaits ``fn(*args)`` itself, any
   other awaits the call pipeline of its plan (:mod:`._call`: timeout, retries...);
@@ -23,11 +25,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from . import _refs
 from ._admission import Admission
 from ._backends._loop import LoopRunner
 from ._backends._thread import ThreadRunner
 from ._call import FATAL, Planner, TaskState, outcome_of, skipped
 from ._deadlines import Deadlines
+from ._deps import Graph, dependencies
 from ._errors import DuplicateTaskName, InvalidPolicy
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
 from ._options import RunOptions
@@ -97,6 +101,7 @@ class Engine:
         self._token: contextvars.Token[Any] | None = None
         self.results: Results | None = None
         self.busy = Busy()  # calls running now (map runs report its peak)
+        self.graph: Graph | None = None  # made when a task first depends on another
 
         self.recorder = Recorder(
             self.name,
@@ -178,6 +183,11 @@ class Engine:
         first and is re-raised (with its message) once every task has ended."""
         cancelled: asyncio.CancelledError | None = None
         while self._pending > 0:
+            graph = self.graph
+            if graph is not None and graph.stalled:
+                # the run is closing and what they wait for was never added: skip them
+                graph.abandon()
+                continue
             self._waiter = self.loop.create_future()
             try:
                 await self._waiter
@@ -221,6 +231,7 @@ class Engine:
             limits=dict(self.admission.group_limits) if self.state != "new" else {},
             run=self.name,
             policies=self.policies.report(),
+            dependencies=dict(self.graph.edges) if self.graph is not None else {},
         )
 
     def raise_fatal(self) -> None:
@@ -285,11 +296,38 @@ class Engine:
                 for st in states:
                     if st.name in names:
                         raise DuplicateTaskName(f"task name {st.name!r} is already used")
+            if _refs.made:  # only a process that ever described a dependency looks for them
+                self._declare(states)
         except BaseException:
             close_unstarted(tasks)
             raise
         self._seq = seq
         return states
+
+    def _declare(self, states: list[TaskState]) -> None:
+        """Find what the tasks of a gather wait for, and check it all (unknown names,
+        cycles) before anything starts."""
+        seen: dict[int, Any] = {}
+        declared = [(st, found) for st in states if (found := dependencies(st, seen))]
+        if not declared:
+            return
+        graph = self.graph if self.graph is not None else self._make_graph()
+        for st, (deps, refs) in declared:
+            graph.declare(st, deps, refs)
+        graph.check(states)
+
+    def _make_graph(self) -> Graph:
+        graph = self.graph = Graph(
+            self.recorder.tasks.get,
+            self._ready,
+            self._end,
+            self._spawn,
+            self.elapsed,
+            lambda: self._pending,
+            self._stalled,
+        )
+        self.recorder.set_after(graph.ended)
+        return graph
 
     def _state(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, seq: int) -> TaskState:
         is_async = opts.is_async if fn is opts.fn else is_async_callable(fn)
@@ -332,6 +370,10 @@ class Engine:
                         method(event)
                     except Exception:
                         events.failed(observer, event)
+        if self.graph is not None:  # those that wait for others stay out of admission
+            held = states
+            states = self.graph.hold_all(held)
+            held.clear()
         glimits = adm.group_limits
         if adm.limit is None and not glimits:
             adm.feed_all(states)  # added in the given order, started highest priority first
@@ -349,7 +391,13 @@ class Engine:
         states.clear()
         adm.feed_now()
 
-    def add(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task) -> None:
+    def _spawn(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task) -> None:
+        """Add a task of a fan-out group (its arguments are final: nothing to look for)."""
+        self.add(name, fn, args, opts, spawned=True)
+
+    def add(
+        self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, spawned: bool = False
+    ) -> None:
         """Add one task to the running run (``Fan.spawn``)."""
         if type(name) is not str:
             raise TypeError(f"task names must be strings, got {name!r}")
@@ -359,6 +407,15 @@ class Engine:
                 args[0].close()
             raise DuplicateTaskName(f"task name {name!r} is already used in this run")
         st = self._state(name, fn, args, opts, self._seq)
+        found = None
+        if _refs.made and not spawned:  # only a process that describes dependencies looks
+            try:
+                found = dependencies(st)
+                if found is not None and self.graph is not None:
+                    self.graph.check_spawn(name, found[0])
+            except BaseException:
+                st.close()
+                raise
         self._seq += 1
         st.added = self.clock() - self.t0
         names[name] = st
@@ -368,6 +425,14 @@ class Engine:
         if self.stop_reason is not None:
             self._end(st, skipped(st, self.stop_reason))
             return
+        graph = self.graph
+        if found is not None:
+            if graph is None:
+                graph = self._make_graph()
+            if graph.hold(st, *found):
+                return
+        elif graph is not None:
+            graph.note(st)
         adm = self.admission
         if adm.limited(st.group):
             adm.push(st)
@@ -375,6 +440,31 @@ class Engine:
         else:
             adm.take(st.group)
             self._start(st)
+
+    def _ready(self, st: TaskState) -> None:
+        """What ``st`` waited for has ended: admit it."""
+        if self.stop_reason is not None:
+            self._end(st, skipped(st, self.stop_reason))
+            return
+        adm = self.admission
+        if adm.limited(st.group):
+            # a finishing task admits it into the slot it frees (see _finish); otherwise
+            # it is admitted on the next pass
+            adm.push(st)
+            adm.admit_soon()
+        else:
+            adm.feed(st)
+
+    def _stalled(self) -> None:
+        """Every task left waits for one that is not in the run: wake who waits (a Fan
+        that closes skips them; ``as_completed`` ends)."""
+        self._wake()
+        self.recorder.wake_stream()
+
+    @property
+    def stalled(self) -> bool:
+        """Whether every task left waits for a task that is not in the run."""
+        return self.graph is not None and self.graph.stalled
 
     def _emit_queued(self, st: TaskState) -> None:
         event = TaskQueued(self.name, st.added, st.name, st.group, st.priority)
@@ -512,6 +602,9 @@ class Engine:
             return
         for st in self.admission.drain():
             self._end(st, skipped(st, reason))
+        if self.graph is not None:
+            for st in self.graph.drain():
+                self._end(st, skipped(st, reason))
         for st in [v for v in self.recorder.tasks.values() if type(v) is TaskState]:
             if not st.done:
                 self._cancel(st, reason)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from inspect import CO_COROUTINE
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import InvalidPolicy
+from ._refs import ON_DEPENDENCY_FAILURE, Each, check_after, fan_out, mark
 from ._validate import check_amount, check_group_name, check_seconds
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class _TaskFields(NamedTuple):
     idempotent: bool = False
     hedge: Hedge | None = None
     fallback: Callable[..., Any] | None = None
+    after: tuple[str, ...] = ()
+    on_dependency_failure: str = "skip"
     is_async: bool = False
     default: bool = True
 
@@ -67,8 +70,9 @@ class Task(_TaskFields):
     """One unit of work: ``fn(*args)`` and its options. Build it with :func:`task`.
 
     A Task is immutable and can be called again (a retry calls ``fn(*args)`` anew), except
-    one made from a coroutine object, which can run only once. ``is_async`` says whether
-    ``fn`` is a coroutine function; ``default`` whether every option is at its default.
+    one made from a coroutine object, which can run only once. ``after`` names the tasks it
+    waits for; ``is_async`` says whether ``fn`` is a coroutine function; ``default``
+    whether every option is at its default.
     """
 
     __slots__ = ()
@@ -87,6 +91,8 @@ class Task(_TaskFields):
         idempotent: bool = False,
         hedge: Hedge | None = None,
         fallback: Callable[..., Any] | None = None,
+        after: Iterable[str] | str | None = (),
+        on_dependency_failure: str = "skip",
     ) -> Task:
         if not callable(fn):
             raise TypeError(f"task: expected a callable, got {fn!r}")
@@ -135,6 +141,19 @@ class Task(_TaskFields):
             if not callable(fallback):
                 raise InvalidPolicy(f"task.fallback: expected a callable, got {fallback!r}")
             default = False
+        deps: tuple[str, ...] = ()
+        if after:
+            deps = check_after("task.after", after)
+            if deps:
+                mark()
+                default = False
+        if on_dependency_failure != "skip":
+            if on_dependency_failure not in ON_DEPENDENCY_FAILURE:
+                raise InvalidPolicy(
+                    "task.on_dependency_failure: expected 'skip' or 'run', got "
+                    f"{on_dependency_failure!r}"
+                )
+            default = False
         if fn is coroutine_runner and (
             retry not in (None, False) or hedge is not None or fallback is not None
         ):
@@ -144,7 +163,8 @@ class Task(_TaskFields):
                 "given a fallback; pass the function and its arguments: fj.task(fn, *args, ...)"
             )
         fields = (fn, args, timeout, retry, group, priority, cost, tokens, weight, idempotent,
-                  hedge, fallback, is_async_callable(fn), default)  # fmt: skip
+                  hedge, fallback, deps, on_dependency_failure, is_async_callable(fn),
+                  default)  # fmt: skip
         return tuple.__new__(cls, fields)
 
     @property
@@ -181,11 +201,11 @@ class Task(_TaskFields):
 
     # a tuple's own methods would mislead on a task
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return tuple(self[:12])
+        return tuple(self[:14])
 
 
 _OPTIONS = ("timeout", "retry", "group", "priority", "cost", "tokens", "weight", "idempotent",
-            "hedge", "fallback")  # fmt: skip
+            "hedge", "fallback", "after", "on_dependency_failure")  # fmt: skip
 
 
 # The options of a task given as (fn, *args), a bare callable or a coroutine: all defaults.
@@ -206,6 +226,8 @@ def task(
     idempotent: bool = False,
     hedge: Hedge | None = None,
     fallback: Callable[..., Any] | None = None,
+    after: Iterable[str] | str | None = None,
+    on_dependency_failure: str = "skip",
 ) -> Task:
     """Describe a call of ``fn(*args)`` with its options.
 
@@ -217,7 +239,11 @@ def task(
     ``cost``/``tokens``: estimates reserved against the run's :class:`Budget`; ``weight``:
     what a :class:`RateLimit` counts for each call; ``hedge``: a :class:`Hedge` (needs
     ``idempotent=True``); ``fallback``: called with the task's arguments when the task has
-    failed for good.
+    failed for good. ``after``: names of tasks of the same run this one waits for — it is
+    admitted once every one has ended ok (an ``fj.ref(...)`` in ``args`` implies it); if
+    one does not end ok, this task is skipped (reason ``"dependency"``), unless
+    ``on_dependency_failure="run"``. A task whose priority is left at 0 takes the highest
+    priority of what it waits for.
     """
     if inspect.iscoroutine(fn):
         if args:
@@ -225,17 +251,18 @@ def task(
             raise TypeError("task: a coroutine object takes no arguments")
         try:
             return Task(coroutine_runner, (fn,), timeout, retry, group, priority, cost, tokens,
-                        weight, idempotent, hedge, fallback)  # fmt: skip
+                        weight, idempotent, hedge, fallback, after,
+                        on_dependency_failure)  # fmt: skip
         except BaseException:
             fn.close()
             raise
     return Task(fn, args, timeout, retry, group, priority, cost, tokens, weight,  # type: ignore[arg-type]
-                idempotent, hedge, fallback)  # fmt: skip
+                idempotent, hedge, fallback, after, on_dependency_failure)  # fmt: skip
 
 
 def split(where: str, spec: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Task]:
     """What gather() accepts, as ``(fn, args, options)``: an fj.task(...), ``(fn, *args)``, a
-    zero-argument callable or a coroutine object."""
+    zero-argument callable, a coroutine object or an fj.each(...)."""
     if isinstance(spec, Task):
         return spec.fn, spec.args, spec
     if isinstance(spec, tuple):
@@ -246,8 +273,10 @@ def split(where: str, spec: Any) -> tuple[Callable[..., Any], tuple[Any, ...], T
         return coroutine_runner, (spec,), DEFAULTS
     if callable(spec):
         return spec, (), DEFAULTS
+    if isinstance(spec, Each):  # a fan-out group: the dependency graph runs it
+        return fan_out, (spec,), spec.node
     raise TypeError(
-        f"{where}: expected fj.task(...), (fn, *args), a callable or a coroutine, "
+        f"{where}: expected fj.task(...), (fn, *args), a callable, a coroutine or fj.each(...), "
         f"got {type(spec).__name__}"
     )
 
