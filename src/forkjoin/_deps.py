@@ -14,8 +14,8 @@ every Outcome takes). When a task ends:
   the task runs anyway (``on_dependency_failure="run"``).
 
 A fan-out group (``fj.each``) waits for its source like any task; released, it spawns one
-task per element of the source's value and then waits for them: it ends ok with their
-values once they all are. Endings are processed one after another from a queue (a skip
+task per element of the source's value and then waits for them: once they all have ended
+it ends ok with their values, or skipped (naming the first that was not ok). Endings are processed one after another from a queue (a skip
 ends more tasks, whose endings come back here), so a long chain does not recurse.
 
 Everything the graph does to the run goes through the callables the engine gives it.
@@ -74,7 +74,8 @@ def dependencies(
 class _Node:
     """A task that waits: for ``missing`` of its ``deps`` still."""
 
-    __slots__ = ("deps", "done", "group", "inherit", "missing", "refs", "run_anyway", "st")
+    __slots__ = ("deps", "done", "failure", "group", "inherit", "missing", "refs", "run_anyway",
+                 "st")  # fmt: skip
 
     def __init__(self, st: TaskState, deps: tuple[str, ...], refs: bool) -> None:
         self.st = st
@@ -86,6 +87,8 @@ class _Node:
         self.run_anyway = st.opts.on_dependency_failure == "run"
         # a fan-out: its Each until released, then the names of the tasks it spawned
         self.group: Each | list[str] | None = st.args[0] if st.fn is fan_out else None
+        # a group's first task that did not end ok (the group ends once all have ended)
+        self.failure: tuple[str, Outcome] | None = None
 
 
 class Graph:
@@ -269,7 +272,11 @@ class Graph:
         for node in waiting:
             if node.done:
                 continue
-            if not ok and not node.run_anyway:
+            if not ok and type(node.group) is list:
+                # a task of a fan-out group: the group ends when all of them have
+                if node.failure is None:
+                    node.failure = (name, outcome)
+            elif not ok and not node.run_anyway:
                 node.done = True
                 del nodes[node.st.name]
                 self._end(node.st, _dependency_skip(node.st, name, outcome))
@@ -285,9 +292,11 @@ class Graph:
         group). Returns False when the caller admits it (``direct``)."""
         st = node.st
         group = node.group
-        if type(group) is list:  # a fan-out group whose tasks have all ended ok
-            values = [self._lookup(n).value for n in group]
-            self._end(st, _ok(st, values))
+        if type(group) is list:  # a fan-out group whose tasks have all ended
+            if node.failure is not None:
+                self._end(st, _dependency_skip(st, *node.failure))
+            else:
+                self._end(st, _ok(st, [self._lookup(n).value for n in group]))
             return True
         if node.inherit:
             priority = self.priority
@@ -374,7 +383,7 @@ class Graph:
         node.group = names
         node.missing = len(names)
         node.done = False
-        node.run_anyway = False  # the group is ok only if every one of its tasks is
+        node.run_anyway = False
         self.groups[name] = names
         self.nodes[name] = node
         waiting = self.waiting

@@ -181,8 +181,9 @@ def each(
     group. Its tasks are named ``deep/0``, ``deep/1`` ... (``key(element)`` instead of the
     index when given), get their element where ``fj.item()`` stands in their arguments, and
     start as soon as they are spawned. ``source`` may be ``fj.ref("search", "urls")`` to
-    iterate over a path into the value. The group itself ends ok, with the list of its
-    tasks' values (in element order), once every one of them is ok: ``after=["deep"]``
+    iterate over a path into the value. The group itself ends once all its tasks have:
+    ok, with the list of their values (in element order), when every one is ok, else
+    skipped (reason ``"dependency"``, naming the first that was not). ``after=["deep"]``
     (or ``"deep/*"``) and ``fj.ref("deep")`` wait for the whole group. ``after`` and
     ``on_dependency_failure`` are the group's own (it may wait for more than ``source``);
     the other options are those of :func:`forkjoin.task`, for each spawned task.
