@@ -47,7 +47,9 @@ def test_critical_path_and_ideal_speedup(vrun: Any) -> None:
     assert report.task("b").after == ("a",)
     assert report.task("solo").after == ()
     text = str(report)
-    assert "critical path 5.000s: a → b → d (ideal speedup under the dependencies 1.60x)" in text
+    assert (
+        "dependencies critical path 5.000s: a → b → d (ideal speedup under the dependencies 1.60x)"
+    ) in text
     assert "ideal under the limits and dependencies 1.60x" in text
 
 

@@ -714,9 +714,10 @@ class RunReport:
         if self.critical_path_speedup is not None:
             lines.append(
                 (
-                    "critical path",
-                    f"{self.critical_path_duration:.3f}s: {_chain_text(self.critical_path)}"
-                    f" (ideal speedup under the dependencies {self.critical_path_speedup:.2f}x)",
+                    "dependencies",
+                    f"critical path {self.critical_path_duration:.3f}s: "
+                    f"{_chain_text(self.critical_path)} (ideal speedup under the dependencies "
+                    f"{self.critical_path_speedup:.2f}x)",
                 )
             )
         conc = f"peak {self.peak_concurrency}, mean {self.mean_concurrency:.2f}"
