@@ -15,8 +15,9 @@ every Outcome takes). When a task ends:
 
 A fan-out group (``fj.each``) waits for its source like any task; released, it spawns one
 task per element of the source's value and then waits for them: once they all have ended
-it ends ok with their values, or skipped (naming the first that was not ok). Endings are processed one after another from a queue (a skip
-ends more tasks, whose endings come back here), so a long chain does not recurse.
+it ends ok with their values, or skipped (naming the first that was not ok). Endings are
+processed one after another from a queue (a skip ends more tasks, whose endings come back
+here), so a long chain does not recurse.
 
 Everything the graph does to the run goes through the callables the engine gives it.
 """
@@ -477,8 +478,8 @@ def _dependency_skip(st: TaskState, dependency: str, outcome: Outcome) -> Outcom
             detail = (f"{type(err).__name__}: {text}" if text else type(err).__name__)[
                 :_DETAIL_CHARS
             ]
-        elif outcome.reason:
-            detail = outcome.reason
+        elif outcome.reason and outcome.reason != "timeout":
+            detail = f"({outcome.reason})"  # why it was stopped: "deadline", "budget"...
         error = DependencyFailed(dependency, status, detail=detail)
     return _skip(st, error)
 

@@ -96,7 +96,7 @@ class DependencyFailed(TaskSkipped):
         if self.root != dependency:
             how += f", because {self.root!r} {_ENDED.get(self.root_status or '', 'ended')}"
         elif detail:
-            how += f": {detail}"
+            how += f" {detail}" if detail.startswith("(") else f": {detail}"
         self.args = (f"skipped ({how})",)
 
     def __str__(self) -> str:
