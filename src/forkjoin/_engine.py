@@ -268,6 +268,16 @@ class Engine:
                     fn = spec[0]
                     args = spec[1:]
                     opts = defaults
+                elif type(spec) is Task:  # split()'s first case, without its frame
+                    fn, args, opts = spec.fn, spec.args, spec
+                    if fn is coroutine_runner:
+                        other = seen_coros.setdefault(id(args[0]), name)
+                        if other != name:
+                            raise InvalidPolicy(
+                                f"tasks[{name!r}]: the same coroutine object is also "
+                                f"tasks[{other!r}]; a coroutine runs once: give each task "
+                                "its own (or pass the function: (fn, *args))"
+                            )
                 else:
                     fn, args, opts = split(f"tasks[{name!r}]", spec)
                     if fn is coroutine_runner:
@@ -288,6 +298,14 @@ class Engine:
                     if fn is coroutine_runner and plan.reruns:
                         self._state(name, fn, args, opts, seq)  # raises, naming the task
                     append(TaskState(name, fn, args, opts, None, seq, plan, 0.0))
+                elif opts.default and fn is opts.fn and fn is not coroutine_runner:
+                    # an fj.task whose options leave its call as plain as the defaults (a
+                    # priority, what it waits for): the plan of the defaults
+                    is_async = opts.is_async
+                    plan = plans.get(is_async)
+                    if plan is None:
+                        plan = plans[is_async] = plan_of(defaults, None, is_async)
+                    append(TaskState(name, fn, args, opts, None, seq, plan, 0.0))
                 else:
                     append(self._state(name, fn, args, opts, seq))
                 seq += 1
@@ -306,18 +324,21 @@ class Engine:
 
     def _declare(self, states: list[TaskState]) -> None:
         """Find what the tasks of a gather wait for, and check it all (unknown names,
-        cycles) before anything starts."""
-        seen: dict[int, Any] = {}
-        declared = [(st, found) for st in states if (found := dependencies(st, seen))]
-        if not declared:
-            return
-        graph = self.graph if self.graph is not None else self._make_graph()
-        for st, (deps, refs) in declared:
-            graph.declare(st, deps, refs)
-        graph.check(states)
+        cycles) before anything starts; a run where none waits has no graph."""
+        graph = self._new_graph()
+        if graph.plan(states):
+            self._use_graph(graph)
 
     def _make_graph(self) -> Graph:
-        graph = self.graph = Graph(
+        return self._use_graph(self._new_graph())
+
+    def _use_graph(self, graph: Graph) -> Graph:
+        self.graph = graph
+        self.recorder.set_after(graph.ended)
+        return graph
+
+    def _new_graph(self) -> Graph:
+        return Graph(
             self.recorder.tasks.get,
             self._ready,
             self._end,
@@ -326,8 +347,6 @@ class Engine:
             lambda: self._pending,
             self._stalled,
         )
-        self.recorder.set_after(graph.ended)
-        return graph
 
     def _state(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, seq: int) -> TaskState:
         is_async = opts.is_async if fn is opts.fn else is_async_callable(fn)
@@ -446,14 +465,12 @@ class Engine:
         if self.stop_reason is not None:
             self._end(st, skipped(st, self.stop_reason))
             return
+        # queued even with no limit: the task whose ending released it runs it next, in its
+        # own asyncio Task (see _finish: no new Task, no loop pass); anything else waiting
+        # is admitted on the next pass
         adm = self.admission
-        if adm.limited(st.group):
-            # a finishing task admits it into the slot it frees (see _finish); otherwise
-            # it is admitted on the next pass
-            adm.push(st)
-            adm.admit_soon()
-        else:
-            adm.feed(st)
+        adm.push(st)
+        adm.admit_soon()
 
     def _stalled(self) -> None:
         """Every task left waits for one that is not in the run: wake who waits (a Fan

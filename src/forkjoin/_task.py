@@ -6,9 +6,10 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from inspect import CO_COROUTINE
-from types import FunctionType
+from types import CoroutineType, FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import _refs
 from ._errors import InvalidPolicy
 from ._refs import ON_DEPENDENCY_FAILURE, Each, check_after, fan_out, mark
 from ._validate import check_amount, check_group_name, check_seconds
@@ -72,7 +73,8 @@ class Task(_TaskFields):
     A Task is immutable and can be called again (a retry calls ``fn(*args)`` anew), except
     one made from a coroutine object, which can run only once. ``after`` names the tasks it
     waits for; ``is_async`` says whether ``fn`` is a coroutine function; ``default``
-    whether every option is at its default.
+    whether every option that shapes its call is at its default (a priority and what it
+    waits for do not: they decide when it runs, not how).
     """
 
     __slots__ = ()
@@ -94,78 +96,8 @@ class Task(_TaskFields):
         after: Iterable[str] | str | None = (),
         on_dependency_failure: str = "skip",
     ) -> Task:
-        if not callable(fn):
-            raise TypeError(f"task: expected a callable, got {fn!r}")
-        default = True
-        if timeout is not None:
-            check_seconds("task.timeout", timeout)
-            default = False
-        if retry is not None:
-            from ._retry import check_retry
-
-            retry = check_retry("task.retry", retry)
-            default = False
-        if group is not None:
-            check_group_name("task.group", group)
-            default = False
-        if (priority != 0 or type(priority) is not int) and (
-            isinstance(priority, bool) or not isinstance(priority, int | float)
-        ):
-            raise InvalidPolicy(f"task.priority: expected a number, got {priority!r}")
-        if cost is not None:
-            check_amount("task.cost", cost)
-            default = False
-        if tokens is not None:
-            check_amount("task.tokens", tokens)
-            default = False
-        if weight != 1:
-            if check_amount("task.weight", weight) == 0:
-                raise InvalidPolicy(f"task.weight: expected a number > 0, got {weight!r}")
-            default = False
-        if idempotent is not False:
-            if not isinstance(idempotent, bool):
-                raise InvalidPolicy(f"task.idempotent: expected True or False, got {idempotent!r}")
-            default = False
-        if hedge is not None:
-            from ._policies._hedge import Hedge
-
-            if not isinstance(hedge, Hedge):
-                raise InvalidPolicy(f"task.hedge: expected fj.Hedge(...), got {hedge!r}")
-            if not idempotent:
-                raise InvalidPolicy(
-                    "task.hedge: a hedged task is called twice at once; mark it "
-                    "idempotent=True if that is safe"
-                )
-            default = False
-        if fallback is not None:
-            if not callable(fallback):
-                raise InvalidPolicy(f"task.fallback: expected a callable, got {fallback!r}")
-            default = False
-        deps: tuple[str, ...] = ()
-        if after:
-            deps = check_after("task.after", after)
-            if deps:
-                mark()
-                default = False
-        if on_dependency_failure != "skip":
-            if on_dependency_failure not in ON_DEPENDENCY_FAILURE:
-                raise InvalidPolicy(
-                    "task.on_dependency_failure: expected 'skip' or 'run', got "
-                    f"{on_dependency_failure!r}"
-                )
-            default = False
-        if fn is coroutine_runner and (
-            retry not in (None, False) or hedge is not None or fallback is not None
-        ):
-            args[0].close()
-            raise InvalidPolicy(
-                "task: a coroutine object runs only once, so it cannot be retried, hedged or "
-                "given a fallback; pass the function and its arguments: fj.task(fn, *args, ...)"
-            )
-        fields = (fn, args, timeout, retry, group, priority, cost, tokens, weight, idempotent,
-                  hedge, fallback, deps, on_dependency_failure, is_async_callable(fn),
-                  default)  # fmt: skip
-        return tuple.__new__(cls, fields)
+        return _build(cls, fn, args, timeout, retry, group, priority, cost, tokens, weight,
+                      idempotent, hedge, fallback, after, on_dependency_failure)  # fmt: skip
 
     @property
     def coro(self) -> Coroutine[Any, Any, Any] | None:
@@ -202,6 +134,98 @@ class Task(_TaskFields):
     # a tuple's own methods would mislead on a task
     def __getnewargs__(self) -> tuple[Any, ...]:
         return tuple(self[:14])
+
+
+# The body of Task(): a plain function, so fj.task() builds a Task without going through
+# the class call (a class with a Python __new__ costs several times a function call).
+def _build(
+    cls: type[Task],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    timeout: float | None,
+    retry: Retry | bool | None,
+    group: str | None,
+    priority: float,
+    cost: float | None,
+    tokens: float | None,
+    weight: float,
+    idempotent: bool,
+    hedge: Hedge | None,
+    fallback: Callable[..., Any] | None,
+    after: Iterable[str] | str | None,
+    on_dependency_failure: str,
+) -> Task:
+    if not callable(fn):
+        raise TypeError(f"task: expected a callable, got {fn!r}")
+    default = True
+    if timeout is not None:
+        check_seconds("task.timeout", timeout)
+        default = False
+    if retry is not None:
+        from ._retry import check_retry
+
+        retry = check_retry("task.retry", retry)
+        default = False
+    if group is not None:
+        check_group_name("task.group", group)
+        default = False
+    if (priority != 0 or type(priority) is not int) and (
+        isinstance(priority, bool) or not isinstance(priority, int | float)
+    ):
+        raise InvalidPolicy(f"task.priority: expected a number, got {priority!r}")
+    if cost is not None:
+        check_amount("task.cost", cost)
+        default = False
+    if tokens is not None:
+        check_amount("task.tokens", tokens)
+        default = False
+    if weight != 1:
+        if check_amount("task.weight", weight) == 0:
+            raise InvalidPolicy(f"task.weight: expected a number > 0, got {weight!r}")
+        default = False
+    if idempotent is not False:
+        if not isinstance(idempotent, bool):
+            raise InvalidPolicy(f"task.idempotent: expected True or False, got {idempotent!r}")
+        default = False
+    if hedge is not None:
+        from ._policies._hedge import Hedge
+
+        if not isinstance(hedge, Hedge):
+            raise InvalidPolicy(f"task.hedge: expected fj.Hedge(...), got {hedge!r}")
+        if not idempotent:
+            raise InvalidPolicy(
+                "task.hedge: a hedged task is called twice at once; mark it "
+                "idempotent=True if that is safe"
+            )
+        default = False
+    if fallback is not None:
+        if not callable(fallback):
+            raise InvalidPolicy(f"task.fallback: expected a callable, got {fallback!r}")
+        default = False
+    deps: tuple[str, ...] = ()
+    if after:
+        deps = check_after("task.after", after)
+        if deps and not _refs.made:
+            mark()
+    if on_dependency_failure != "skip" and on_dependency_failure not in ON_DEPENDENCY_FAILURE:
+        raise InvalidPolicy(
+            f"task.on_dependency_failure: expected 'skip' or 'run', got {on_dependency_failure!r}"
+        )
+    if fn is coroutine_runner and (
+        retry not in (None, False) or hedge is not None or fallback is not None
+    ):
+        args[0].close()
+        raise InvalidPolicy(
+            "task: a coroutine object runs only once, so it cannot be retried, hedged or "
+            "given a fallback; pass the function and its arguments: fj.task(fn, *args, ...)"
+        )
+    if type(fn) is FunctionType:  # is_async_callable's common case, without its frame
+        is_async = bool(fn.__code__.co_flags & CO_COROUTINE)
+    else:
+        is_async = is_async_callable(fn)
+    fields = (fn, args, timeout, retry, group, priority, cost, tokens, weight, idempotent,
+              hedge, fallback, deps, on_dependency_failure, is_async, default)  # fmt: skip
+    return tuple.__new__(cls, fields)
 
 
 _OPTIONS = ("timeout", "retry", "group", "priority", "cost", "tokens", "weight", "idempotent",
@@ -245,19 +269,19 @@ def task(
     ``on_dependency_failure="run"``. A task whose priority is left at 0 takes the highest
     priority of what it waits for.
     """
-    if inspect.iscoroutine(fn):
+    if isinstance(fn, CoroutineType):  # what inspect.iscoroutine asks, without its frame
         if args:
             fn.close()
             raise TypeError("task: a coroutine object takes no arguments")
         try:
-            return Task(coroutine_runner, (fn,), timeout, retry, group, priority, cost, tokens,
-                        weight, idempotent, hedge, fallback, after,
-                        on_dependency_failure)  # fmt: skip
+            return _build(Task, coroutine_runner, (fn,), timeout, retry, group, priority, cost,
+                          tokens, weight, idempotent, hedge, fallback, after,
+                          on_dependency_failure)  # fmt: skip
         except BaseException:
             fn.close()
             raise
-    return Task(fn, args, timeout, retry, group, priority, cost, tokens, weight,  # type: ignore[arg-type]
-                idempotent, hedge, fallback, after, on_dependency_failure)  # fmt: skip
+    return _build(Task, fn, args, timeout, retry, group, priority, cost, tokens, weight,  # type: ignore[arg-type]
+                  idempotent, hedge, fallback, after, on_dependency_failure)  # fmt: skip
 
 
 def split(where: str, spec: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Task]:
