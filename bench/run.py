@@ -44,7 +44,10 @@ The floors (judged on the stock asyncio loop; the time floors of the CPU-bound w
   ``ThreadPoolExecutor.map``;
 - 7: 500 tasks under ``RateLimit(100, per=1)``: no 1-s window (the first included) over 100
   starts, and ≥ 97% of the rate achieved;
-- 8: a circuit breaker and ``max_failures`` that never trip ≤ 1.1× the same run without them.
+- 8: a circuit breaker and ``max_failures`` that never trip ≤ 1.1× the same run without them;
+- 9: 10,000 trivial tasks in a random DAG (2 dependencies each) ≤ 1.5× the same tasks with no
+  dependency (``fj.task(f, i)``), and linear in the edges: the cost of an edge from degree 8
+  to 32 ≤ 1.5× its cost from degree 2 to 8.
 """
 
 from __future__ import annotations
@@ -828,6 +831,44 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
                 lambda v: v <= 1.1,
             ),
         )
+
+    for n in get(9).sizes[mode]:
+        dag, tasks = _find(aggs, 9, "fj.after.2", n), _find(aggs, 9, "fj.task", n)
+        value, ok, fmt = cpu(dag, tasks, lambda v: v <= 1.5)
+        tuples = ratio(dag, _find(aggs, 9, "fj.gather", n), "cpu")
+        add(
+            9,
+            f"dependencies, {n:,} trivial tasks in a random DAG (2 each): ≤ 1.5× the same "
+            "`fj.task(f, i)` with no dependency",
+            value,
+            ok,
+            lambda v, f=fmt, t=tuples: (
+                f(v)
+                + (  # type: ignore[misc]
+                    f"; {_x(t)} the `(f, i)` tuples of workload 1" if t is not None else ""
+                )
+            ),
+        )
+        runs = [_find(aggs, 9, f"fj.after.{d}", n) for d in (2, 8, 32)]
+        per_edge: float | None = None
+        detail = ""
+        if all(a is not None and a.has("cpu") and a.has("edges") for a in runs):
+            a2, a8, a32 = (a for a in runs if a is not None)
+
+            def cost(x: Agg, y: Agg) -> float:  # CPU seconds per added edge from x to y
+                return (y.median("cpu") - x.median("cpu")) / (y.median("edges") - x.median("edges"))
+
+            low, high = cost(a2, a8), cost(a8, a32)
+            per_edge = high / low if low > 0 else None
+            detail = f" ({high * 1e6:.2f} µs vs {low * 1e6:.2f} µs per edge)"
+        add(
+            9,
+            f"… linear in the edges, {n:,} tasks: the cost of an edge from degree 8 to 32 ≤ "
+            "1.5× its cost from degree 2 to 8",
+            per_edge,
+            lambda v: v <= 1.5,
+            lambda v, d=detail: _x(v) + d,  # type: ignore[misc]
+        )
     return res
 
 
@@ -1008,7 +1049,7 @@ def render(
     out += [
         "## Floors (stock asyncio loop, working tree)",
         "",
-        "Time floors of the CPU-bound workloads (1, 2, 5, 8) are judged on the child's CPU "
+        "Time floors of the CPU-bound workloads (1, 2, 5, 8, 9) are judged on the child's CPU "
         "time, which other processes on this shared machine disturb far less than wall time; "
         "the wall-time ratio is shown beside it.",
         "",

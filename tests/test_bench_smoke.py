@@ -40,9 +40,9 @@ def test_main_writes_tables_and_exits_zero(tmp_path: Path) -> None:
 
 def test_bad_workload_number_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
-        run.main(["--workloads", "9"])
+        run.main(["--workloads", "10"])
     assert e.value.code == 2
-    assert "--workloads: expected numbers from 1 to 8" in capsys.readouterr().err
+    assert "--workloads: expected numbers from 1 to 9" in capsys.readouterr().err
 
 
 def _agg(w: int, c: str, n: int, seconds: float, rss_kb: int, loop: str = "asyncio") -> Agg:

@@ -11,6 +11,7 @@ from . import (
     w6_blocking,
     w7_rate,
     w8_breaker,
+    w9_dag,
 )
 from ._base import Contender, Result, Skip, Workload
 
@@ -23,6 +24,7 @@ ALL: tuple[Workload, ...] = (
     w6_blocking.WORKLOAD,
     w7_rate.WORKLOAD,
     w8_breaker.WORKLOAD,
+    w9_dag.WORKLOAD,
 )
 
 

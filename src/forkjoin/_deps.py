@@ -24,14 +24,15 @@ Everything the graph does to the run goes through the callables the engine gives
 
 from __future__ import annotations
 
+import functools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final
 
 from ._call import TaskState
 from ._errors import DependencyFailed, InvalidPolicy
 from ._outcome import Outcome, Status
-from ._refs import MISSING, Each, Ref, fan_out, pick, placeholders, substitute
+from ._refs import MISSING, Each, Item, Ref, fan_out, pick, placeholders, substitute
 from ._task import Task
 
 __all__ = ["Graph", "dependencies"]
@@ -40,6 +41,9 @@ _OK: Final = Status.OK
 _FAILED: Final = Status.FAILED
 _SKIPPED: Final = Status.SKIPPED
 _DETAIL_CHARS: Final = 200
+
+
+_SCANNED: Final = (Ref, Item, tuple, list, dict, functools.partial)
 
 
 def _base(name: str) -> str:
@@ -52,43 +56,62 @@ def dependencies(
 ) -> tuple[tuple[str, ...], bool] | None:
     """What ``st`` waits for (distinct names) and whether its arguments hold references,
     or None when it waits for nothing."""
+    fn = st.fn
     opts = st.opts
-    if st.fn is fan_out:
+    if fn is fan_out:
         group: Each = st.args[0]
         template = group.template
-        refs, _ = placeholders(template.fn, template.args, seen)
+        refs, _, _ = placeholders(template.fn, template.args, seen)
         names = (*opts.after, *(r.name for r in refs))
         return tuple(dict.fromkeys(_base(n) for n in names)), bool(refs)
-    refs, items = placeholders(st.fn, st.args, seen)
+    for a in st.args:
+        if type(a) in _SCANNED:
+            break
+    else:
+        if type(fn) is not functools.partial:  # no placeholder can hide in these arguments
+            after = opts.after  # distinct names already (fj.task checked them)
+            return (after, False) if after else None
+    refs, items, _ = placeholders(fn, st.args, seen)
     if items:
         raise InvalidPolicy(
             f"task {st.name!r}: fj.item() stands for an element in a task of fj.each(...), "
             "and this task is not one"
         )
     after = opts.after
-    if not refs and not after:
-        return None
-    names = (*after, *(r.name for r in refs))
-    return tuple(dict.fromkeys(_base(n) for n in names)), bool(refs)
+    if not refs:
+        return (after, False) if after else None
+    names = (*after, *[r.name for r in refs])
+    if len(set(names)) < len(names):
+        names = tuple(dict.fromkeys(names))
+    return names, True
 
 
-class _Node:
-    """A task that waits: for ``missing`` of its ``deps`` still."""
+# A task that waits is a list [state, missing, refs]: ``missing`` counts the dependencies it
+# still waits for (below 1 once it waits no more: released, skipped or drained), ``refs``
+# says whether its arguments hold references to replace. A list, not an object: one is made
+# per dependent task, on the path whose cost per task the dependency benchmark measures.
+_ST: Final = 0
+_MISSING: Final = 1
+_REFS: Final = 2
+Node = list[Any]
 
-    __slots__ = ("deps", "done", "failure", "group", "inherit", "missing", "refs", "run_anyway",
-                 "st")  # fmt: skip
+
+def _node(st: TaskState, deps: tuple[str, ...], refs: bool) -> Node:
+    if st.fn is fan_out:
+        return _Group(st, deps, refs)
+    return [st, len(deps), refs]
+
+
+class _Group(list[Any]):
+    """A fan-out group's entry: a node that waits for its source (``each``), then for the
+    tasks it spawned (``names``); ``failure`` is the first of those that did not end ok."""
+
+    __slots__ = ("each", "failure", "names")
 
     def __init__(self, st: TaskState, deps: tuple[str, ...], refs: bool) -> None:
-        self.st = st
-        self.deps = deps
-        self.refs = refs
-        self.missing = 0
-        self.done = False
-        self.inherit = st.priority == 0
-        self.run_anyway = st.opts.on_dependency_failure == "run"
-        # a fan-out: its Each until released, then the names of the tasks it spawned
-        self.group: Each | list[str] | None = st.args[0] if st.fn is fan_out else None
-        # a group's first task that did not end ok (the group ends once all have ended)
+        super().__init__((st, len(deps), refs))
+        self.each: Each = st.args[0]
+        self.names: list[str] | None = None
         self.failure: tuple[str, Outcome] | None = None
 
 
@@ -102,8 +125,8 @@ class Graph:
     ``stalled()`` is called when every one of them waits for a task that is not in the run.
     """
 
-    __slots__ = ("_busy", "_declared", "_elapsed", "_end", "_lookup", "_pending", "_queue",
-                 "_ready", "_spawn", "_stalled", "edges", "groups", "nodes", "priority",
+    __slots__ = ("_busy", "_elapsed", "_end", "_lookup", "_pending", "_queue", "_ready",
+                 "_spawn", "_stalled", "_unspawned", "edges", "groups", "nodes", "priority",
                  "waiting")  # fmt: skip
 
     def __init__(
@@ -123,64 +146,138 @@ class Graph:
         self._elapsed = elapsed
         self._pending = pending
         self._stalled = stalled
-        self.nodes: dict[str, _Node] = {}  # the tasks that wait, by name
-        self.waiting: dict[str, list[_Node]] = {}  # name -> the tasks that wait for it
+        self.nodes: dict[str, Node] = {}  # the tasks that wait, by name
+        self.waiting: dict[str, list[Node]] = {}  # name -> the tasks that wait for it
         # every task that waited -> what for (the report draws the critical path from it)
         self.edges: dict[str, tuple[str, ...]] = {}
         self.groups: dict[str, list[str]] = {}  # fan-out group -> its tasks, once spawned
         self.priority: dict[str, float] = {}  # name -> its priority, when not 0
-        self._declared: list[tuple[TaskState, tuple[str, ...], bool]] = []
         self._queue: deque[Outcome] = deque()
         self._busy = False
+        self._unspawned = False  # a Fan's task waits for one not spawned (yet)
 
-    # -- a gather's tasks: declared, checked, then held -----------------------------------
+    # -- a gather's tasks, all known before any starts ------------------------------------
 
-    def declare(self, st: TaskState, deps: tuple[str, ...], refs: bool) -> None:
-        """A task of a gather that waits for ``deps`` (checked by :meth:`check`)."""
-        self._declared.append((st, deps, refs))
+    def plan(self, states: list[TaskState]) -> bool:
+        """Hold every task of ``states`` that waits for others (False: none does), after
+        checking that each name it waits for is a task of ``states`` and that no task
+        waits for itself through others (InvalidPolicy naming the task or the cycle)."""
+        seen: dict[int, Any] = {}
+        nodes = self.nodes
+        waiting = self.waiting
+        edges = self.edges
+        before: set[str] = set()  # the names listed so far
+        ordered = True  # every task listed after all it waits for: no cycle is possible
+        scanned = _SCANNED
+        partial = functools.partial
+        priority = self.priority
+        for st in states:
+            name = st.name
+            if st.priority:
+                priority[name] = st.priority
+            for a in st.args:
+                if type(a) in scanned:
+                    break
+            else:
+                fn = st.fn
+                if type(fn) is not partial and fn is not fan_out:
+                    # no placeholder in these arguments: only what the task names counts
+                    # (the common case, without dependencies()'s frame)
+                    deps = st.opts.after
+                    if not deps:
+                        before.add(name)
+                        continue
+                    node = [st, len(deps), False]
+                    nodes[name] = node
+                    edges[name] = deps
+                    for d in deps:
+                        if d not in before:
+                            ordered = False
+                        w = waiting.get(d)
+                        if w is None:
+                            waiting[d] = [node]
+                        else:
+                            w.append(node)
+                    before.add(name)
+                    continue
+            found = dependencies(st, seen)
+            if found is not None:
+                deps, refs = found
+                node = _node(st, deps, refs)
+                nodes[name] = node
+                edges[name] = deps
+                if type(node) is _Group:
+                    self.groups[name] = []
+                for d in deps:
+                    if d not in before:
+                        ordered = False
+                    w = waiting.get(d)
+                    if w is None:
+                        waiting[d] = [node]
+                    else:
+                        w.append(node)
+            before.add(name)
+        if not nodes:
+            return False
+        if not ordered:  # (in order, every name waited for was a task listed before)
+            self._check(before)
+        return True
 
-    def check(self, states: Iterable[TaskState]) -> None:
-        """Every name a declared task waits for is a task of ``states`` (``x/*`` a fan-out
-        group), and no task waits for itself through others: InvalidPolicy otherwise."""
-        known = {st.name: st for st in states}
-        node_deps: dict[str, tuple[str, ...]] = {}
-        for st, deps, _ in self._declared:
-            for d in deps:
-                if d not in known:
-                    import difflib
+    def _check(self, known: set[str]) -> None:
+        """InvalidPolicy for a name that is not a task of the run, or for a cycle."""
+        nodes = self.nodes
+        for d, w in self.waiting.items():
+            if d not in known:
+                import difflib
 
-                    close = difflib.get_close_matches(d, known, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise InvalidPolicy(
-                        f"tasks[{st.name!r}]: waits for {d!r}, which is not a task of this "
-                        f"run{hint}"
-                    )
-            for raw in st.opts.after:
-                if raw.endswith("/*") and known[raw[:-2]].fn is not fan_out:
-                    raise InvalidPolicy(
-                        f"tasks[{st.name!r}]: {raw!r} stands for the tasks of a fan-out group, "
-                        f"and {raw[:-2]!r} is not an fj.each(...)"
-                    )
-            node_deps[st.name] = deps
-        cycle = _cycle(node_deps)
+                close = difflib.get_close_matches(d, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise InvalidPolicy(
+                    f"tasks[{w[0][_ST].name!r}]: waits for {d!r}, which is not a task of this "
+                    f"run{hint}"
+                )
+        cycle = self._cycle([n for n in known if n not in nodes])
         if cycle:
             steps = f"{cycle[0]!r} waits for {cycle[1]!r}" + "".join(
                 f", which waits for {n!r}" for n in cycle[2:]
             )
             raise InvalidPolicy(f"dependency cycle: {steps}")
 
-    def hold_all(self, states: list[TaskState]) -> list[TaskState]:
-        """Hold the declared tasks of ``states`` (all in the run by now); the others, to
-        admit now, are returned."""
-        priority = self.priority
-        for st in states:
-            if st.priority:
-                priority[st.name] = st.priority
-        declared, self._declared = self._declared, []
-        for st, deps, refs in declared:
-            self.hold(st, deps, refs)
+    def _cycle(self, free: list[str]) -> list[str] | None:
+        """A cycle among the held tasks (each waits for the next), or None: Kahn's
+        algorithm from the tasks that wait for nothing, on the nodes' own counts (put back
+        after), linear in the edges."""
         nodes = self.nodes
-        return [st for st in states if st.name not in nodes and not st.done]
+        waiting = self.waiting
+        done = 0
+        while free:
+            name = free.pop()
+            for node in waiting.get(name, ()):
+                node[_MISSING] -= 1
+                if node[_MISSING] == 0:
+                    done += 1
+                    free.append(node[_ST].name)
+        stuck = {name: node for name, node in nodes.items() if node[_MISSING] > 0}  # in order
+        edges = self.edges
+        for name, node in nodes.items():
+            node[_MISSING] = len(edges[name])
+        if done == len(nodes):
+            return None
+        # every task left waits for another task left: follow them until one comes back
+        path: list[str] = []
+        at: dict[str, int] = {}
+        name = next(iter(stuck))  # the first listed
+        while name not in at:
+            at[name] = len(path)
+            path.append(name)
+            name = next(d for d in edges[name] if d in stuck)
+        return [*path[at[name] :], name]
+
+    def hold_all(self, states: list[TaskState]) -> list[TaskState]:
+        """Of a gather's tasks (all in the run by now), those to admit now: the others
+        wait (see :meth:`plan`)."""
+        nodes = self.nodes
+        return [st for st in states if st.name not in nodes]
 
     # -- one task at a time ------------------------------------------------------------
 
@@ -197,7 +294,7 @@ class Graph:
             parent.setdefault(d, name)
         while stack:
             n = stack.pop()
-            for d in self.nodes[n].deps:
+            for d in self.edges[n]:
                 if d == name:
                     path = [n]
                     while path[-1] != name:
@@ -219,9 +316,9 @@ class Graph:
     def hold(self, st: TaskState, deps: tuple[str, ...], refs: bool) -> bool:
         """Take ``st``, which waits for ``deps``, unless all of them ended ok already:
         False then (its references replaced), for the caller to admit it now."""
-        node = _Node(st, deps, refs)
+        node = _node(st, deps, refs)
         self.edges[st.name] = deps
-        if type(node.group) is Each:
+        if type(node) is _Group:
             self.groups[st.name] = []
         lookup = self._lookup
         waiting = self.waiting
@@ -231,15 +328,17 @@ class Graph:
             if type(found) is not Outcome:  # in the run (or not yet spawned): wait for it
                 waiting.setdefault(d, []).append(node)
                 missing += 1
-            elif found.status is not _OK and not node.run_anyway:
-                node.done = True
+                if found is None:
+                    self._unspawned = True  # the run may stall waiting for it
+            elif found.status is not _OK and st.opts.on_dependency_failure != "run":
+                node[_MISSING] = -1
                 self._end(st, _dependency_skip(st, d, found))
                 return True
-        node.missing = missing
+        node[_MISSING] = missing
         if missing:
             self.nodes[st.name] = node
             return True
-        return self._release(node, direct=True)
+        return self._release(node, True, None)
 
     # -- endings ------------------------------------------------------------------------
 
@@ -256,71 +355,89 @@ class Graph:
                 self._process(queue.popleft())
         finally:
             self._busy = False
-        nodes = self.nodes
-        if nodes and self._pending() == len(nodes):
-            self._stalled()
+        if self._unspawned:
+            nodes = self.nodes
+            if nodes and self._pending() == len(nodes):
+                self._stalled()
 
     def _process(self, outcome: Outcome) -> None:
         name = outcome.name
-        node = self.nodes.pop(name, None)
-        if node is not None:  # it ended while it waited (the run stopped, a journal...)
-            node.done = True
+        nodes = self.nodes
+        node = nodes.pop(name, None)
+        if node is not None:  # it ended while it waited (a journal's resumed outcome...)
+            node[_MISSING] = -1
         waiting = self.waiting.pop(name, None)
         if waiting is None:
             return
         ok = outcome.status is _OK
-        nodes = self.nodes
+        now: float | None = None
         for node in waiting:
-            if node.done:
-                continue
-            if not ok and type(node.group) is list:
-                # a task of a fan-out group: the group ends when all of them have
-                if node.failure is None:
-                    node.failure = (name, outcome)
-            elif not ok and not node.run_anyway:
-                node.done = True
-                del nodes[node.st.name]
-                self._end(node.st, _dependency_skip(node.st, name, outcome))
-                continue
-            node.missing -= 1
-            if node.missing == 0:
-                node.done = True
-                del nodes[node.st.name]
-                self._release(node, direct=False)
-
-    def _release(self, node: _Node, direct: bool) -> bool:
-        """Every dependency of ``node`` has ended: run it (or spawn its group, or end the
-        group). Returns False when the caller admits it (``direct``)."""
-        st = node.st
-        group = node.group
-        if type(group) is list:  # a fan-out group whose tasks have all ended
-            if node.failure is not None:
-                self._end(st, _dependency_skip(st, *node.failure))
+            missing = node[_MISSING]
+            if missing < 1:
+                continue  # it waits no more (skipped, or the run stopped)
+            if not ok:
+                if type(node) is _Group and node.names is not None:
+                    # a task of the group: the group ends when all of them have
+                    if node.failure is None:
+                        node.failure = (name, outcome)
+                elif node[_ST].opts.on_dependency_failure != "run":
+                    node[_MISSING] = -1
+                    st = node[_ST]
+                    del nodes[st.name]
+                    self._end(st, _dependency_skip(st, name, outcome))
+                    continue
+            if missing == 1:
+                node[_MISSING] = 0
+                del nodes[node[_ST].name]
+                if now is None:
+                    now = self._elapsed()
+                self._release(node, False, now)
             else:
-                self._end(st, _ok(st, [self._lookup(n).value for n in group]))
+                node[_MISSING] = missing - 1
+
+    def _release(self, node: Node, direct: bool, now: float | None) -> bool:
+        """Every dependency of ``node`` has ended: run it (or spawn its group, or end the
+        group). Returns False when the caller admits it (``direct``). ``now``: the run's
+        clock, if the caller read it."""
+        st: TaskState = node[_ST]
+        priority = self.priority
+        if type(node) is _Group:
+            if node.names is not None:  # the group's tasks have all ended
+                if node.failure is not None:
+                    self._end(st, _dependency_skip(st, *node.failure))
+                else:
+                    lookup = self._lookup
+                    self._end(st, _ok(st, [lookup(n).value for n in node.names]))
+                return True
+            if priority and st.opts.priority == 0:
+                self._inherit(st)
+            self._fan_out(node)
             return True
-        if node.inherit:
-            priority = self.priority
-            best = max((priority.get(d, 0) for d in node.deps), default=0)
-            if best:
-                st.priority = best
-        if st.priority:
-            self.priority[st.name] = st.priority
-        if group is not None:
-            assert type(group) is Each
-            self._fan_out(node, group)
-            return True
-        if node.refs:
+        if priority:
+            if st.opts.priority == 0:
+                self._inherit(st)
+            if st.priority:
+                priority[st.name] = st.priority
+        if node[_REFS]:
             try:
                 st.fn, st.args = substitute(st.fn, st.args, self._value)
             except Exception as e:  # a path that is not in the value, a property that raised
                 self._end(st, _failed(st, e))
                 return True
-        st.added = self._elapsed()  # what it waits from now on is for a slot, not for others
+        # what it waits for from now on is a slot, not other tasks
+        st.added = self._elapsed() if now is None else now
         if direct:
             return False
         self._ready(st)
         return True
+
+    def _inherit(self, st: TaskState) -> None:
+        """A task left at priority 0 takes the highest priority of what it waited for."""
+        priority = self.priority
+        best = max((priority.get(d, 0) for d in self.edges[st.name]), default=0)
+        if best:
+            st.priority = best
+            priority[st.name] = best
 
     def _value(self, ref: Ref) -> Any:
         """What ``ref`` stands for, now that its task has ended."""
@@ -337,10 +454,11 @@ class Graph:
             return None if ref.default is MISSING else ref.default
         return pick(value, ref.path, repr(ref)) if ref.path else value
 
-    def _fan_out(self, node: _Node, group: Each) -> None:
+    def _fan_out(self, node: _Group) -> None:
         """Spawn one task per element of the source's value; the group then waits for them."""
-        st = node.st
+        st: TaskState = node[_ST]
         name = st.name
+        group = node.each
         template = group.template
         try:
             source = self._lookup(group.source)
@@ -381,20 +499,19 @@ class Graph:
         opts = template
         if opts.priority == 0 and st.priority:
             opts = opts.with_options(priority=st.priority)
-        node.group = names
-        node.missing = len(names)
-        node.done = False
-        node.run_anyway = False
+        node.names = names
+        node[_MISSING] = len(names)
         self.groups[name] = names
         self.nodes[name] = node
         waiting = self.waiting
         edges = self.edges
+        deps = edges[name]
         for n in names:
             waiting.setdefault(n, []).append(node)
-            edges[n] = node.deps
+            edges[n] = deps  # its tasks waited for what the group waited for
+        edges[name] = tuple(names)
         for n, (fn, args) in zip(names, calls, strict=True):
             self._spawn(n, fn, args, opts)
-        self.edges[name] = tuple(names)
 
     # -- the run stops, or can go no further ---------------------------------------------
 
@@ -403,8 +520,8 @@ class Graph:
         nodes = list(self.nodes.values())
         self.nodes.clear()
         for node in nodes:
-            node.done = True
-        return [node.st for node in nodes]
+            node[_MISSING] = -1
+        return [node[_ST] for node in nodes]
 
     @property
     def stalled(self) -> bool:
@@ -415,47 +532,12 @@ class Graph:
         """Skip the tasks that wait for a task that was never added (a Fan closes)."""
         for name in [n for n in self.waiting if self._lookup(n) is None]:
             for node in self.waiting.pop(name):
-                if not node.done:
-                    node.done = True
-                    del self.nodes[node.st.name]
-                    st = node.st
+                if node[_MISSING] >= 1:
+                    node[_MISSING] = -1
+                    st = node[_ST]
+                    del self.nodes[st.name]
                     st.close()
                     self._end(st, _skip(st, DependencyFailed(name, None)))
-
-
-def _cycle(deps_of: dict[str, tuple[str, ...]]) -> list[str] | None:
-    """A cycle among the tasks that wait (each waits for the next), or None (Kahn's
-    algorithm: linear in the number of edges)."""
-    users: dict[str, list[str]] = {}
-    indegree: dict[str, int] = {}
-    for name, deps in deps_of.items():
-        k = 0
-        for d in deps:
-            if d in deps_of:
-                k += 1
-                users.setdefault(d, []).append(name)
-        indegree[name] = k
-    free = [n for n, k in indegree.items() if k == 0]
-    done = 0
-    while free:
-        n = free.pop()
-        done += 1
-        for u in users.get(n, ()):
-            indegree[u] -= 1
-            if indegree[u] == 0:
-                free.append(u)
-    if done == len(deps_of):
-        return None
-    # every task left waits for another task left: follow them until one comes back
-    start = next(n for n, k in indegree.items() if k > 0)
-    path: list[str] = []
-    at: dict[str, int] = {}
-    n = start
-    while n not in at:
-        at[n] = len(path)
-        path.append(n)
-        n = next(d for d in deps_of[n] if indegree.get(d, 0) > 0)
-    return [*path[at[n] :], n]
 
 
 def _skip(st: TaskState, error: DependencyFailed) -> Outcome:

@@ -107,10 +107,11 @@ def ref(name: str, /, *path: str | int, default: Any = MISSING) -> Any:
     without it, None). A reference to a fan-out group (:func:`each`) is the list of the
     values of its tasks that ended ok.
     """
-    if not isinstance(name, str) or not name:
+    if not name or not isinstance(name, str):
         raise InvalidPolicy(f"fj.ref: expected a task name, got {name!r}")
-    mark()
-    return Ref(name, _check_path("fj.ref", path), default)
+    if not made:
+        mark()
+    return Ref(name, _check_path("fj.ref", path) if path else path, default)
 
 
 def item(*path: str | int) -> Any:
@@ -217,7 +218,7 @@ def each(
     if template.coro is not None:
         template.coro.close()
         raise InvalidPolicy("fj.each: give a function (it is called once per element)")
-    deps = [name, *_names("fj.each: after", after)]
+    deps = [name, *check_after("fj.each: after", after)]
     mark()
     node = Task(fan_out, (), priority=template.priority, after=deps,
                 on_dependency_failure=on_dependency_failure)  # fmt: skip
@@ -229,24 +230,29 @@ _DEFAULT = {"timeout": None, "retry": None, "group": None, "priority": 0, "cost"
             "fallback": None}  # fmt: skip
 
 
-def _names(where: str, after: Iterable[str] | str | None) -> tuple[str, ...]:
+def check_after(where: str, after: Iterable[str] | str | None) -> tuple[str, ...]:
+    """``after=`` as a tuple of distinct task names (InvalidPolicy naming ``where``); the
+    tasks of a fan-out group, ``"deep/*"``, are waited for as the group, ``"deep"``."""
     if after is None:
         return ()
-    if isinstance(after, str):
-        after = (after,)
+    if type(after) is str:
+        return check_after(where, (after,))
     try:
-        names = tuple(after)
+        names = after if type(after) is tuple else tuple(after)
     except TypeError:
         raise InvalidPolicy(f"{where}: expected a list of task names, got {after!r}") from None
+    globbed = False
     for n in names:
-        if not isinstance(n, str) or not n:
+        if type(n) is not str or not n:
             raise InvalidPolicy(f"{where}: expected task names, got {n!r}")
+        if n[-1] == "*":
+            globbed = True
+    if globbed:
+        names = tuple(n[:-2] if n.endswith("/*") else n for n in names)
+    k = len(names)
+    if (names[0] == names[1]) if k == 2 else (k > 2 and len(set(names)) < k):
+        names = tuple(dict.fromkeys(names))
     return names
-
-
-def check_after(where: str, after: Iterable[str] | str | None) -> tuple[str, ...]:
-    """``after=`` as a tuple of distinct task names (InvalidPolicy naming ``where``)."""
-    return tuple(dict.fromkeys(_names(where, after)))
 
 
 # -- finding and replacing placeholders ----------------------------------------------------
@@ -256,10 +262,11 @@ _CONTAINERS: Final = (tuple, list, dict)
 
 def placeholders(
     fn: Any, args: tuple[Any, ...], seen: dict[int, Any] | None = None
-) -> tuple[list[Ref], bool]:
-    """The references in a call's arguments (and in a partial's), and whether an
-    ``fj.item()`` is among them. ``seen`` caches what containers hold, by id, while the
-    caller keeps them alive (one big argument shared by many tasks is looked at once)."""
+) -> tuple[list[Ref], bool, bool]:
+    """The references in a call's arguments (and in a partial's), whether an ``fj.item()``
+    is among them, and whether any is inside a container or a partial (not only a
+    top-level argument). ``seen`` caches what containers hold, by id, while the caller
+    keeps them alive (one big argument shared by many tasks is looked at once)."""
     refs: list[Ref] = []
     items = False
     stack: list[Any] = []
@@ -274,15 +281,17 @@ def placeholders(
     if type(fn) is functools.partial:
         stack.append(fn)
     if not stack:
-        return refs, items
+        return refs, items, False
     if seen is None:
         seen = {}
+    nested = False
     for top in stack:
         found = _scan(top, seen)
         if found is not None:
+            nested = True
             refs.extend(found[0])
             items = items or found[1]
-    return refs, items
+    return refs, items, nested
 
 
 def _scan(root: Any, seen: dict[int, Any]) -> tuple[list[Ref], bool] | None:
@@ -349,6 +358,12 @@ def substitute(
 ) -> tuple[Any, tuple[Any, ...]]:
     """The call with every placeholder replaced: a reference by ``value_of(ref)``, an item
     by (a path into) ``element``. Containers holding none are kept as they are."""
+    if element is MISSING and type(fn) is not functools.partial:
+        for a in args:
+            if type(a) in _CONTAINERS:
+                break
+        else:  # only top-level references (the common case): no walk, no memo
+            return fn, tuple(value_of(a) if type(a) is Ref else a for a in args)
     memo: dict[int, Any] = {}
 
     def sub(v: Any) -> Any:
