@@ -64,10 +64,11 @@ class Outcome(_OutcomeFields):
 
     ``started`` (when its first call started) and ``ended`` are seconds since the run
     started (the run's clock); both are ``None`` for a task that never called its function.
-    ``waited`` is how long it waited before that first call (for a slot, a rate limit...).
-    ``reason`` says why a task was skipped, cancelled or timed out (``"deadline"``,
-    ``"timeout"``, ``"fail_fast"``, ``"max_failures"``, ``"quorum"``, ``"budget"``,
-    ``"circuit_open"``, ``"cancelled"``, ``"abandoned"`` ...). ``history`` holds every call
+    ``waited`` is how long it waited before that first call (for a slot, a rate limit...;
+    for a task that depends on others, from when they had all ended). ``reason`` says why
+    a task was skipped, cancelled or timed out (``"deadline"``, ``"timeout"``,
+    ``"fail_fast"``, ``"max_failures"``, ``"quorum"``, ``"budget"``, ``"circuit_open"``,
+    ``"cancelled"``, ``"abandoned"``, ``"dependency"`` ...). ``history`` holds every call
     (:class:`Attempt`). ``index`` is the order the task was added (for ``map``/``imap``,
     the item's position in the input).
     """
