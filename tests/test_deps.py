@@ -685,3 +685,94 @@ def test_a_sync_dependency_in_a_thread(vrun: Any) -> None:
 
     results = fj.run({"load": load, "double": fj.task(double, fj.ref("load"))}, limit=2)
     assert results["double"].value == [2, 4, 6]
+
+
+def test_tasks_resumed_in_the_middle_of_a_chain_feed_their_recorded_values(vrun: Any) -> None:
+    # the seam a journal resumes through: Engine.start_all(states, resumed={name: Outcome})
+    from forkjoin._engine import Engine
+    from forkjoin._options import build_options
+
+    calls: list[int] = []
+
+    async def step(x: int) -> int:
+        calls.append(x)
+        await asyncio.sleep(1)
+        return x + 1
+
+    def recorded(name: str, value: int) -> fj.Outcome:
+        return fj.Outcome(name, fj.Status.OK, value, attempts=1)
+
+    async def run(resumed: dict[str, fj.Outcome]) -> fj.Results:
+        engine = Engine(build_options({"limit": 2}))
+        states = engine.prepare(
+            {
+                "a": (step, 0),
+                "b": fj.task(step, fj.ref("a")),
+                "c": fj.task(step, fj.ref("b")),
+                "d": fj.task(step, fj.ref("a")),
+            }
+        )
+        engine.open()
+        engine.start_all(states, resumed)
+        await engine.wait()
+        return engine.close()
+
+    # a and b finished in an earlier run: neither is called again, c reads b's recorded
+    # value and d a's, and nothing waits for what is not run
+    results = vrun(run({"a": recorded("a", 40), "b": recorded("b", 41)}))
+    assert {n: o.value for n, o in results.items()} == {"a": 40, "b": 41, "c": 42, "d": 41}
+    assert sorted(calls) == [40, 41]
+    assert results["c"].started == 0  # it did not wait for a task that was not run
+    calls.clear()
+    # only the middle of the chain was recorded: a runs again, c still reads b's record
+    results = vrun(run({"b": recorded("b", 41)}))
+    assert {n: o.value for n, o in results.items()} == {"a": 1, "b": 41, "c": 42, "d": 2}
+    assert sorted(calls) == [0, 1, 41]
+
+
+def test_fan_spawn_of_an_unnamed_group_names_its_tasks_after_the_source(vrun: Any) -> None:
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def main() -> fj.Results:
+        async with fj.Fan() as fan:
+            fan.spawn("search", lambda: [1, 2])
+            fan.spawn(fj.each("search", double, fj.item()))
+            fan.spawn("sum", fj.task(sum, fj.ref("search/each")))
+        return fan.results
+
+    results = vrun(main())
+    assert results.ok_values() == {
+        "search": [1, 2], "search/each": [2, 4], "sum": 6, "search/each/0": 2, "search/each/1": 4,
+    }  # fmt: skip
+
+
+def test_dependencies_under_rates_hedges_and_a_breaker(vrun: Any) -> None:
+    log = Log()
+    slow_once = {"n": 0}
+
+    async def flaky_slow(x: Any) -> str:
+        slow_once["n"] += 1
+        await asyncio.sleep(5 if slow_once["n"] == 1 else 0.1)  # the first call hangs
+        return "hedged"
+
+    tasks: dict[str, Any] = {"src": fj.task(log.work("src", 1, value=list(range(6))))}
+    tasks["calls"] = fj.each("src", log.work("call", 0.1), fj.item(), group="api")
+    tasks["hedged"] = fj.task(
+        flaky_slow, fj.ref("src"), idempotent=True, hedge=fj.Hedge(after=0.5), timeout=3
+    )
+    tasks["end"] = fj.task(log.work("end", 1), after=["calls", "hedged"])
+    results = vrun(
+        fj.gather(
+            tasks,
+            rates={"api": fj.RateLimit(2, per=1)},
+            groups={"api": fj.Group(breaker=fj.CircuitBreaker(failures=3, reset=10))},
+        )
+    )
+    assert results.all_ok
+    assert results["hedged"].value == "hedged"
+    starts = sorted(o.started for n, o in results.items() if n.startswith("calls/"))
+    assert starts[0] >= 1  # after the source
+    assert starts[-1] - starts[0] >= 2  # six calls at two per second
+    waited_for = [o.ended for n, o in results.items() if n.startswith("calls/") or n == "hedged"]
+    assert results["end"].started == max(waited_for)

@@ -277,7 +277,17 @@ class Graph:
         """Of a gather's tasks (all in the run by now), those to admit now: the others
         wait (see :meth:`plan`)."""
         nodes = self.nodes
-        return [st for st in states if st.name not in nodes]
+        # (one that already ended, e.g. resumed from a journal, is neither held nor admitted)
+        return [st for st in states if st.name not in nodes and not st.done]
+
+    def forget(self, states: list[TaskState]) -> None:
+        """These tasks will end without being run (resumed from a journal): none of them
+        is released when what it waits for ends."""
+        nodes = self.nodes
+        for st in states:
+            node = nodes.pop(st.name, None)
+            if node is not None:
+                node[_MISSING] = -1
 
     # -- one task at a time ------------------------------------------------------------
 

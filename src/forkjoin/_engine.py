@@ -329,6 +329,17 @@ class Engine:
         if graph.plan(states):
             self._use_graph(graph)
 
+    def resume(self, ended: list[tuple[TaskState, Outcome]]) -> None:
+        """End tasks of the run with Outcomes recorded earlier, without calling them (a
+        journal's resume), before they are admitted: an ok one counts as ended ok for
+        what depends on it, which is given its recorded value (``Outcome.value``)."""
+        if self.graph is not None:
+            # first out of the graph, all of them: ending one must not release another
+            # that is about to be ended too (the middle of a chain)
+            self.graph.forget([st for st, _ in ended])
+        for st, outcome in ended:
+            self._end(st, outcome)
+
     def _make_graph(self) -> Graph:
         return self._use_graph(self._new_graph())
 
@@ -364,10 +375,14 @@ class Engine:
                     state.policy.check_weight(f"task {name!r}: weight", opts.weight)
         return TaskState(name, fn, args, opts, opts.group, seq, plan, 0.0)
 
-    def start_all(self, states: list[TaskState]) -> None:
+    def start_all(
+        self, states: list[TaskState], resumed: Mapping[str, Outcome] | None = None
+    ) -> None:
         """Put prepared tasks into the run: limited ones queue for a slot, the others are
-        fed a batch per loop pass (see _admission.FEED_BATCH). Takes the list over (it is
-        emptied, so a finished task's record is not kept alive by it)."""
+        fed a batch per loop pass (see _admission.FEED_BATCH); those that wait for others
+        stay with the dependency graph. Takes the list over (it is emptied, so a finished
+        task's record is not kept alive by it). ``resumed``: the recorded Outcomes of
+        tasks that are not to be called (see :meth:`resume`)."""
         names = self.recorder.tasks
         adm = self.admission
         self._pending += len(states)
@@ -389,10 +404,15 @@ class Engine:
                         method(event)
                     except Exception:
                         events.failed(observer, event)
+        ended = [(st, resumed[st.name]) for st in states if st.name in resumed] if resumed else ()
         if self.graph is not None:  # those that wait for others stay out of admission
             held = states
             states = self.graph.hold_all(held)
             held.clear()
+        if ended:
+            # what they release goes to admission from the graph; the rest is admitted here
+            self.resume(list(ended))
+            states = [st for st in states if not st.done]
         glimits = adm.group_limits
         if adm.limit is None and not glimits:
             adm.feed_all(states)  # added in the given order, started highest priority first
