@@ -55,7 +55,10 @@ The floors (judged on the stock asyncio loop; the time floors of the CPU-bound w
   faster than ``backend="thread"``, and ≤ 1.1× ``ProcessPoolExecutor.submit`` (wall time);
 - 15: 1,000 trivial calls on a 2-worker Dask LocalCluster: ``fj.gather`` ≤ 1.2× raw
   ``client.submit`` + ``as_completed``; ``fj.map_reduce``'s caller peak RSS at 100k ≤ 1.1×
-  at 10k (the cluster's start and shutdown are reported beside them).
+  at 10k (the cluster's start and shutdown are reported beside them);
+- 16: 10,000 trivial tasks in a random DAG (2 dependencies each) ≤ 1.5× the same tasks with no
+  dependency (``fj.task(f, i)``), and linear in the edges: the cost of an edge from degree 8
+  to 32 ≤ 1.5× its cost from degree 2 to 8.
 """
 
 from __future__ import annotations
@@ -1011,6 +1014,44 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
                 lambda v: v <= 0.15,
                 lambda v, a=a: f"{v:.3f} s (CPU {a.median('cpu'):.3f} s)" if a else f"{v:.3f} s",
             )
+
+    for n in get(16).sizes[mode]:
+        dag, tasks = _find(aggs, 16, "fj.after.2", n), _find(aggs, 16, "fj.task", n)
+        value, ok, fmt = cpu(dag, tasks, lambda v: v <= 1.5)
+        tuples = ratio(dag, _find(aggs, 16, "fj.gather", n), "cpu")
+        add(
+            16,
+            f"dependencies, {n:,} trivial tasks in a random DAG (2 each): ≤ 1.5× the same "
+            "`fj.task(f, i)` with no dependency",
+            value,
+            ok,
+            lambda v, f=fmt, t=tuples: (
+                f(v)
+                + (  # type: ignore[misc]
+                    f"; {_x(t)} the `(f, i)` tuples of workload 1" if t is not None else ""
+                )
+            ),
+        )
+        runs = [_find(aggs, 16, f"fj.after.{d}", n) for d in (2, 8, 32)]
+        per_edge: float | None = None
+        detail = ""
+        if all(a is not None and a.has("cpu") and a.has("edges") for a in runs):
+            a2, a8, a32 = (a for a in runs if a is not None)
+
+            def cost(x: Agg, y: Agg) -> float:  # CPU seconds per added edge from x to y
+                return (y.median("cpu") - x.median("cpu")) / (y.median("edges") - x.median("edges"))
+
+            low, high = cost(a2, a8), cost(a8, a32)
+            per_edge = high / low if low > 0 else None
+            detail = f" ({high * 1e6:.2f} µs vs {low * 1e6:.2f} µs per edge)"
+        add(
+            16,
+            f"… linear in the edges, {n:,} tasks: the cost of an edge from degree 8 to 32 ≤ "
+            "1.5× its cost from degree 2 to 8",
+            per_edge,
+            lambda v: v <= 1.5,
+            lambda v, d=detail: _x(v) + d,  # type: ignore[misc]
+        )
     return res
 
 
@@ -1191,7 +1232,7 @@ def render(
     out += [
         "## Floors (stock asyncio loop, working tree)",
         "",
-        "Time floors of the CPU-bound workloads (1, 2, 5, 8) are judged on the child's CPU "
+        "Time floors of the CPU-bound workloads (1, 2, 5, 8, 9) are judged on the child's CPU "
         "time, which other processes on this shared machine disturb far less than wall time; "
         "the wall-time ratio is shown beside it.",
         "",

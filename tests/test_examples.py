@@ -1,4 +1,4 @@
-"""The five example scenarios, end to end: each TOML spec through `forkjoin run` and each
+"""The example scenarios, end to end: each TOML spec through `forkjoin run` and each
 Python version, on embedded defaults (local servers the examples start themselves)."""
 
 from __future__ import annotations
@@ -117,6 +117,44 @@ def test_search_partial_results_timeout_and_hedging() -> None:
     p = python("search/search.py")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["not_answered"] == {"duckduckgo": "timed_out"}
+
+
+def test_two_phase_search_reads_every_page_as_soon_as_its_engine_answered(
+    tmp_path: Path,
+) -> None:
+    saved = tmp_path / "report.json"
+    r = forkjoin("run", "examples/search/deep-spec.toml", "--report-json", str(saved))
+    assert r.returncode == 1, r.stderr  # duckduckgo hangs: partial results
+    doc = results_of(r)
+    res = doc["results"]
+    for engine in ("google", "bing"):
+        assert res[f"{engine}_pages"]["status"] == "ok"
+        assert [res[f"{engine}_pages/{i}"]["status"] for i in range(3)] == ["ok"] * 3
+        pages = doc["aggregate"]["pages"][engine]
+        assert [p["title"] for p in pages] == [
+            f"noise cancelling headphones — page {i} from {engine}" for i in range(3)
+        ]
+    assert res["duckduckgo"]["status"] == "timed_out"
+    assert res["duckduckgo_pages"]["status"] == "skipped"
+    assert res["duckduckgo_pages"]["reason"] == "dependency"
+    assert not [n for n in res if n.startswith("duckduckgo_pages/")]  # nothing to read
+    assert doc["aggregate"]["not_ok"] == {"duckduckgo": "timeout", "duckduckgo_pages": "dependency"}
+    rows = {row["name"]: row for row in json.loads(saved.read_text())["rows"]}
+    for engine in ("google", "bing"):
+        for i in range(3):
+            page = rows[f"{engine}_pages/{i}"]
+            assert page["after"] == [engine]  # each page waited for its own engine only
+            assert page["started"] >= rows[engine]["ended"]
+    # so google's pages were read while the hanging engine was still being waited for
+    assert max(rows[f"google_pages/{i}"]["ended"] for i in range(3)) < rows["duckduckgo"]["ended"]
+    assert "critical path" in r.stderr
+
+    p = python("search/deep_search.py")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert sorted(out["pages"]) == ["bing", "google"]
+    assert out["words"] == sum(page["words"] for ps in out["pages"].values() for page in ps)
+    assert out["not_ok"] == {"duckduckgo": "timeout", "duckduckgo_pages": "dependency"}
 
 
 # 3. translation --------------------------------------------------------------------------------

@@ -135,3 +135,20 @@ def test_five_thousand_tasks_load_with_the_aggregate(tmp_path: Path) -> None:
     shot = tmp_path / "big.png"
     _browse(page, tmp_path, f"--screenshot={shot}")
     assert _colours(shot) > 20
+
+
+def test_timeline_highlights_the_critical_path(vrun: Any, tmp_path: Path) -> None:
+    from .test_report_deps import pipeline
+
+    report = pipeline(vrun).report
+    page = tmp_path / "deps.html"
+    report.to_html(page)
+    dom = _browse(page, tmp_path, "--dump-dom")
+    assert 'data-ready="1"' in dom
+    marked = re.findall(r'<div class="row[^"]*\bcrit\b[^"]*" data-i="(\d+)"', dom)
+    names = [report.rows[int(i)].name for i in marked]
+    assert names == ["a", "b", "d"]
+    assert 'id="legend-critical"' in dom
+    assert "critical path (3 tasks, 5.000 s)" in dom
+    arrows = re.findall(r'<path class="crit-arrow"', dom)
+    assert len(arrows) == 2  # a -> b, b -> d

@@ -18,6 +18,7 @@ from . import (
     w13_startup,
     w14_cpu,
     w15_dask,
+    w16_dag,
 )
 from ._base import Contender, Result, Skip, Workload
 
@@ -37,6 +38,7 @@ ALL: tuple[Workload, ...] = (
     w13_startup.WORKLOAD,
     w14_cpu.WORKLOAD,
     w15_dask.WORKLOAD,
+    w16_dag.WORKLOAD,
 )
 
 

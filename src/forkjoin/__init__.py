@@ -5,6 +5,7 @@ The whole public API is listed here; everything else lives in private modules.
 
 from ._backends import DaskBackend, ProcessBackend
 from ._errors import (
+    DependencyFailed,
     DuplicateTaskName,
     FanClosed,
     FanError,
@@ -50,6 +51,7 @@ from ._policies._rate import RateLimit
 from ._policies._retry_after import RetryAfter
 from ._progress import ProgressObserver
 from ._queued import QueuedObserver
+from ._refs import each, item, ref
 from ._report import RunReport
 from ._retry import Retry
 from ._task import Task, task
@@ -66,6 +68,7 @@ __all__ = [
     "CircuitChanged",
     "CircuitOpen",
     "DaskBackend",
+    "DependencyFailed",
     "DuplicateTaskName",
     "Event",
     "Fan",
@@ -111,13 +114,16 @@ __all__ = [
     "__version__",
     "charge",
     "current_fan",
+    "each",
     "gather",
     "idempotency_key",
     "imap",
+    "item",
     "map",
     "map_reduce",
     "map_reduce_sync",
     "map_sync",
+    "ref",
     "run",
     "task",
 ]

@@ -3,6 +3,8 @@
 Where things happen, for a newcomer:
 
 - a task is *added* in :meth:`Engine.prepare` / :meth:`Engine.add` (validated, planned);
+- one that depends on others waits in the run's dependency graph (:mod:`._deps`) until
+  they have ended; the graph then releases it to admission;
 - it is *admitted* by :mod:`._admission` (slots, priorities), which calls :meth:`_start`;
 - it *runs* in :meth:`Engine._drive`: the plain path awaits ``fn(*args)`` itself, any
   other awaits the call pipeline of its plan (:mod:`._call`: timeout, retries...);
@@ -27,11 +29,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _refs
 from ._admission import Admission
 from ._backends._loop import LoopRunner
 from ._backends._thread import ThreadRunner
 from ._call import FATAL, Planner, TaskState, outcome_of, skipped
 from ._deadlines import Deadlines
+from ._deps import Graph, dependencies
 from ._errors import DuplicateTaskName, InvalidPolicy, TaskTimeout, stopped_error
 from ._events import AttemptStarted, Event, Observers, RunFinished, RunStarted, TaskQueued
 from ._identity import register_frame
@@ -135,6 +139,7 @@ class Engine:
         self._uid: str | None = None
         self._prepared: list[TaskState] = []
         self._closing: list[Awaitable[Any]] = []  # backends letting go (see release)
+        self.graph: Graph | None = None  # made when a task first depends on another
 
         self.recorder = Recorder(
             self.name,
@@ -300,6 +305,11 @@ class Engine:
         first and is re-raised (with its message) once every task has ended."""
         cancelled: asyncio.CancelledError | None = None
         while self._pending > 0:
+            graph = self.graph
+            if graph is not None and graph.stalled:
+                # the run is closing and what they wait for was never added: skip them
+                graph.abandon()
+                continue
             self._waiter = self.loop.create_future()
             try:
                 await self._waiter
@@ -382,6 +392,7 @@ class Engine:
             limits=dict(self.admission.group_limits) if self.state != "new" else {},
             run=self.name,
             policies=policies,
+            dependencies=dict(self.graph.edges) if self.graph is not None else {},
         )
 
     def raise_fatal(self) -> None:
@@ -437,6 +448,16 @@ class Engine:
                     fn = spec[0]
                     args = spec[1:]
                     opts = defaults
+                elif type(spec) is Task:  # split()'s first case, without its frame
+                    fn, args, opts = spec.fn, spec.args, spec
+                    if fn is coroutine_runner:
+                        other = seen_coros.setdefault(id(args[0]), name)
+                        if other != name:
+                            raise InvalidPolicy(
+                                f"tasks[{name!r}]: the same coroutine object is also "
+                                f"tasks[{other!r}]; a coroutine runs once: give each task "
+                                "its own (or pass the function: (fn, *args))"
+                            )
                 else:
                     fn, args, opts = split(f"tasks[{name!r}]", spec)
                     if not args and type(fn) is FunctionType and fn.__closure__ is not None:
@@ -459,6 +480,14 @@ class Engine:
                     if fn is coroutine_runner and plan.reruns:
                         self._state(name, fn, args, opts, seq)  # raises, naming the task
                     append(TaskState(name, fn, args, opts, None, seq, plan, 0.0))
+                elif opts.default and fn is opts.fn and fn is not coroutine_runner:
+                    # an fj.task whose options leave its call as plain as the defaults (a
+                    # priority, what it waits for): the plan of the defaults
+                    is_async = opts.is_async
+                    plan = plans.get(is_async)
+                    if plan is None:
+                        plan = plans[is_async] = plan_of(defaults, None, is_async)
+                    append(TaskState(name, fn, args, opts, None, seq, plan, 0.0))
                 else:
                     append(self._state(name, fn, args, opts, seq))
                 seq += 1
@@ -469,12 +498,51 @@ class Engine:
                 for st in states:
                     if st.name in names:
                         raise DuplicateTaskName(f"task name {st.name!r} is already used")
+            if _refs.made:  # only a process that ever described a dependency looks for them
+                self._declare(states)
         except BaseException:
             close_unstarted(tasks)
             raise
         self._seq = seq
         self._prepared = states  # until they start (start_all empties the list)
         return states
+
+    def _declare(self, states: list[TaskState]) -> None:
+        """Find what the tasks of a gather wait for, and check it all (unknown names,
+        cycles) before anything starts; a run where none waits has no graph."""
+        graph = self._new_graph()
+        if graph.plan(states):
+            self._use_graph(graph)
+
+    def resume(self, ended: list[tuple[TaskState, Outcome]]) -> None:
+        """End tasks of the run with Outcomes recorded earlier, without calling them (a
+        journal's resume), before they are admitted: an ok one counts as ended ok for
+        what depends on it, which is given its recorded value (``Outcome.value``)."""
+        if self.graph is not None:
+            # first out of the graph, all of them: ending one must not release another
+            # that is about to be ended too (the middle of a chain)
+            self.graph.forget([st for st, _ in ended])
+        for st, outcome in ended:
+            self._end(st, outcome)
+
+    def _make_graph(self) -> Graph:
+        return self._use_graph(self._new_graph())
+
+    def _use_graph(self, graph: Graph) -> Graph:
+        self.graph = graph
+        self.recorder.set_after(graph.ended)
+        return graph
+
+    def _new_graph(self) -> Graph:
+        return Graph(
+            self.recorder.tasks.get,
+            self._ready,
+            self._end,
+            self._spawn,
+            self.elapsed,
+            lambda: self._pending,
+            self._stalled,
+        )
 
     def _state(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, seq: int) -> TaskState:
         is_async = opts.is_async if fn is opts.fn else is_async_callable(fn)
@@ -492,20 +560,27 @@ class Engine:
                     state.policy.check_weight(f"task {name!r}: weight", opts.weight)
         return TaskState(name, fn, args, opts, opts.group, seq, plan, 0.0)
 
-    def start_all(self, states: list[TaskState]) -> None:
+    def start_all(
+        self, states: list[TaskState], resumed: Mapping[str, Outcome] | None = None
+    ) -> None:
         """Put prepared tasks into the run: limited ones queue for a slot, the others are
-        fed a batch per loop pass (see _admission.FEED_BATCH). Takes the list over (it is
-        emptied, so a finished task's record is not kept alive by it)."""
+        fed a batch per loop pass (see _admission.FEED_BATCH); those that wait for others
+        stay with the dependency graph. Takes the list over (it is emptied, so a finished
+        task's record is not kept alive by it). ``resumed``: the recorded Outcomes of
+        tasks that are not to be called (see :meth:`resume`)."""
         names = self.recorder.tasks
         adm = self.admission
         self._pending += len(states)
         for st in states:
             names[st.name] = st
         if self.session is not None:
-            states[:] = self._resume(states)
+            found = self._journaled(states)
+            if found:
+                resumed = {**resumed, **found} if resumed else found
         if self.stop_reason is not None:
             for st in states:
-                self._end(st, skipped(st, self.stop_reason))
+                done = resumed.get(st.name) if resumed else None
+                self._end(st, done if done is not None else skipped(st, self.stop_reason))
             states.clear()
             return
         subs = self._queued_subs
@@ -519,6 +594,15 @@ class Engine:
                         method(event)
                     except Exception:
                         events.failed(observer, event)
+        ended = [(st, resumed[st.name]) for st in states if st.name in resumed] if resumed else ()
+        if self.graph is not None:  # those that wait for others stay out of admission
+            held = states
+            states = self.graph.hold_all(held)
+            held.clear()
+        if ended:
+            # what they release goes to admission from the graph; the rest is admitted here
+            self.resume(list(ended))
+            states = [st for st in states if not st.done]
         glimits = adm.group_limits
         if adm.limit is None and not glimits:
             adm.feed_all(states)  # added in the given order, started highest priority first
@@ -536,9 +620,9 @@ class Engine:
         states.clear()
         adm.feed_now()
 
-    def _resume(self, states: list[TaskState]) -> list[TaskState]:
-        """End now, resumed, the tasks whose ok Outcome the journal holds for the same call
-        (they are not admitted, nor called); return the others."""
+    def _journaled(self, states: list[TaskState]) -> dict[str, Outcome]:
+        """The Outcomes the journal holds, ok and for the same call, of these tasks (they are
+        then not admitted, nor called: the caller ends them with :meth:`resume`)."""
         session = self.session
         assert session is not None
         fingerprint = session.fingerprint
@@ -546,26 +630,25 @@ class Engine:
             fps = session.fps
             for st in states:
                 fps[st.name] = fingerprint(st.fn, st.args)
-            return states
+            return {}
         resume = session.resume
-        record = self.recorder.record
-        rest: list[TaskState] = []
+        found: dict[str, Outcome] = {}
         for st in states:
             outcome = resume(st.name, fingerprint(st.fn, st.args), st.group, st.seq)
-            if outcome is None:
-                rest.append(st)
-                continue
-            if st.fn is coroutine_runner:
-                st.close()  # a coroutine object that will never be awaited
-            st.done = True
-            self._pending -= 1
-            record(outcome)
-        if self._pending == 0:
-            self._wake()
+            if outcome is not None:
+                if st.fn is coroutine_runner:
+                    st.close()  # a coroutine object that will never be awaited
+                found[st.name] = outcome
         session.warn_changed()
-        return rest
+        return found
 
-    def add(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task) -> None:
+    def _spawn(self, name: str, fn: Any, args: tuple[Any, ...], opts: Task) -> None:
+        """Add a task of a fan-out group (its arguments are final: nothing to look for)."""
+        self.add(name, fn, args, opts, spawned=True)
+
+    def add(
+        self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, spawned: bool = False
+    ) -> None:
         """Add one task to the running run (``Fan.spawn``)."""
         if type(name) is not str:
             raise TypeError(f"task names must be strings, got {name!r}")
@@ -575,17 +658,37 @@ class Engine:
                 args[0].close()
             raise DuplicateTaskName(f"task name {name!r} is already used in this run")
         st = self._state(name, fn, args, opts, self._seq)
+        found = None
+        if _refs.made and not spawned:  # only a process that describes dependencies looks
+            try:
+                found = dependencies(st)
+                if found is not None and self.graph is not None:
+                    self.graph.check_spawn(name, found[0])
+            except BaseException:
+                st.close()
+                raise
         self._seq += 1
         st.added = self.clock() - self.t0
         names[name] = st
         self._pending += 1
         if self._queued_subs:
             self._emit_queued(st)
-        if self.session is not None and not self._resume([st]):
-            return
+        if self.session is not None:
+            done = self._journaled([st]).get(name)
+            if done is not None:
+                self.resume([(st, done)])
+                return
         if self.stop_reason is not None:
             self._end(st, skipped(st, self.stop_reason))
             return
+        graph = self.graph
+        if found is not None:
+            if graph is None:
+                graph = self._make_graph()
+            if graph.hold(st, *found):
+                return
+        elif graph is not None:
+            graph.note(st)
         adm = self.admission
         if adm.limited(st.group):
             adm.push(st)
@@ -593,6 +696,29 @@ class Engine:
         else:
             adm.take(st.group)
             self._start(st)
+
+    def _ready(self, st: TaskState) -> None:
+        """What ``st`` waited for has ended: admit it."""
+        if self.stop_reason is not None:
+            self._end(st, skipped(st, self.stop_reason))
+            return
+        # queued even with no limit: the task whose ending released it runs it next, in its
+        # own asyncio Task (see _finish: no new Task, no loop pass); anything else waiting
+        # is admitted on the next pass
+        adm = self.admission
+        adm.push(st)
+        adm.admit_soon()
+
+    def _stalled(self) -> None:
+        """Every task left waits for one that is not in the run: wake who waits (a Fan
+        that closes skips them; ``as_completed`` ends)."""
+        self._wake()
+        self.recorder.wake_stream()
+
+    @property
+    def stalled(self) -> bool:
+        """Whether every task left waits for a task that is not in the run."""
+        return self.graph is not None and self.graph.stalled
 
     def _emit_queued(self, st: TaskState) -> None:
         event = TaskQueued(self.name, st.added, st.name, st.group, st.priority)
@@ -739,6 +865,9 @@ class Engine:
         for st in [*parked, *self.admission.drain()]:
             self._end(st, skipped(st, reason))
         cancelled = []
+        if self.graph is not None:
+            for st in self.graph.drain():
+                self._end(st, skipped(st, reason))
         for st in [v for v in self.recorder.tasks.values() if type(v) is TaskState]:
             if not st.done:
                 self._cancel(st, reason)

@@ -9,6 +9,7 @@ The hierarchy::
     ├── TaskTimeout (TimeoutError)     stored as Outcome.error of a timed-out task
     ├── TaskCancelled                  stored as Outcome.error of a cancelled task
     ├── TaskSkipped                    stored as Outcome.error of a task never started
+    │   └── DependencyFailed           ... because a task it depends on did not end ok
     ├── JournalError                   a journal file that cannot be used; says what to do
     │   └── JournalLocked              another live process is running that journal run
     ├── TaskNotSerializable (TypeError) a call cannot be pickled to or from a worker
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ._outcome import Results
 
 __all__ = [
+    "DependencyFailed",
     "DuplicateTaskName",
     "FanClosed",
     "FanError",
@@ -116,6 +118,51 @@ class WorkerLost(ForkjoinError):
     """The worker process running a call died (it crashed, exited or was killed by someone
     else): that call is one failed attempt, which a :class:`Retry` calls again on a fresh
     worker."""
+
+
+class DependencyFailed(TaskSkipped):
+    """The error of a task skipped because a task it depends on did not end ok (reason
+    ``"dependency"``): ``dependency`` is that task's name and ``status`` how it ended (None:
+    it was never spawned); ``root`` names the task whose failure started the chain of
+    skips (``dependency`` itself unless that one was skipped for a dependency too)."""
+
+    def __init__(
+        self, dependency: str, status: str | None, root: str | None = None,
+        root_status: str | None = None, detail: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__("dependency")
+        self.dependency = dependency
+        self.status = status
+        self.root = dependency if root is None else root
+        self.root_status = status if root is None else root_status
+        if status is None:
+            how = f"dependency {dependency!r} was never spawned"
+        else:
+            how = f"dependency {dependency!r} {_ENDED.get(status, status)}"
+        if self.root != dependency:
+            how += f", because {self.root!r} {_ENDED.get(self.root_status or '', 'ended')}"
+        elif detail:
+            how += f" {detail}" if detail.startswith("(") else f": {detail}"
+        self.args = (f"skipped ({how})",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> Any:
+        return (
+            DependencyFailed,
+            (self.dependency, self.status, self.root, self.root_status),
+            {"args": self.args},
+        )
+
+
+_ENDED = {
+    "failed": "failed",
+    "timed_out": "timed out",
+    "cancelled": "was cancelled",
+    "skipped": "was skipped",
+    "never": "was never spawned",
+}
 
 
 class FanError(ExceptionGroup[Exception]):

@@ -18,6 +18,7 @@ from ._engine import Engine
 from ._errors import FanClosed, Interrupted
 from ._options import RunKwargs, build_options
 from ._outcome import Outcome, Results, fan_error
+from ._refs import Each, fan_out
 from ._task import UNSET, Task, close_unstarted, split
 from ._task import task as make_task
 
@@ -141,8 +142,8 @@ class Fan:
 
     def spawn(
         self,
-        name: str,
-        fn: Callable[..., Any] | Task | Any,
+        name: str | Any,
+        fn: Callable[..., Any] | Task | Any = None,
         /,
         *args: Any,
         timeout: float | None = UNSET,
@@ -156,18 +157,52 @@ class Fan:
         hedge: Any = UNSET,
         fallback: Callable[..., Any] | None = UNSET,
         backend: Any = UNSET,
+        after: Any = UNSET,
+        on_dependency_failure: str = UNSET,
     ) -> None:
         """Add a task named ``name`` that calls ``fn(*args)`` to the running run.
 
-        ``fn`` may also be a :class:`Task` (its options, overridden by any given here) or a
-        coroutine object. Works from inside a running task too (dynamic fan-out), also from
-        a sync task's thread. The options are those of :func:`forkjoin.task`.
+        ``fn`` may also be a :class:`Task` (its options, overridden by any given here), a
+        coroutine object or an :func:`forkjoin.each` group (``fan.spawn("deep",
+        fj.each("search", fetch, fj.item()))``; ``fan.spawn(fj.each("search", ...))`` names
+        the group ``"search/each"``). Works from inside a running task too (dynamic
+        fan-out), also from a sync task's thread. The options are those of
+        :func:`forkjoin.task`; ``after`` may name tasks not spawned yet: a task still
+        waiting for one that was never spawned when the Fan closes is skipped (reason
+        ``"dependency"``).
         """
+        if type(name) is Each and fn is None:
+            name, fn = f"{name.source}/each", name
         engine = self._engine
         if engine.state != "running":
             if engine.state == "closed":
                 raise FanClosed(f"run {engine.name!r} has ended: no more tasks can be added")
             raise RuntimeError("use `async with fj.Fan(...) as fan:` before fan.spawn(...)")
+        if (
+            timeout is UNSET and retry is UNSET and group is UNSET and priority is UNSET
+            and cost is UNSET and tokens is UNSET and weight is UNSET and idempotent is UNSET
+            and hedge is UNSET and fallback is UNSET and after is UNSET
+            and on_dependency_failure is UNSET
+        ):  # fmt: skip
+            # the common spawn: no options (no dict of them to build and filter)
+            if _running_loop() is not engine.loop:
+                return _on_loop(engine.loop, functools.partial(self.spawn, name, fn, *args))
+            if isinstance(fn, Task):
+                if args:
+                    raise TypeError(
+                        "spawn(): arguments go into fj.task(fn, *args), not after a Task"
+                    )
+                engine.add(name, fn.fn, fn.args, fn)
+                return
+            if type(fn) is Each:
+                if args:
+                    raise TypeError("spawn(): options and arguments go into fj.each(...)")
+                engine.add(name, fan_out, (fn,), fn.node)
+                return
+            if not args or callable(fn):
+                call, call_args, opts = split(f"spawn({name!r})", (fn, *args) if args else fn)
+                engine.add(name, call, call_args, opts)
+                return
         options = {
             "timeout": timeout,
             "retry": retry,
@@ -180,6 +215,8 @@ class Fan:
             "hedge": hedge,
             "fallback": fallback,
             "backend": backend,
+            "after": after,
+            "on_dependency_failure": on_dependency_failure,
         }
         if _running_loop() is not engine.loop:
             # from a sync task's worker thread: the run's state belongs to the loop thread
@@ -190,12 +227,10 @@ class Fan:
             if args:
                 raise TypeError("spawn(): arguments go into fj.task(fn, *args), not after a Task")
             t = fn.with_options(**options)
+        elif type(fn) is Each:
+            raise TypeError("spawn(): options and arguments go into fj.each(...)")
         else:
             given = {k: v for k, v in options.items() if v is not UNSET}
-            if not given and (not args or callable(fn)):
-                call, call_args, opts = split(f"spawn({name!r})", (fn, *args) if args else fn)
-                engine.add(name, call, call_args, opts)
-                return
             t = make_task(fn, *args, **given)
         engine.add(name, t.fn, t.args, t)
 
@@ -204,8 +239,8 @@ class Fan:
     async def as_completed(self) -> AsyncIterator[Outcome]:
         """Yield each task's Outcome as it finishes (those already finished first).
 
-        Ends when no task is left unfinished; tasks spawned meanwhile (also from the loop
-        body) are included.
+        Ends when no task is left unfinished (or every one left waits for a task not
+        spawned yet); tasks spawned meanwhile (also from the loop body) are included.
         """
         engine = self._engine
         recorder = engine.recorder
@@ -214,8 +249,8 @@ class Fan:
             if stream:
                 yield stream.popleft()
                 continue
-            if engine.pending == 0 or engine.state != "running":
-                return
+            if engine.pending == 0 or engine.state != "running" or engine.stalled:
+                return  # (stalled: what is left waits for tasks nobody has spawned)
             waiter = recorder.stream_waiter = engine.loop.create_future()
             await waiter
 

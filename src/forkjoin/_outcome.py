@@ -68,10 +68,11 @@ class Outcome(_OutcomeFields):
 
     ``started`` (when its first call started) and ``ended`` are seconds since the run
     started (the run's clock); both are ``None`` for a task that never called its function.
-    ``waited`` is how long it waited before that first call (for a slot, a rate limit...).
-    ``reason`` says why a task was skipped, cancelled or timed out (``"deadline"``,
-    ``"timeout"``, ``"fail_fast"``, ``"max_failures"``, ``"quorum"``, ``"budget"``,
-    ``"circuit_open"``, ``"cancelled"``, ``"abandoned"`` ...). ``history`` holds every call
+    ``waited`` is how long it waited before that first call (for a slot, a rate limit...;
+    for a task that depends on others, from when they had all ended). ``reason`` says why
+    a task was skipped, cancelled or timed out (``"deadline"``, ``"timeout"``,
+    ``"fail_fast"``, ``"max_failures"``, ``"quorum"``, ``"budget"``, ``"circuit_open"``,
+    ``"cancelled"``, ``"abandoned"``, ``"dependency"`` ...). ``history`` holds every call
     (:class:`Attempt`). ``index`` is the order the task was added (for ``map``/``imap``,
     the item's position in the input). ``resumed`` is True for a task that was not called
     because a :class:`Journal` held its ok Outcome (value, attempts and cost as recorded).
@@ -124,6 +125,8 @@ class RunInfo:
     limits: Mapping[str, Any] = field(default_factory=dict)
     run: str | None = None
     policies: Mapping[str, Any] = field(default_factory=dict)  # RunPolicies.report()
+    # task name -> the names it waited for (tasks with dependencies only)
+    dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Results(Mapping[str, Outcome]):

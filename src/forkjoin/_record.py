@@ -216,6 +216,7 @@ class Recorder:
         "_journal",
         "_now",
         "_run",
+        "after",
         "aggregate",
         "deliver",
         "failures",
@@ -256,6 +257,8 @@ class Recorder:
         self.failures = 0
         self.stop_outcome: Outcome | None = None  # the failure that reached stop_after
         self.on_stop = on_stop
+        # told of every Outcome once it is recorded (the dependency graph), if set
+        self.after: Callable[[Outcome], None] | None = None
         self._run = run
         self._events = events
         self._finished = events.task_finished
@@ -278,7 +281,17 @@ class Recorder:
         ):
             tasks = self.tasks
             finished = self._finished
-            if self._journal is not None:
+            after = self.after
+            if after is not None and (finished or self._journal is not None):
+                self.record = self._record
+                return
+            if after is not None:
+
+                def record(outcome: Outcome) -> None:
+                    tasks[outcome.name] = outcome
+                    after(outcome)
+
+            elif self._journal is not None:
                 write = self._journal.add
 
                 def record(outcome: Outcome) -> None:
@@ -312,6 +325,17 @@ class Recorder:
         """Write every Outcome to ``journal`` first."""
         self._journal = journal
         self._choose()
+
+    def set_after(self, after: Callable[[Outcome], None]) -> None:
+        """Tell ``after`` of every Outcome, once it is recorded (the dependency graph)."""
+        self.after = after
+        self._choose()
+
+    def wake_stream(self) -> None:
+        """Wake the ``as_completed`` stream's reader (to look at the run again)."""
+        w = self.stream_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def set_deliver(self, deliver: Callable[[Outcome], Any]) -> None:
         """Hand every Outcome to ``deliver`` too (the consumer of a map run)."""
@@ -357,6 +381,9 @@ class Recorder:
             if self.failures == self.stop_after:
                 self.stop_outcome = outcome
                 self.on_stop(self.stop_reason)
+        after = self.after
+        if after is not None:
+            after(outcome)  # last: what it releases or skips is recorded after this one
         return r
 
     def open_stream(self) -> deque[Outcome]:

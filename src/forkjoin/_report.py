@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ._outcome import Outcome, RunInfo
     from ._record import Aggregate
 
-__all__ = ["CallRow", "RunReport", "TaskRow"]
+__all__ = ["CallRow", "RunReport", "TaskRow", "critical_path"]
 
 SCHEMA_VERSION = 3
 _TOP = 5  # how many slowest tasks / stragglers a report names
@@ -66,6 +66,7 @@ class TaskRow:
     calls: tuple[CallRow, ...] = ()
     waited: float | None = None
     resumed: bool = False
+    after: tuple[str, ...] = ()  # the tasks it waited for
 
     @property
     def duration(self) -> float | None:
@@ -91,7 +92,7 @@ def _error_text(error: BaseException | None) -> str | None:
     return text[:_ERROR_CHARS]
 
 
-def _row_from_outcome(o: Outcome) -> TaskRow:
+def _row_from_outcome(o: Outcome, after: tuple[str, ...] = ()) -> TaskRow:
     calls = tuple(
         CallRow(
             a.number,
@@ -125,6 +126,7 @@ def _row_from_outcome(o: Outcome) -> TaskRow:
         calls=calls,
         waited=o.waited,
         resumed=o.resumed,
+        after=tuple(after),
     )
 
 
@@ -221,6 +223,59 @@ def _packed_makespan(durations: list[float], slots: int | None) -> float:
     return max(free)
 
 
+def critical_path(rows: Iterable[TaskRow]) -> tuple[tuple[str, ...], float]:
+    """The chain of dependencies whose durations add up to the most, and that sum: no run
+    under these dependencies can take less wall time. Linear in rows and edges; a task's
+    weight is its duration (from its first call to its end), a task that never ran weighs
+    nothing. Names that are not rows, and rows caught in a cycle (a hand-written report),
+    are left out."""
+    rows = list(rows)
+    weight: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    for r in rows:
+        took = r.duration
+        weight[r.name] = took if took is not None and took > 0 else 0.0
+        ended[r.name] = r.ended if r.ended is not None else -math.inf
+    deps = {r.name: [d for d in r.after if d in weight and d != r.name] for r in rows}
+    users: dict[str, list[str]] = {}
+    indegree: dict[str, int] = {}
+    for name, ds in deps.items():
+        indegree[name] = len(ds)
+        for dep in ds:
+            users.setdefault(dep, []).append(name)
+    free = [n for n, k in indegree.items() if k == 0]
+    best: dict[str, float] = {}
+    links: dict[str, int] = {}
+    before: dict[str, str | None] = {}
+    while free:
+        n = free.pop()
+        # the dependency the chain came through: the longest chain, then the one that
+        # ended last (it is what the task really waited for)
+        prev = max(deps[n], key=lambda d: (best[d], ended[d], links[d]), default=None)
+        best[n] = weight[n] + (best[prev] if prev is not None else 0.0)
+        links[n] = links[prev] + 1 if prev is not None else 1
+        before[n] = prev
+        for u in users.get(n, ()):
+            indegree[u] -= 1
+            if indegree[u] == 0:
+                free.append(u)
+    if not best:
+        return (), 0.0
+    last = max(best, key=lambda n: (best[n], ended[n], links[n]))
+    chain: list[str] = []
+    at: str | None = last
+    while at is not None:
+        chain.append(at)
+        at = before[at]
+    return tuple(reversed(chain)), best[last]
+
+
+def _chain_text(chain: tuple[str, ...]) -> str:
+    if len(chain) <= 6:
+        return " → ".join(chain)
+    return " → ".join([*chain[:3], f"… ({len(chain) - 5} more)", *chain[-2:]])
+
+
 @dataclass(frozen=True, slots=True)
 class RunReport:
     """Summary of one run, derived from one row per task (:class:`TaskRow`).
@@ -228,7 +283,12 @@ class RunReport:
     Time: ``wall``; ``total_duration`` is the sum of task durations — what running them one
     after another would have taken; ``speedup`` = total_duration / wall; ``ideal_speedup``
     is what the same durations would reach packed perfectly into the run's limits;
-    ``time_saved`` = total_duration - wall. Concurrency: ``peak_concurrency``,
+    ``time_saved`` = total_duration - wall. Dependencies (tasks with ``after``):
+    ``critical_path``, the chain of dependent tasks whose durations add up to the most,
+    ``critical_path_duration`` that sum (no run can take less), ``critical_path_speedup``
+    = total_duration / critical_path_duration, the ideal speedup under the dependencies
+    (``ideal_speedup`` then counts both the limits and the dependencies). Concurrency:
+    ``peak_concurrency``,
     ``mean_concurrency`` (= running tasks averaged over the wall time), ``utilisation``
     (mean running / limit, overall and per group). Outcomes: ``counts`` by status,
     ``reasons``, ``attempts``, ``retries``, ``hedged``, ``fallbacks``. Cost: ``cost``
@@ -276,13 +336,20 @@ class RunReport:
     resumed: int = 0
     cost_saved: float = 0.0
     where: dict[str, int] = field(default_factory=dict)
+    critical_path: tuple[str, ...] = ()
+    critical_path_duration: float = 0.0
+    critical_path_speedup: float | None = None  # None: the tasks had no dependencies
 
     # -- building ------------------------------------------------------------------------
 
     @classmethod
     def from_outcomes(cls, outcomes: Iterable[Outcome], info: RunInfo | None) -> RunReport:
         """The report of a finished run from its Outcomes and its :class:`RunInfo`."""
-        rows = [_row_from_outcome(o) for o in outcomes]
+        if info is not None and info.dependencies:
+            deps = info.dependencies
+            rows = [_row_from_outcome(o, deps.get(o.name, ())) for o in outcomes]
+        else:
+            rows = [_row_from_outcome(o) for o in outcomes]
         if info is None:
             return cls.from_rows(rows)
         policies = dict(info.policies)
@@ -450,6 +517,13 @@ class RunReport:
                 info["limit_final"] = gl["final"]
             groups[g] = info
 
+        chain: tuple[str, ...] = ()
+        chain_duration = 0.0
+        chain_speedup: float | None = None
+        if any(r.after for r in rows):
+            chain, chain_duration = critical_path(rows)
+            chain_speedup = total / chain_duration if chain_duration > 0 else 0.0
+            ideal_wall = max(ideal_wall, chain_duration)
         durations.sort(key=lambda nd: nd[1], reverse=True)
         stragglers, tail_start = _tail(rows)
         return cls(
@@ -487,6 +561,9 @@ class RunReport:
             resumed=resumed,
             cost_saved=cost_saved,
             where=where,
+            critical_path=chain,
+            critical_path_duration=chain_duration,
+            critical_path_speedup=chain_speedup,
         )
 
     # -- derived views -------------------------------------------------------------------
@@ -545,6 +622,13 @@ class RunReport:
             "tail": {
                 "start": self.tail_start,
                 "stragglers": [{"name": n, "ended": e} for n, e in self.stragglers],
+            },
+            "critical_path": None
+            if self.critical_path_speedup is None
+            else {
+                "tasks": list(self.critical_path),
+                "duration": self.critical_path_duration,
+                "ideal_speedup": self.critical_path_speedup,
             },
             "options": dict(self.options),
             "rows": [_row_dict(r) for r in self.rows],
@@ -662,9 +746,20 @@ class RunReport:
             ("sequential", f"{self.total_duration:.3f}s (sum of task durations{saved})"),
             (
                 "speedup",
-                f"{self.speedup:.2f}x (ideal under the limits {self.ideal_speedup:.2f}x)",
+                f"{self.speedup:.2f}x (ideal under the limits"
+                f"{' and dependencies' if self.critical_path_speedup is not None else ''}"
+                f" {self.ideal_speedup:.2f}x)",
             ),
         ]
+        if self.critical_path_speedup is not None:
+            lines.append(
+                (
+                    "dependencies",
+                    f"critical path {self.critical_path_duration:.3f}s: "
+                    f"{_chain_text(self.critical_path)} (ideal speedup under the dependencies "
+                    f"{self.critical_path_speedup:.2f}x)",
+                )
+            )
         conc = f"peak {self.peak_concurrency}, mean {self.mean_concurrency:.2f}"
         if self.limit is not None and self.utilisation is not None:
             conc += f", limit {self.limit} ({self.utilisation:.0%} used)"
@@ -861,6 +956,7 @@ def _row_dict(r: TaskRow) -> dict[str, Any]:
         "error": r.error,
         "waited": r.waited,
         "resumed": r.resumed,
+        "after": list(r.after),
         "calls": [
             {
                 "number": c.number,
@@ -906,6 +1002,7 @@ def _row_from_dict(i: int, d: Any) -> TaskRow:
             calls=calls,
             waited=None if d.get("waited") is None else float(d["waited"]),
             resumed=bool(d.get("resumed", False)),
+            after=tuple(str(a) for a in d.get("after") or ()),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{where} ({d.get('name')!r}): bad field: {e}") from None

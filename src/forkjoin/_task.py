@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Mapping
-from types import FunctionType
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from inspect import CO_COROUTINE
+from types import CoroutineType, FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import _refs
 from ._backends._base import is_async_callable
 from ._errors import InvalidPolicy
+from ._refs import ON_DEPENDENCY_FAILURE, Each, check_after, fan_out, mark
 from ._validate import check_amount, check_backend, check_group_name, check_seconds
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ class _TaskFields(NamedTuple):
     hedge: Hedge | None = None
     fallback: Callable[..., Any] | None = None
     backend: Backend | None = None
+    after: tuple[str, ...] = ()
+    on_dependency_failure: str = "skip"
     is_async: bool = False
     default: bool = True
 
@@ -50,9 +55,11 @@ class Task(_TaskFields):
     """One unit of work: ``fn(*args)`` and its options. Build it with :func:`task`.
 
     A Task is immutable and can be called again (a retry calls ``fn(*args)`` anew), except
-    one made from a coroutine object, which can run only once. ``is_async`` says whether
-    ``fn`` is a coroutine function; ``default`` whether every option is at its default;
-    ``backend`` is where its calls run, validated (a string given is its backend value).
+    one made from a coroutine object, which can run only once. ``after`` names the tasks it
+    waits for; ``is_async`` says whether ``fn`` is a coroutine function; ``default``
+    whether every option that shapes its call is at its default (a priority and what it
+    waits for do not: they decide when it runs, not how); ``backend`` is where its calls
+    run, validated (a string given is its backend value).
     """
 
     __slots__ = ()
@@ -72,68 +79,12 @@ class Task(_TaskFields):
         hedge: Hedge | None = None,
         fallback: Callable[..., Any] | None = None,
         backend: Backend | str | None = None,
+        after: Iterable[str] | str | None = (),
+        on_dependency_failure: str = "skip",
     ) -> Task:
-        if not callable(fn):
-            raise TypeError(f"task: expected a callable, got {fn!r}")
-        default = True
-        if timeout is not None:
-            check_seconds("task.timeout", timeout)
-            default = False
-        if retry is not None:
-            from ._retry import check_retry
-
-            retry = check_retry("task.retry", retry)
-            default = False
-        if group is not None:
-            check_group_name("task.group", group)
-            default = False
-        if (priority != 0 or type(priority) is not int) and (
-            isinstance(priority, bool) or not isinstance(priority, int | float)
-        ):
-            raise InvalidPolicy(f"task.priority: expected a number, got {priority!r}")
-        if cost is not None:
-            check_amount("task.cost", cost)
-            default = False
-        if tokens is not None:
-            check_amount("task.tokens", tokens)
-            default = False
-        if weight != 1:
-            if check_amount("task.weight", weight) == 0:
-                raise InvalidPolicy(f"task.weight: expected a number > 0, got {weight!r}")
-            default = False
-        if idempotent is not False:
-            if not isinstance(idempotent, bool):
-                raise InvalidPolicy(f"task.idempotent: expected True or False, got {idempotent!r}")
-            default = False
-        if hedge is not None:
-            from ._policies._hedge import Hedge
-
-            if not isinstance(hedge, Hedge):
-                raise InvalidPolicy(f"task.hedge: expected fj.Hedge(...), got {hedge!r}")
-            if not idempotent:
-                raise InvalidPolicy(
-                    "task.hedge: a hedged task is called twice at once; mark it "
-                    "idempotent=True if that is safe"
-                )
-            default = False
-        if fallback is not None:
-            if not callable(fallback):
-                raise InvalidPolicy(f"task.fallback: expected a callable, got {fallback!r}")
-            default = False
-        if backend is not None:
-            backend = check_backend("task.backend", backend)
-            default = False
-        if fn is coroutine_runner and (
-            retry not in (None, False) or hedge is not None or fallback is not None
-        ):
-            args[0].close()
-            raise InvalidPolicy(
-                "task: a coroutine object runs only once, so it cannot be retried, hedged or "
-                "given a fallback; pass the function and its arguments: fj.task(fn, *args, ...)"
-            )
-        fields = (fn, args, timeout, retry, group, priority, cost, tokens, weight, idempotent,
-                  hedge, fallback, backend, is_async_callable(fn), default)  # fmt: skip
-        return tuple.__new__(cls, fields)
+        return _build(cls, fn, args, timeout, retry, group, priority, cost, tokens, weight,
+                      idempotent, hedge, fallback, backend, after,
+                      on_dependency_failure)  # fmt: skip
 
     @property
     def coro(self) -> Coroutine[Any, Any, Any] | None:
@@ -169,11 +120,108 @@ class Task(_TaskFields):
 
     # a tuple's own methods would mislead on a task
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return tuple(self[:13])
+        return tuple(self[:15])
+
+
+# The body of Task(): a plain function, so fj.task() builds a Task without going through
+# the class call (a class with a Python __new__ costs several times a function call).
+def _build(
+    cls: type[Task],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    timeout: float | None,
+    retry: Retry | bool | None,
+    group: str | None,
+    priority: float,
+    cost: float | None,
+    tokens: float | None,
+    weight: float,
+    idempotent: bool,
+    hedge: Hedge | None,
+    fallback: Callable[..., Any] | None,
+    backend: Backend | str | None,
+    after: Iterable[str] | str | None,
+    on_dependency_failure: str,
+) -> Task:
+    if not callable(fn):
+        raise TypeError(f"task: expected a callable, got {fn!r}")
+    default = True
+    if timeout is not None:
+        check_seconds("task.timeout", timeout)
+        default = False
+    if retry is not None:
+        from ._retry import check_retry
+
+        retry = check_retry("task.retry", retry)
+        default = False
+    if group is not None:
+        check_group_name("task.group", group)
+        default = False
+    if (priority != 0 or type(priority) is not int) and (
+        isinstance(priority, bool) or not isinstance(priority, int | float)
+    ):
+        raise InvalidPolicy(f"task.priority: expected a number, got {priority!r}")
+    if cost is not None:
+        check_amount("task.cost", cost)
+        default = False
+    if tokens is not None:
+        check_amount("task.tokens", tokens)
+        default = False
+    if weight != 1:
+        if check_amount("task.weight", weight) == 0:
+            raise InvalidPolicy(f"task.weight: expected a number > 0, got {weight!r}")
+        default = False
+    if idempotent is not False:
+        if not isinstance(idempotent, bool):
+            raise InvalidPolicy(f"task.idempotent: expected True or False, got {idempotent!r}")
+        default = False
+    if hedge is not None:
+        from ._policies._hedge import Hedge
+
+        if not isinstance(hedge, Hedge):
+            raise InvalidPolicy(f"task.hedge: expected fj.Hedge(...), got {hedge!r}")
+        if not idempotent:
+            raise InvalidPolicy(
+                "task.hedge: a hedged task is called twice at once; mark it "
+                "idempotent=True if that is safe"
+            )
+        default = False
+    if fallback is not None:
+        if not callable(fallback):
+            raise InvalidPolicy(f"task.fallback: expected a callable, got {fallback!r}")
+        default = False
+    if backend is not None:
+        backend = check_backend("task.backend", backend)
+        default = False
+    deps: tuple[str, ...] = ()
+    if after:
+        deps = check_after("task.after", after)
+        if deps and not _refs.made:
+            mark()
+    if on_dependency_failure != "skip" and on_dependency_failure not in ON_DEPENDENCY_FAILURE:
+        raise InvalidPolicy(
+            f"task.on_dependency_failure: expected 'skip' or 'run', got {on_dependency_failure!r}"
+        )
+    if fn is coroutine_runner and (
+        retry not in (None, False) or hedge is not None or fallback is not None
+    ):
+        args[0].close()
+        raise InvalidPolicy(
+            "task: a coroutine object runs only once, so it cannot be retried, hedged or "
+            "given a fallback; pass the function and its arguments: fj.task(fn, *args, ...)"
+        )
+    if type(fn) is FunctionType:  # is_async_callable's common case, without its frame
+        is_async = bool(fn.__code__.co_flags & CO_COROUTINE)
+    else:
+        is_async = is_async_callable(fn)
+    fields = (fn, args, timeout, retry, group, priority, cost, tokens, weight, idempotent,
+              hedge, fallback, backend, deps, on_dependency_failure, is_async,
+              default)  # fmt: skip
+    return tuple.__new__(cls, fields)
 
 
 _OPTIONS = ("timeout", "retry", "group", "priority", "cost", "tokens", "weight", "idempotent",
-            "hedge", "fallback", "backend")  # fmt: skip
+            "hedge", "fallback", "backend", "after", "on_dependency_failure")  # fmt: skip
 
 
 # The options of a task given as (fn, *args), a bare callable or a coroutine: all defaults.
@@ -195,6 +243,8 @@ def task(
     hedge: Hedge | None = None,
     fallback: Callable[..., Any] | None = None,
     backend: Backend | str | None = None,
+    after: Iterable[str] | str | None = None,
+    on_dependency_failure: str = "skip",
 ) -> Task:
     """Describe a call of ``fn(*args)`` with its options.
 
@@ -209,25 +259,30 @@ def task(
     failed for good; ``backend``: where its calls run (``"loop"``, ``"thread"``,
     ``"process"`` or :class:`ProcessBackend`, ``"dask"`` or :class:`DaskBackend`; None
     inherits the group's or run's, else async functions run on the loop, sync ones in a
-    thread).
+    thread). ``after``: names of tasks of the same run this one waits for — it is
+    admitted once every one has ended ok (an ``fj.ref(...)`` in ``args`` implies it); if
+    one does not end ok, this task is skipped (reason ``"dependency"``), unless
+    ``on_dependency_failure="run"``. A task whose priority is left at 0 takes the highest
+    priority of what it waits for.
     """
-    if inspect.iscoroutine(fn):
+    if isinstance(fn, CoroutineType):  # what inspect.iscoroutine asks, without its frame
         if args:
             fn.close()
             raise TypeError("task: a coroutine object takes no arguments")
         try:
-            return Task(coroutine_runner, (fn,), timeout, retry, group, priority, cost, tokens,
-                        weight, idempotent, hedge, fallback, backend)  # fmt: skip
+            return _build(Task, coroutine_runner, (fn,), timeout, retry, group, priority, cost,
+                          tokens, weight, idempotent, hedge, fallback, backend, after,
+                          on_dependency_failure)  # fmt: skip
         except BaseException:
             fn.close()
             raise
-    return Task(fn, args, timeout, retry, group, priority, cost, tokens, weight,  # type: ignore[arg-type]
-                idempotent, hedge, fallback, backend)  # fmt: skip
+    return _build(Task, fn, args, timeout, retry, group, priority, cost, tokens, weight,  # type: ignore[arg-type]
+                  idempotent, hedge, fallback, backend, after, on_dependency_failure)  # fmt: skip
 
 
 def split(where: str, spec: Any) -> tuple[Callable[..., Any], tuple[Any, ...], Task]:
     """What gather() accepts, as ``(fn, args, options)``: an fj.task(...), ``(fn, *args)``, a
-    zero-argument callable or a coroutine object."""
+    zero-argument callable, a coroutine object or an fj.each(...)."""
     if isinstance(spec, Task):
         return spec.fn, spec.args, spec
     if isinstance(spec, tuple):
@@ -238,8 +293,10 @@ def split(where: str, spec: Any) -> tuple[Callable[..., Any], tuple[Any, ...], T
         return coroutine_runner, (spec,), DEFAULTS
     if callable(spec):
         return spec, (), DEFAULTS
+    if isinstance(spec, Each):  # a fan-out group: the dependency graph runs it
+        return fan_out, (spec,), spec.node
     raise TypeError(
-        f"{where}: expected fj.task(...), (fn, *args), a callable or a coroutine, "
+        f"{where}: expected fj.task(...), (fn, *args), a callable, a coroutine or fj.each(...), "
         f"got {type(spec).__name__}"
     )
 

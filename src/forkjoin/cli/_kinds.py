@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import graphlib
 import importlib
+import inspect
 import json as json_module
 import sqlite3
 import ssl
@@ -21,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import forkjoin as fj
 
 from ._process import CommandFailed, run_command
-from ._template import Vars, expand
+from ._template import Results, Vars, expand, result_source
 from ._usage import SpecError, resolve_call
 
 if TYPE_CHECKING:
@@ -315,14 +317,19 @@ def _backends(spec: Spec, keylines: _KeyLines) -> Callable[[str], Any]:
 def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path) -> Plan:
     """Turn a validated spec into tasks (templates filled) and run options.
 
-    Raises :class:`SpecError` for anything wrong — before anything runs. A ``backend``
-    (the task's, else its group's, else the run's) applies to python tasks: a command, a
-    request or a query is I/O that the run's loop waits on where the run is.
+    A task that reads other tasks' results (``{tasks.NAME.value...}``, ``for_each``) waits
+    for them and fills those templates when it is admitted; ``after`` orders the rest. A
+    ``backend`` (the task's, else its group's, else the run's) applies to python tasks: a
+    command, a request or a query is I/O that the run's loop waits on where the run is.
+    Raises :class:`SpecError` for anything wrong (an unknown task, a cycle...) — before
+    anything runs.
     """
     from ._spec import PythonTask
 
     plan = Plan(options=run_options(spec, keylines))
     backend_value = _backends(spec, keylines)
+    names = set(spec.tasks)
+    waits: dict[str, list[str]] = {}
     for name, t in spec.tasks.items():
         base = ("tasks", name)
         options: dict[str, Any] = {
@@ -359,13 +366,126 @@ def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path)
         chosen = t.backend or (group.backend if group is not None else None) or spec.run.backend
         if chosen is not None and isinstance(t, PythonTask):
             options["backend"] = backend_value(chosen)
-        fn, args = _call_of(t, base, keylines, variables, spec_dir, spec)
-        plan.tasks[name] = _policy(
-            functools.partial(fj.task, fn, *args, **options),
-            keylines,
-            *base,
-        )
+        after = _after(t.after, name, spec, keylines)
+        source = None
+        if t.for_each is not None:
+            source = result_source(t.for_each)
+            if source is None or source[0] not in names:
+                raise SpecError(
+                    'expected one result to iterate over, like "{tasks.NAME.value.KEY}", '
+                    f"got {t.for_each!r}"
+                    + (f" (no task {source[0]!r})" if source is not None else ""),
+                    **_where(keylines, *base, "for_each"),
+                )
+        results = Results(names, for_each=source is not None)
+        fn, args = _call_of(t, base, keylines, variables.scoped(results), spec_dir, spec)
+        reads = list(dict.fromkeys(results.used))
+        waits[name] = [*after, *reads, *([source[0]] if source else [])]
+        if source is not None:
+            call = _deferred(t, base, keylines, variables, spec_dir, spec, reads, True, fn)
+            plan.tasks[name] = _policy(
+                functools.partial(
+                    fj.each, fj.ref(source[0], *source[1]), call, fj.item(),
+                    *(fj.ref(r) for r in reads), after=after, **options,
+                ),
+                keylines,
+                *base,
+            )  # fmt: skip
+        elif reads:
+            call = _deferred(t, base, keylines, variables, spec_dir, spec, reads, False, fn)
+            plan.tasks[name] = _policy(
+                functools.partial(
+                    fj.task, call, *(fj.ref(r) for r in reads), after=after, **options
+                ),
+                keylines,
+                *base,
+            )
+        else:
+            plan.tasks[name] = _policy(
+                functools.partial(fj.task, fn, *args, after=after, **options),
+                keylines,
+                *base,
+            )
+    _check_cycles(waits, {n: t.after for n, t in spec.tasks.items()}, keylines)
     return plan
+
+
+def _after(after: list[str], name: str, spec: Spec, keylines: _KeyLines) -> list[str]:
+    """A task's ``after``: each a task of the spec (``NAME/*``: one with ``for_each``)."""
+    for i, dep in enumerate(after):
+        group = dep[:-2] if dep.endswith("/*") else None
+        target = spec.tasks.get(group if group is not None else dep)
+        if target is None:
+            known = ", ".join(sorted(spec.tasks))
+            raise SpecError(
+                f"unknown task {dep!r} (tasks: {known})",
+                **_where(keylines, "tasks", name, "after", str(i)),
+            )
+        if group is not None and target.for_each is None:
+            raise SpecError(
+                f"{dep!r} stands for the tasks of a for_each, and task {group!r} has none",
+                **_where(keylines, "tasks", name, "after", str(i)),
+            )
+    return after
+
+
+def _check_cycles(
+    waits: dict[str, list[str]], afters: dict[str, list[str]], keylines: _KeyLines
+) -> None:
+    """SpecError naming a cycle of tasks that wait for each other, at the first one's
+    ``after`` (or the task, when it waits through a template)."""
+    graph = {n: [d[:-2] if d.endswith("/*") else d for d in deps] for n, deps in waits.items()}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as e:
+        # each node of the cycle is a dependency of the next one: read it backwards
+        cycle = list(reversed(e.args[1]))
+        steps = f"{cycle[0]!r} waits for {cycle[1]!r}" + "".join(
+            f", which waits for {n!r}" for n in cycle[2:]
+        )
+        first = cycle[0]
+        named = {d[:-2] if d.endswith("/*") else d for d in afters[first]}
+        path = ("tasks", first, "after") if cycle[1] in named else ("tasks", first)
+        raise SpecError(f"dependency cycle: {steps}", **_where(keylines, *path)) from None
+
+
+def _deferred(
+    t: Any,
+    base: tuple[str, ...],
+    keylines: _KeyLines,
+    variables: Vars,
+    spec_dir: Path,
+    spec: Spec,
+    reads: list[str],
+    for_each: bool,
+    checked: Callable[..., Any],
+) -> Callable[..., Any]:
+    """The call of a task whose fields read results: they are filled when it is admitted
+    (``fj.ref`` hands it the values, ``fj.item`` its element), then it runs as its kind
+    does. A sync kind stays sync (it runs in a worker thread)."""
+    names = set(spec.tasks)
+
+    def made(values: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if for_each:
+            item, rest = values[0], values[1:]
+            results = Results(names, True, dict(zip(reads, rest, strict=True)), item)
+        else:
+            results = Results(names, False, dict(zip(reads, values, strict=True)))
+        return _call_of(t, base, keylines, variables.scoped(results), spec_dir, spec)
+
+    if inspect.iscoroutinefunction(checked):
+
+        async def call_async(*values: Any) -> Any:
+            fn, args = made(values)
+            return await fn(*args)
+
+        return call_async
+
+    def call(*values: Any) -> Any:
+        fn, args = made(values)
+        return fn(*args)
+
+    return call
 
 
 def _call_of(
@@ -378,8 +498,8 @@ def _call_of(
 ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     from ._spec import CommandTask, HttpTask, PythonTask, SqlTask
 
-    def fill(key: str, value: Any, *, quote: bool = False) -> Any:
-        return expand(value, variables, (*base, key), keylines.find, quote=quote)
+    def fill(key: str, value: Any, *, quote: bool = False, url: bool = False) -> Any:
+        return expand(value, variables, (*base, key), keylines.find, quote=quote, url=url)
 
     timeout = t.timeout if t.timeout is not None else spec.defaults.timeout
     if isinstance(t, CommandTask):
@@ -402,11 +522,19 @@ def _call_of(
             (),
         )
     if isinstance(t, HttpTask):
+        url = str(fill("url", t.url, url=True))
+        filled = variables.results is not None and variables.results.values is not None
+        # a whole URL taken from a result (a link a search returned) must be one
+        if filled and not url.lower().startswith(("http://", "https://")):
+            raise SpecError(
+                f"expected an http:// or https:// URL, got {url[:100]!r}",
+                **_where(keylines, *base, "url"),
+            )
         return (
             functools.partial(
                 http_request,
                 t.method,
-                str(fill("url", t.url)),
+                url,
                 headers={k: str(v) for k, v in fill("headers", t.headers).items()},
                 query=fill("query", t.query),
                 json=fill("json", t.json_),

@@ -205,6 +205,8 @@ Json = Any
 
 
 class _TaskBase(_Model):
+    after: list[Annotated[str, Field(min_length=1)]] = []
+    for_each: Annotated[str, Field(min_length=1)] | None = None
     group: str | None = None
     priority: int = 0
     timeout: Duration | None = None

@@ -4,6 +4,12 @@ Templates are filled inside each string value (an argv element, a URL, a header,
 parameter) — never by handing a string to a shell or formatting it into SQL. Values read
 from the environment are secrets: :class:`Redactor` replaces them with ``***`` in
 everything forkjoin prints or writes.
+
+A task's fields may also read the results of other tasks, ``{tasks.NAME.value.KEY.0}``,
+and, in a task with ``for_each``, its element, ``{item}`` / ``{item.KEY}``. Those are
+filled when the task is admitted (its dependencies have ended); while the spec is
+checked, a :class:`Results` scope only validates them and notes which tasks they read.
+A result embedded in a URL is percent-encoded (it cannot add a path, a query or a host).
 """
 
 from __future__ import annotations
@@ -12,15 +18,23 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
+from urllib.parse import quote as url_quote
 
 from ._usage import SpecError
 
-__all__ = ["Redactor", "Vars", "expand"]
+__all__ = ["RESULT", "Redactor", "Results", "Vars", "expand", "result_source"]
 
-_TEMPLATE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}|\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${env:NAME} | {{ | }} | {tasks.NAME.value...} / {item...} | {name}
+_TEMPLATE = re.compile(
+    r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}|\{\{|\}\}"
+    r"|\{((?:tasks|item)(?:\.[A-Za-z0-9_-]+)*)\}"
+    r"|\{([A-Za-z_][A-Za-z0-9_]*)\}"
+)
+RESULT = re.compile(r"^\{(tasks(?:\.[A-Za-z0-9_-]+)*)\}$")  # one result, the whole string
 REDACTED = "***"
+_UNSET: Any = object()
 
 
 class Redactor:
@@ -56,13 +70,107 @@ class Redactor:
         return value
 
 
+class Results:
+    """What a task's templates may read of other tasks: the names of the spec's tasks, and
+    (once it is admitted) their values and its element. Without values it only checks the
+    templates and notes, in ``used``, the tasks they read."""
+
+    def __init__(
+        self,
+        tasks: Collection[str],
+        for_each: bool,
+        values: Mapping[str, Any] | None = None,
+        item: Any = _UNSET,
+    ) -> None:
+        self.tasks = tasks
+        self.for_each = for_each
+        self.values = values
+        self.item = item
+        self.used: list[str] = []
+
+    def read(self, ref: str, where: tuple[str, int]) -> Any:
+        """The value ``{ref}`` stands for (``ref`` is ``tasks.NAME.value...`` or
+        ``item...``); while checking, the template itself."""
+        parts = ref.split(".")
+        if parts[0] == "item":
+            if not self.for_each:
+                raise SpecError(
+                    "{item} is the element of a task with for_each, and this task has none "
+                    "({item} and {tasks.…} are not variables)",
+                    line=where[1],
+                    path=where[0],
+                )
+            if self.values is None:
+                return "{" + ref + "}"
+            return _walk(self.item, parts[1:], ref, where)
+        if len(parts) < 3 or parts[2] != "value":
+            raise SpecError(
+                f"expected {{tasks.NAME.value}} (or a path into it: {{tasks.NAME.value.KEY}}), "
+                f"got {{{ref}}}",
+                line=where[1],
+                path=where[0],
+            )
+        name = parts[1]
+        if name not in self.tasks:
+            known = ", ".join(sorted(self.tasks))
+            raise SpecError(
+                f"{{{ref}}} reads task {name!r}, which is not a task of this spec (tasks: {known})",
+                line=where[1],
+                path=where[0],
+            )
+        self.used.append(name)
+        if self.values is None:
+            return "{" + ref + "}"
+        return _walk(self.values[name], parts[3:], ref, where)
+
+
+def _walk(value: Any, path: list[str], ref: str, where: tuple[str, int]) -> Any:
+    for step in path:
+        if isinstance(value, list | tuple) and re.fullmatch(r"-?\d+", step):
+            i = int(step)
+            if -len(value) <= i < len(value):
+                value = value[i]
+                continue
+            what = f"no element {i} (it has {len(value)})"
+        elif isinstance(value, Mapping) and step in value:
+            value = value[step]
+            continue
+        elif isinstance(value, Mapping):
+            keys = ", ".join(str(k) for k in list(value)[:8]) or "none"
+            what = f"no key {step!r} (keys: {keys})"
+        else:
+            what = f"no {step!r} in a {type(value).__name__}"
+        raise SpecError(f"{{{ref}}}: {what}", line=where[1], path=where[0])
+    return value
+
+
+def result_source(text: str) -> tuple[str, tuple[str | int, ...]] | None:
+    """``"{tasks.NAME.value.KEY.0}"`` as ``("NAME", ("KEY", 0))`` (for ``for_each``)."""
+    m = RESULT.match(text)
+    if m is None:
+        return None
+    parts = m.group(1).split(".")
+    if len(parts) < 3 or parts[2] != "value":
+        return None
+    return parts[1], tuple(int(p) if re.fullmatch(r"\d+", p) else p for p in parts[3:])
+
+
 class Vars:
-    """The variables of a run: ``[vars]``, what a setup provided, and ``--var`` (last wins)."""
+    """The variables of a run: ``[vars]``, what a setup provided, and ``--var`` (last wins);
+    in a task's fields also what :class:`Results` it may read."""
 
     def __init__(self, redactor: Redactor, environ: Mapping[str, str] | None = None) -> None:
         self.values: dict[str, Any] = {}
         self.redactor = redactor
         self.environ = os.environ if environ is None else environ
+        self.results: Results | None = None
+
+    def scoped(self, results: Results) -> Vars:
+        """The same variables, for the fields of a task that may read ``results``."""
+        other = Vars(self.redactor, self.environ)
+        other.values = self.values
+        other.results = results
+        return other
 
     def update(self, values: Mapping[str, Any], where: Callable[[str], tuple[str, int]]) -> None:
         """Add variables; ``${env:NAME}`` inside them is read now (and becomes a secret)."""
@@ -87,12 +195,18 @@ class Vars:
         *,
         env_only: bool = False,
         quote: bool = False,
+        url: bool = False,
     ) -> Any:
         """Fill the templates of one string. A string that is exactly ``{name}`` takes the
-        variable's own type (a number stays a number); ``quote`` shell-quotes each value."""
+        variable's own type (a number stays a number), and one that is exactly a result
+        template the result itself; ``quote`` shell-quotes each value, ``url``
+        percent-encodes each result inside a longer string."""
         whole = _TEMPLATE.fullmatch(text)
-        if whole and whole.group(2) and not env_only and not quote:
-            return self._lookup(whole.group(2), where)
+        if whole and not env_only and not quote:
+            if whole.group(3):
+                return self._lookup(whole.group(3), where)
+            if whole.group(2):
+                return self._result(whole.group(2), where)
 
         def sub(m: re.Match[str]) -> str:
             if m.group(1):
@@ -101,12 +215,25 @@ class Vars:
                 return m.group(0) if env_only else m.group(0)[0]
             elif env_only:
                 return m.group(0)
+            elif m.group(2):
+                value = _text(self._result(m.group(2), where))
+                if url and self.results is not None and self.results.values is not None:
+                    value = url_quote(value, safe="")
             else:
-                v = self._lookup(m.group(2), where)
+                v = self._lookup(m.group(3), where)
                 value = json.dumps(v) if isinstance(v, bool) else str(v)
             return shlex.quote(value) if quote else value
 
         return _TEMPLATE.sub(sub, text)
+
+    def _result(self, ref: str, where: tuple[str, int]) -> Any:
+        if self.results is None:
+            raise SpecError(
+                f"{{{ref}}}: the results of tasks are read only in the fields of a task",
+                line=where[1],
+                path=where[0],
+            )
+        return self.results.read(ref, where)
 
     def _lookup(self, name: str, where: tuple[str, int]) -> Any:
         if name not in self.values:
@@ -120,6 +247,15 @@ class Vars:
         return self.values[name]
 
 
+def _text(v: Any) -> str:
+    """A value inside a longer string: JSON for what is not a string or a number."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool) or v is None or isinstance(v, list | tuple | dict):
+        return json.dumps(v)
+    return str(v)
+
+
 def expand(
     value: Any,
     variables: Vars,
@@ -127,18 +263,21 @@ def expand(
     line_of: Callable[[tuple[str, ...]], int],
     *,
     quote: bool = False,
+    url: bool = False,
 ) -> Any:
     """Fill templates in every string inside ``value`` (lists and tables too)."""
     if isinstance(value, str):
         if "{" not in value:
             return value
-        return variables.fill(value, (".".join(path), line_of(path)), quote=quote)
+        return variables.fill(value, (".".join(path), line_of(path)), quote=quote, url=url)
     if isinstance(value, list):
         return [
-            expand(v, variables, (*path, str(i)), line_of, quote=quote) for i, v in enumerate(value)
+            expand(v, variables, (*path, str(i)), line_of, quote=quote, url=url)
+            for i, v in enumerate(value)
         ]
     if isinstance(value, dict):
         return {
-            k: expand(v, variables, (*path, str(k)), line_of, quote=quote) for k, v in value.items()
+            k: expand(v, variables, (*path, str(k)), line_of, quote=quote, url=url)
+            for k, v in value.items()
         }
     return value
