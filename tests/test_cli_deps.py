@@ -193,7 +193,7 @@ argv = ["echo", "{tasks.src.value.nothing.here}"]
         (
             '[tasks.a]\nargv = ["true"]\nafter = 3\n',
             3,
-            "tasks.a.after: expected a valid list",
+            "tasks.a.after: expected a list, got 3",
         ),
         (
             '[vars]\nx = "{tasks.a.value}"\n\n[tasks.a]\nargv = ["true"]\n\n[setup]\n'

@@ -450,7 +450,9 @@ class Engine:
                     opts = defaults
                 elif type(spec) is Task:  # split()'s first case, without its frame
                     fn, args, opts = spec.fn, spec.args, spec
-                    if fn is coroutine_runner:
+                    if not args and type(fn) is FunctionType and fn.__closure__ is not None:
+                        closures.append((name, fn))  # checked below: the late-binding trap
+                    elif fn is coroutine_runner:
                         other = seen_coros.setdefault(id(args[0]), name)
                         if other != name:
                             raise InvalidPolicy(

@@ -181,7 +181,7 @@ class Fan:
         if (
             timeout is UNSET and retry is UNSET and group is UNSET and priority is UNSET
             and cost is UNSET and tokens is UNSET and weight is UNSET and idempotent is UNSET
-            and hedge is UNSET and fallback is UNSET and after is UNSET
+            and hedge is UNSET and fallback is UNSET and backend is UNSET and after is UNSET
             and on_dependency_failure is UNSET
         ):  # fmt: skip
             # the common spawn: no options (no dict of them to build and filter)
