@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -181,6 +182,34 @@ def test_dask_flag_runs_python_tasks_on_a_local_cluster(spec_dir: Path, children
     assert res["value"][0] == sum(i * i for i in range(100))
     assert res["where"].startswith("tcp://127.0.0.1:")
     assert "LocalCluster started in" in r.stderr
+
+
+def test_a_running_scheduler_from_the_flag_and_from_the_spec(
+    spec_dir: Path, dask_cluster: Any, children: Children
+) -> None:
+    # the cluster's workers import what is installed, not the spec's directory: a stdlib call
+    address = dask_cluster.scheduler_address
+    info = dask_cluster.scheduler_info["workers"]  # address -> worker
+    spec = write(spec_dir, '[tasks.a]\ncall = "os:getpid"\n')
+    r = forkjoin("run", spec, "--dask", address)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)["results"]["a"]
+    assert res["where"] in info
+    assert isinstance(res["value"], int)
+    assert "LocalCluster" not in r.stderr  # connected to it: nothing started
+    spec = write(
+        spec_dir,
+        f'[run]\nbackend = "dask"\n[run.dask]\naddress = "{address}"\n'
+        '[tasks.a]\ncall = "os:getpid"\n',
+    )
+    r = forkjoin("run", spec)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["results"]["a"]["where"] in info
+    lines = spec_dir / "in.txt"
+    lines.write_text("ab cd\nef\n")
+    r = forkjoin("map", "--call", "string:capwords", "--dask", address, "--input", str(lines))
+    assert r.returncode == 0, r.stderr
+    assert sorted(json.loads(x)["value"] for x in r.stdout.splitlines()) == ["Ab Cd", "Ef"]
 
 
 def test_map_call_on_the_process_backend(spec_dir: Path, children: Children) -> None:
