@@ -47,6 +47,7 @@ from ._policies._budget import current_account
 from ._policies._rate import RateLimitState
 from ._policies._run import RunPolicies
 from ._record import Busy, Recorder
+from ._refs import fan_out
 from ._task import (
     DEFAULTS,
     Task,
@@ -576,7 +577,10 @@ class Engine:
         for st in states:
             names[st.name] = st
         if self.session is not None:
-            found = self._journaled(states)
+            # a task that waits for others is looked up when it is released, on the
+            # arguments its references were filled with (see _ready)
+            nodes = self.graph.nodes if self.graph is not None else ()
+            found = self._journaled([st for st in states if st.name not in nodes])
             if found:
                 resumed = {**resumed, **found} if resumed else found
         if self.stop_reason is not None:
@@ -631,11 +635,14 @@ class Engine:
         if session.empty:  # the first run: nothing to resume, only fingerprints to note
             fps = session.fps
             for st in states:
-                fps[st.name] = fingerprint(st.fn, st.args)
+                if st.fn is not fan_out:
+                    fps[st.name] = fingerprint(st.fn, st.args)
             return {}
         resume = session.resume
         found: dict[str, Outcome] = {}
         for st in states:
+            if st.fn is fan_out:
+                continue  # a fan-out group spawns again: its tasks are what resume
             outcome = resume(st.name, fingerprint(st.fn, st.args), st.group, st.seq)
             if outcome is not None:
                 if st.fn is coroutine_runner:
@@ -675,11 +682,6 @@ class Engine:
         self._pending += 1
         if self._queued_subs:
             self._emit_queued(st)
-        if self.session is not None:
-            done = self._journaled([st]).get(name)
-            if done is not None:
-                self.resume([(st, done)])
-                return
         if self.stop_reason is not None:
             self._end(st, skipped(st, self.stop_reason))
             return
@@ -688,9 +690,14 @@ class Engine:
             if graph is None:
                 graph = self._make_graph()
             if graph.hold(st, *found):
-                return
+                return  # looked up in the journal when it is released (see _ready)
         elif graph is not None:
             graph.note(st)
+        if self.session is not None:
+            done = self._journaled([st]).get(name)
+            if done is not None:
+                self._end(st, done)
+                return
         adm = self.admission
         if adm.limited(st.group):
             adm.push(st)
@@ -700,10 +707,16 @@ class Engine:
             self._start(st)
 
     def _ready(self, st: TaskState) -> None:
-        """What ``st`` waited for has ended: admit it."""
+        """What ``st`` waited for has ended: admit it (or end it with the journal's
+        Outcome of the same call, its references filled in)."""
         if self.stop_reason is not None:
             self._end(st, skipped(st, self.stop_reason))
             return
+        if self.session is not None:
+            done = self._journaled([st]).get(st.name)
+            if done is not None:
+                self._end(st, done)
+                return
         # queued even with no limit: the task whose ending released it runs it next, in its
         # own asyncio Task (see _finish: no new Task, no loop pass); anything else waiting
         # is admitted on the next pass
