@@ -103,3 +103,14 @@ def test_map_takes_a_backend() -> None:
     assert inline == [(i, main) for i in range(20)]
     threaded = asyncio.run(fj.map(lambda i: threading.get_ident(), range(20), limit=4))  # type: ignore[arg-type]
     assert main not in threaded
+
+
+def test_each_takes_a_backend_for_the_tasks_it_spawns() -> None:
+    async def where(x: int) -> int:
+        return threading.get_ident()
+
+    results = fj.run(
+        {"src": (lambda: [1, 2]), "g": fj.each("src", where, fj.item(), backend="thread")}
+    )
+    assert threading.get_ident() not in {results["g/0"].value, results["g/1"].value}
+    assert results["g/0"].history[-1].where == "thread"

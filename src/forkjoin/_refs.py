@@ -174,6 +174,7 @@ def each(
     idempotent: bool = False,
     hedge: Hedge | None = None,
     fallback: Callable[..., Any] | None = None,
+    backend: Any = None,
 ) -> Any:
     """Spawn ``fn(*args)`` once per element of task ``source``'s value, once it is ok.
 
@@ -204,7 +205,7 @@ def each(
     options: dict[str, Any] = {
         "timeout": timeout, "retry": retry, "group": group, "priority": priority, "cost": cost,
         "tokens": tokens, "weight": weight, "idempotent": idempotent, "hedge": hedge,
-        "fallback": fallback,
+        "fallback": fallback, "backend": backend,
     }  # fmt: skip
     if inspect.iscoroutine(fn):
         fn.close()
@@ -227,7 +228,7 @@ def each(
 
 _DEFAULT = {"timeout": None, "retry": None, "group": None, "priority": 0, "cost": None,
             "tokens": None, "weight": 1, "idempotent": False, "hedge": None,
-            "fallback": None}  # fmt: skip
+            "fallback": None, "backend": None}  # fmt: skip
 
 
 def check_after(where: str, after: Iterable[str] | str | None) -> tuple[str, ...]:
