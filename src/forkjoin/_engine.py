@@ -449,20 +449,11 @@ class Engine:
                     fn = spec[0]
                     args = spec[1:]
                     opts = defaults
-                elif type(spec) is Task:  # split()'s first case, without its frame
-                    fn, args, opts = spec.fn, spec.args, spec
-                    if not args and type(fn) is FunctionType and fn.__closure__ is not None:
-                        closures.append((name, fn))  # checked below: the late-binding trap
-                    elif fn is coroutine_runner:
-                        other = seen_coros.setdefault(id(args[0]), name)
-                        if other != name:
-                            raise InvalidPolicy(
-                                f"tasks[{name!r}]: the same coroutine object is also "
-                                f"tasks[{other!r}]; a coroutine runs once: give each task "
-                                "its own (or pass the function: (fn, *args))"
-                            )
                 else:
-                    fn, args, opts = split(f"tasks[{name!r}]", spec)
+                    if type(spec) is Task:  # split()'s first case, without its frame
+                        fn, args, opts = spec.fn, spec.args, spec
+                    else:
+                        fn, args, opts = split(f"tasks[{name!r}]", spec)
                     if not args and type(fn) is FunctionType and fn.__closure__ is not None:
                         closures.append((name, fn))  # checked below: the late-binding trap
                     elif fn is coroutine_runner:
