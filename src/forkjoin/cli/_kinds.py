@@ -498,21 +498,26 @@ def _call_of(
 ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     from ._spec import CommandTask, HttpTask, PythonTask, SqlTask
 
-    def fill(key: str, value: Any, *, quote: bool = False, url: bool = False) -> Any:
-        return expand(value, variables, (*base, key), keylines.find, quote=quote, url=url)
+    def fill(key: str, value: Any, *, url: bool = False) -> Any:
+        return expand(value, variables, (*base, key), keylines.find, url=url)
 
     timeout = t.timeout if t.timeout is not None else spec.defaults.timeout
     if isinstance(t, CommandTask):
-        argv = fill("argv", t.argv, quote=t.shell)
-        argv = [str(a) for a in argv] if isinstance(argv, list) else str(argv)
-        if t.shell and isinstance(argv, list):
-            argv = " ".join(argv)
+        argv: list[str]
+        if t.shell:
+            # the values go to sh as positional parameters: the script only names them
+            text = t.argv if isinstance(t.argv, str) else " ".join(t.argv)
+            where = (".".join((*base, "argv")), keylines.find((*base, "argv")))
+            script, values = variables.shell(text, where)
+            argv = ["/bin/sh", "-c", script, "forkjoin", *values]
+        else:
+            filled = fill("argv", t.argv)
+            argv = [str(a) for a in filled] if isinstance(filled, list) else [str(filled)]
         cwd = fill("cwd", t.cwd) if t.cwd else None
         return (
             functools.partial(
                 run_command,
                 argv,
-                shell=t.shell,
                 ok_codes=tuple(t.ok_codes),
                 cwd=str(spec_dir / str(cwd)) if cwd else None,
                 env={k: str(v) for k, v in fill("env", t.env).items()},
