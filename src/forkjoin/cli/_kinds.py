@@ -12,6 +12,7 @@ import graphlib
 import importlib
 import inspect
 import json as json_module
+import re
 import sqlite3
 import ssl
 from collections.abc import Callable, Mapping
@@ -332,6 +333,15 @@ def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path)
     waits: dict[str, list[str]] = {}
     for name, t in spec.tasks.items():
         base = ("tasks", name)
+        if t.group is not None and t.group not in spec.groups:
+            known = ", ".join(sorted(spec.groups)) or "none"
+            header = (
+                t.group if re.fullmatch(r"[A-Za-z0-9_-]+", t.group) else json_module.dumps(t.group)
+            )
+            raise SpecError(
+                f"unknown group {t.group!r} (groups: {known}): declare it with [groups.{header}]",
+                **_where(keylines, *base, "group"),
+            )
         options: dict[str, Any] = {
             "timeout": t.timeout,
             "group": t.group,
