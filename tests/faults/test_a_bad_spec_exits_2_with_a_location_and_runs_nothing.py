@@ -19,7 +19,8 @@ BIG = "9" * 400
 CASES = {
     "unknown group": (
         '[tasks.a]\nargv = ["true"]\ngroup = "nogroup"\n',
-        7, "tasks.a.group", "unknown group 'nogroup' (groups: none): declare it with [groups.nogroup]",
+        7, "tasks.a.group",
+        "unknown group 'nogroup' (groups: none): declare it with [groups.nogroup]",
     ),
     "unknown group, groups declared": (
         '[groups.llm]\nlimit = 2\n\n[tasks.a]\nargv = ["true"]\ngroup = "lm"\n',

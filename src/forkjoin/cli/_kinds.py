@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CommandFailed",
     "Plan",
+    "TaskExit",
     "build_plan",
+    "contained",
+    "contained_async",
     "http_request",
     "postgres_query",
     "resolve_call",
@@ -171,6 +174,40 @@ async def postgres_query(dsn: str, query: str, params: Any, max_rows: int) -> li
     finally:
         await conn.close()
     return [dict(r) for r in rows[:max_rows]]
+
+
+class TaskExit(Exception):
+    """A python task raised SystemExit or KeyboardInterrupt: the task's failure, not a
+    request to stop the command line (a task calling ``sys.exit(3)`` fails; the other
+    tasks keep their results)."""
+
+
+def _exit_text(e: BaseException) -> str:
+    what = f"SystemExit({e.code!r})" if isinstance(e, SystemExit) else type(e).__name__
+    return f"the task raised {what}"
+
+
+def contained(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Call a python task's function; SystemExit and KeyboardInterrupt become TaskExit."""
+    try:
+        value = fn(*args, **kwargs)
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise TaskExit(_exit_text(e)) from None
+    if inspect.isawaitable(value):  # a sync function handing back a coroutine
+        return _awaited(value)
+    return value
+
+
+async def contained_async(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """:func:`contained` for an async function."""
+    return await _awaited(fn(*args, **kwargs))
+
+
+async def _awaited(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise TaskExit(_exit_text(e)) from None
 
 
 def _sqlite_path(dsn: str) -> str:
@@ -588,4 +625,8 @@ def _call_of(
         raise SpecError(str(e), **_where(keylines, *base, "call")) from None
     args = tuple(fill("args", t.args))
     kwargs = fill("kwargs", t.kwargs)
-    return (functools.partial(fn, **kwargs) if kwargs else fn), args
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+    wrapper = contained_async if is_async else contained
+    return functools.partial(wrapper, fn, **kwargs), args
