@@ -12,6 +12,7 @@ import graphlib
 import importlib
 import inspect
 import json as json_module
+import re
 import sqlite3
 import ssl
 from collections.abc import Callable, Mapping
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CommandFailed",
     "Plan",
+    "TaskExit",
     "build_plan",
+    "contained",
+    "contained_async",
     "http_request",
     "postgres_query",
     "resolve_call",
@@ -170,6 +174,40 @@ async def postgres_query(dsn: str, query: str, params: Any, max_rows: int) -> li
     finally:
         await conn.close()
     return [dict(r) for r in rows[:max_rows]]
+
+
+class TaskExit(Exception):
+    """A python task raised SystemExit or KeyboardInterrupt: the task's failure, not a
+    request to stop the command line (a task calling ``sys.exit(3)`` fails; the other
+    tasks keep their results)."""
+
+
+def _exit_text(e: BaseException) -> str:
+    what = f"SystemExit({e.code!r})" if isinstance(e, SystemExit) else type(e).__name__
+    return f"the task raised {what}"
+
+
+def contained(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Call a python task's function; SystemExit and KeyboardInterrupt become TaskExit."""
+    try:
+        value = fn(*args, **kwargs)
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise TaskExit(_exit_text(e)) from None
+    if inspect.isawaitable(value):  # a sync function handing back a coroutine
+        return _awaited(value)
+    return value
+
+
+async def contained_async(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """:func:`contained` for an async function."""
+    return await _awaited(fn(*args, **kwargs))
+
+
+async def _awaited(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise TaskExit(_exit_text(e)) from None
 
 
 def _sqlite_path(dsn: str) -> str:
@@ -332,6 +370,15 @@ def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path)
     waits: dict[str, list[str]] = {}
     for name, t in spec.tasks.items():
         base = ("tasks", name)
+        if t.group is not None and t.group not in spec.groups:
+            known = ", ".join(sorted(spec.groups)) or "none"
+            header = (
+                t.group if re.fullmatch(r"[A-Za-z0-9_-]+", t.group) else json_module.dumps(t.group)
+            )
+            raise SpecError(
+                f"unknown group {t.group!r} (groups: {known}): declare it with [groups.{header}]",
+                **_where(keylines, *base, "group"),
+            )
         options: dict[str, Any] = {
             "timeout": t.timeout,
             "group": t.group,
@@ -498,21 +545,26 @@ def _call_of(
 ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     from ._spec import CommandTask, HttpTask, PythonTask, SqlTask
 
-    def fill(key: str, value: Any, *, quote: bool = False, url: bool = False) -> Any:
-        return expand(value, variables, (*base, key), keylines.find, quote=quote, url=url)
+    def fill(key: str, value: Any, *, url: bool = False) -> Any:
+        return expand(value, variables, (*base, key), keylines.find, url=url)
 
     timeout = t.timeout if t.timeout is not None else spec.defaults.timeout
     if isinstance(t, CommandTask):
-        argv = fill("argv", t.argv, quote=t.shell)
-        argv = [str(a) for a in argv] if isinstance(argv, list) else str(argv)
-        if t.shell and isinstance(argv, list):
-            argv = " ".join(argv)
+        argv: list[str]
+        if t.shell:
+            # the values go to sh as positional parameters: the script only names them
+            text = t.argv if isinstance(t.argv, str) else " ".join(t.argv)
+            where = (".".join((*base, "argv")), keylines.find((*base, "argv")))
+            script, values = variables.shell(text, where)
+            argv = ["/bin/sh", "-c", script, "forkjoin", *values]
+        else:
+            filled = fill("argv", t.argv)
+            argv = [str(a) for a in filled] if isinstance(filled, list) else [str(filled)]
         cwd = fill("cwd", t.cwd) if t.cwd else None
         return (
             functools.partial(
                 run_command,
                 argv,
-                shell=t.shell,
                 ok_codes=tuple(t.ok_codes),
                 cwd=str(spec_dir / str(cwd)) if cwd else None,
                 env={k: str(v) for k, v in fill("env", t.env).items()},
@@ -573,4 +625,8 @@ def _call_of(
         raise SpecError(str(e), **_where(keylines, *base, "call")) from None
     args = tuple(fill("args", t.args))
     kwargs = fill("kwargs", t.kwargs)
-    return (functools.partial(fn, **kwargs) if kwargs else fn), args
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+    wrapper = contained_async if is_async else contained
+    return functools.partial(wrapper, fn, **kwargs), args

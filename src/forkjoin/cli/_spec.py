@@ -8,6 +8,7 @@ headers and keys to map a pydantic error location back to a line.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -37,20 +38,35 @@ KINDS = ("command", "http", "sql", "python")
 
 
 def parse_duration(value: Any, *, zero: bool = False) -> float:
-    """Seconds from ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` or a number of seconds (> 0)."""
+    """Seconds from ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` or a number of seconds (> 0),
+    finite: a number too large for a float (400 digits) is as wrong as ``"1e308s"``."""
     try:
-        return _usage.parse_duration(value, zero=zero)
+        seconds = _usage.parse_duration(value, zero=zero)
     except _usage.BadValue as e:
         raise PydanticCustomError("duration", "{msg}", {"msg": str(e)}) from None
+    except OverflowError:
+        seconds = math.inf
+    if math.isinf(seconds):
+        raise PydanticCustomError(
+            "duration", "{msg}", {"msg": f'expected a duration like "5s", got {show(value)}'}
+        )
+    return seconds
 
 
 def parse_rate(value: Any) -> tuple[float, float]:
     """``(rate, per_seconds)`` from ``"5/s"``, ``"60/min"``, ``"10/5s"`` or a number per
-    second."""
+    second; both finite."""
     try:
-        return _usage.parse_rate(value)
+        rate, per = _usage.parse_rate(value)
     except _usage.BadValue as e:
         raise PydanticCustomError("rate", "{msg}", {"msg": str(e)}) from None
+    except OverflowError:
+        rate = per = math.inf
+    if math.isinf(rate) or math.isinf(per):
+        raise PydanticCustomError(
+            "rate", "{msg}", {"msg": f'expected a rate like "5/s" or "60/min", got {show(value)}'}
+        )
+    return rate, per
 
 
 def _check(what: str, ok: Any) -> Any:
@@ -384,7 +400,9 @@ class _KeyLines:
                 parts = _split_key(header.group(1))
                 if parts is not None:
                     table = tuple(parts)
-                    self.lines.setdefault(table, lineno)
+                    # [tasks.a.b] also defines tasks.a (where a table "a.b" is another key)
+                    for k in range(1, len(table) + 1):
+                        self.lines.setdefault(table[:k], lineno)
                 continue
             eq = _assignment_at(line)
             if eq is None:

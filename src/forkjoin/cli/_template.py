@@ -1,7 +1,11 @@
 """``{name}`` templates and ``${env:NAME}`` secrets in spec values, and their redaction.
 
 Templates are filled inside each string value (an argv element, a URL, a header, a SQL
-parameter) — never by handing a string to a shell or formatting it into SQL. Values read
+parameter) — never by handing a string to a shell or formatting it into SQL. In a shell
+command (``shell = true``) a template becomes a reference to a positional parameter
+(``"${1}"``) and its value is handed to ``sh -c`` as that parameter, so the shell never
+parses it. In a URL a value is percent-encoded (one path segment, one query value): only
+the template that starts the URL (its base) and ``{name!raw}`` are URL text. Values read
 from the environment are secrets: :class:`Redactor` replaces them with ``***`` in
 everything forkjoin prints or writes.
 
@@ -9,7 +13,6 @@ A task's fields may also read the results of other tasks, ``{tasks.NAME.value.KE
 and, in a task with ``for_each``, its element, ``{item}`` / ``{item.KEY}``. Those are
 filled when the task is admitted (its dependencies have ended); while the spec is
 checked, a :class:`Results` scope only validates them and notes which tasks they read.
-A result embedded in a URL is percent-encoded (it cannot add a path, a query or a host).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote as url_quote
@@ -26,11 +28,12 @@ from ._usage import SpecError
 
 __all__ = ["RESULT", "Redactor", "Results", "Vars", "expand", "result_source"]
 
-# ${env:NAME} | {{ | }} | {tasks.NAME.value...} / {item...} | {name}
+# ${env:NAME} | {{ | }} | {tasks.NAME.value...} / {item...} | {name}, the last two with
+# an optional !raw (URL text, in a url)
 _TEMPLATE = re.compile(
     r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}|\{\{|\}\}"
-    r"|\{((?:tasks|item)(?:\.[A-Za-z0-9_-]+)*)\}"
-    r"|\{([A-Za-z_][A-Za-z0-9_]*)\}"
+    r"|\{((?:tasks|item)(?:\.[A-Za-z0-9_-]+)*)(!raw)?\}"
+    r"|\{([A-Za-z_][A-Za-z0-9_]*)(!raw)?\}"
 )
 RESULT = re.compile(r"^\{(tasks(?:\.[A-Za-z0-9_-]+)*)\}$")  # one result, the whole string
 REDACTED = "***"
@@ -194,37 +197,110 @@ class Vars:
         where: tuple[str, int],
         *,
         env_only: bool = False,
-        quote: bool = False,
         url: bool = False,
     ) -> Any:
         """Fill the templates of one string. A string that is exactly ``{name}`` takes the
         variable's own type (a number stays a number), and one that is exactly a result
-        template the result itself; ``quote`` shell-quotes each value, ``url``
-        percent-encodes each result inside a longer string."""
+        template the result itself. With ``url``, each value is percent-encoded (it stays
+        one path segment or one query value) except the one that starts the URL (its base)
+        and ``{name!raw}``, which are URL text."""
         whole = _TEMPLATE.fullmatch(text)
-        if whole and not env_only and not quote:
-            if whole.group(3):
-                return self._lookup(whole.group(3), where)
+        if whole and not env_only:
+            if whole.group(4):
+                self._raw(whole.group(5), url, where)
+                return self._lookup(whole.group(4), where)
             if whole.group(2):
+                self._raw(whole.group(3), url, where)
                 return self._result(whole.group(2), where)
 
         def sub(m: re.Match[str]) -> str:
-            if m.group(1):
-                value = self.env(m.group(1), where)
-            elif m.group(0) in ("{{", "}}"):
+            if m.group(0) in ("{{", "}}"):
                 return m.group(0) if env_only else m.group(0)[0]
-            elif env_only:
+            if env_only and not m.group(1):
                 return m.group(0)
-            elif m.group(2):
-                value = _text(self._result(m.group(2), where))
-                if url and self.results is not None and self.results.values is not None:
-                    value = url_quote(value, safe="")
-            else:
-                v = self._lookup(m.group(3), where)
-                value = json.dumps(v) if isinstance(v, bool) else str(v)
-            return shlex.quote(value) if quote else value
+            value, raw = self._value(m, where)
+            if not url or raw or m.start() == 0:
+                return value
+            if m.group(2) and self.results is not None and self.results.values is None:
+                return value  # a placeholder while the spec is checked
+            return self._url_encoded(value)
 
-        return _TEMPLATE.sub(sub, text)
+        def check(m: re.Match[str]) -> str:
+            if not env_only:
+                self._raw(m.group(3) or m.group(5), url, where)
+            return sub(m)
+
+        return _TEMPLATE.sub(check, text)
+
+    def shell(self, text: str, where: tuple[str, int]) -> tuple[str, list[str]]:
+        """A shell command's templates as positional parameters: the script, where each
+        template became ``"${N}"`` (``${N}`` inside double quotes, ``'"${N}"'`` inside
+        single quotes: the value is literal text wherever it stands), and the values, for
+        ``sh -c SCRIPT forkjoin VALUE...``. The shell never parses a value."""
+        out: list[str] = []
+        values: list[str] = []
+        state = _ShellState()
+        at = 0
+        for m in _TEMPLATE.finditer(text):
+            literal = text[at : m.start()]
+            at = m.end()
+            if m.group(0) in ("{{", "}}"):
+                literal += m.group(0)[0]
+            out.append(literal)
+            state.scan(literal)
+            if m.group(0) in ("{{", "}}"):
+                continue
+            if m.group(3) or m.group(5):
+                raise SpecError(
+                    "!raw is for a URL; in a shell command a value is always one piece of "
+                    "text the shell never parses: write {" + (m.group(2) or m.group(4)) + "}",
+                    line=where[1],
+                    path=where[0],
+                )
+            if state.escaped:
+                raise SpecError(
+                    f"a template right after a backslash in a shell command: remove the "
+                    f"backslash before {m.group(0)}",
+                    line=where[1],
+                    path=where[0],
+                )
+            value, _ = self._value(m, where)
+            values.append(value)
+            out.append(state.reference(len(values)))
+            state.prev = '"'
+        out.append(text[at:])
+        return "".join(out), values
+
+    def _value(self, m: re.Match[str], where: tuple[str, int]) -> tuple[str, bool]:
+        """The text a template (not ``{{``/``}}``) stands for, and whether it is ``!raw``."""
+        if m.group(1):
+            return self.env(m.group(1), where), False
+        if m.group(2):
+            return _text(self._result(m.group(2), where)), bool(m.group(3))
+        v = self._lookup(m.group(4), where)
+        return (json.dumps(v) if isinstance(v, bool) else str(v)), bool(m.group(5))
+
+    def _url_encoded(self, value: str) -> str:
+        # every reserved character encoded: one segment, or one query value; a value of
+        # only dots has them encoded too (a "." or ".." segment would climb the path)
+        encoded = url_quote(value, safe="")
+        if encoded and encoded.strip(".") == "":
+            encoded = "%2E" * len(encoded)
+        # a secret inside the value is also a secret once encoded
+        for secret in list(self.redactor.secrets):
+            if secret in value:
+                self.redactor.add(url_quote(secret, safe=""))
+        return encoded
+
+    @staticmethod
+    def _raw(flag: str | None, url: bool, where: tuple[str, int]) -> None:
+        if flag and not url:
+            raise SpecError(
+                "!raw is for a URL (the value as URL text); elsewhere a value is never "
+                "parsed: drop the !raw",
+                line=where[1],
+                path=where[0],
+            )
 
     def _result(self, ref: str, where: tuple[str, int]) -> Any:
         if self.results is None:
@@ -262,22 +338,75 @@ def expand(
     path: tuple[str, ...],
     line_of: Callable[[tuple[str, ...]], int],
     *,
-    quote: bool = False,
     url: bool = False,
 ) -> Any:
     """Fill templates in every string inside ``value`` (lists and tables too)."""
     if isinstance(value, str):
         if "{" not in value:
             return value
-        return variables.fill(value, (".".join(path), line_of(path)), quote=quote, url=url)
+        return variables.fill(value, (".".join(path), line_of(path)), url=url)
     if isinstance(value, list):
         return [
-            expand(v, variables, (*path, str(i)), line_of, quote=quote, url=url)
-            for i, v in enumerate(value)
+            expand(v, variables, (*path, str(i)), line_of, url=url) for i, v in enumerate(value)
         ]
     if isinstance(value, dict):
         return {
-            k: expand(v, variables, (*path, str(k)), line_of, quote=quote, url=url)
-            for k, v in value.items()
+            k: expand(v, variables, (*path, str(k)), line_of, url=url) for k, v in value.items()
         }
     return value
+
+
+class _ShellState:
+    """Where a position of a POSIX shell script is, as far as quoting goes: a stack of
+    ``'`` and ``"`` quotes, ``$(``/``(`` and ``${`` nestings, backquotes and comments."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = [""]
+        self.escaped = False  # the last character was an unquoted or double-quoted backslash
+        self.prev = " "
+
+    def scan(self, text: str) -> None:
+        stack = self.stack
+        for c in text:
+            mode = stack[-1]
+            if self.escaped:
+                self.escaped = False
+                self.prev = "a"  # an escaped character is a plain one
+                continue
+            if mode == "'":
+                if c == "'":
+                    stack.pop()
+            elif mode == "#":
+                if c == "\n":
+                    stack.pop()
+            elif c == "\\":
+                self.escaped = True
+            elif mode == '"':
+                if c == '"':
+                    stack.pop()
+                elif c == "`":
+                    stack.append("`")
+                elif self.prev == "$" and c in "({":
+                    stack.append(c)
+            elif c in "'\"":
+                stack.append(c)
+            elif c == "`":
+                if mode == "`":
+                    stack.pop()
+                else:
+                    stack.append("`")
+            elif (c in "({" and self.prev == "$") or (c == "(" and mode == "("):
+                stack.append(c)
+            elif (c == ")" and mode == "(") or (c == "}" and mode == "{"):
+                stack.pop()
+            elif c == "#" and (self.prev.isspace() or self.prev in ";&|()<>"):
+                stack.append("#")
+            self.prev = c
+
+    def reference(self, n: int) -> str:
+        mode = self.stack[-1]
+        if mode == '"':
+            return f"${{{n}}}"
+        if mode == "'":
+            return f"'\"${{{n}}}\"'"
+        return f'"${{{n}}}"'
