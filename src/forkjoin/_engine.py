@@ -450,7 +450,11 @@ class Engine:
                     opts = defaults
                 elif type(spec) is Task:  # split()'s first case, without its frame
                     fn, args, opts = spec.fn, spec.args, spec
-                    if not args and type(fn) is FunctionType and fn.__closure__ is not None:
+                    if (
+                        not args
+                        and type(fn) is FunctionType
+                        and (fn.__closure__ is not None or fn.__name__ == "<lambda>")
+                    ):
                         closures.append((name, fn))  # checked below: the late-binding trap
                     elif fn is coroutine_runner:
                         other = seen_coros.setdefault(id(args[0]), name)
@@ -462,7 +466,11 @@ class Engine:
                             )
                 else:
                     fn, args, opts = split(f"tasks[{name!r}]", spec)
-                    if not args and type(fn) is FunctionType and fn.__closure__ is not None:
+                    if (
+                        not args
+                        and type(fn) is FunctionType
+                        and (fn.__closure__ is not None or fn.__name__ == "<lambda>")
+                    ):
                         closures.append((name, fn))  # checked below: the late-binding trap
                     elif fn is coroutine_runner:
                         other = seen_coros.setdefault(id(args[0]), name)
