@@ -241,33 +241,74 @@ def test_run_progress_is_forced_the_same_way(tmp_path: Path) -> None:
 
 # -- start-up -------------------------------------------------------------------------------
 
+_WATCHED = (
+    "typer", "rich", "pydantic", "pydantic_core", "httpx", "tenacity", "asyncio", "ssl",
+    "forkjoin._engine", "forkjoin._journal", "forkjoin._backends._dask",
+    "forkjoin._backends._process",
+)  # fmt: skip
 _PROBE = (
     "import atexit, sys\n"
-    "heavy = ('typer', 'rich', 'pydantic', 'pydantic_core', 'httpx', 'tenacity')\n"
-    "atexit.register(lambda: sys.stderr.write('LOADED ' + ' '.join(m for m in heavy"
+    f"watched = {_WATCHED!r}\n"
+    "atexit.register(lambda: sys.stderr.write('LOADED ' + ' '.join(m for m in watched"
     " if m in sys.modules) + '\\n'))\n"
     "from forkjoin.cli import main\n"
     "main()\n"
 )
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--version"],
-        ["--help"],
-        ["map", "--", "true"],
-        ["map", "--call", "json:dumps"],
-        ["map", "-h"],
-    ],
-)
-def test_the_quick_commands_import_nothing_heavy(args: list[str]) -> None:
+def loaded_by(*args: str) -> set[str]:
+    """Which of the watched modules ``forkjoin ARGS`` (one input line) has imported when
+    it exits."""
     r = subprocess.run(
         [sys.executable, "-c", _PROBE, *args], input="x\n", capture_output=True, text=True,
         timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("LOADED "), r.stderr
+    return set(last.split()[1:])
+
+
+def _asyncio_brings_ssl() -> bool:
+    # CPython's asyncio.base_events imports ssl itself: a run cannot avoid it, only forkjoin's
+    # own imports can
+    probe = "import asyncio, sys; print('ssl' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    return r.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-V"], ["--help"], []])
+def test_the_quick_commands_import_nothing_heavy(args: list[str]) -> None:
+    # no engine, no event loop, no backend: the version and the help are constants
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == (0 if args else 2), r.stderr
     assert r.stderr.splitlines()[-1] == "LOADED ", r.stderr
+
+
+_MAP_NEVER = {
+    "typer", "rich", "pydantic", "pydantic_core", "httpx", "tenacity", "forkjoin._journal",
+    "forkjoin._backends._dask", "forkjoin._backends._process",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args", [["map", "--", "true"], ["map", "--call", "json:dumps"], ["map", "-h"]]
+)
+def test_map_imports_only_the_engine(args: list[str]) -> None:
+    loaded = loaded_by(*args)
+    assert not loaded & _MAP_NEVER, loaded
+    if "ssl" in loaded:
+        assert "asyncio" in loaded, loaded
+        assert _asyncio_brings_ssl(), loaded
+
+
+def test_map_loads_the_journal_when_asked(tmp_path: Path) -> None:
+    loaded = loaded_by("map", "--journal", str(tmp_path / "j.db"), "--", "true")
+    assert {"asyncio", "forkjoin._engine", "forkjoin._journal"} <= loaded
+    assert not loaded & (_MAP_NEVER - {"forkjoin._journal"}), loaded
 
 
 def test_run_loads_what_it_needs() -> None:

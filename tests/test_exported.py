@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import types
 
+import pytest
+
 import forkjoin as fj
 
 
@@ -13,12 +15,25 @@ def test_all_is_sorted() -> None:
 
 
 def test_all_equals_the_public_names() -> None:
+    # dir(), not vars(): a public name is bound in the module's namespace on first use
     public = {
         name
-        for name, value in vars(fj).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(fj)
+        if not name.startswith("_") and not isinstance(getattr(fj, name), types.ModuleType)
     }
     assert public | {"__version__"} == set(fj.__all__)
+
+
+def test_star_import_binds_every_public_name() -> None:
+    namespace: dict[str, object] = {}
+    exec("from forkjoin import *", namespace)
+    assert set(namespace) - {"__builtins__"} == set(fj.__all__)
+    assert all(namespace[name] is getattr(fj, name) for name in fj.__all__)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        fj.no_such_name  # noqa: B018
 
 
 def test_exported_members_are_defined_in_forkjoin() -> None:

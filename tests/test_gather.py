@@ -633,6 +633,59 @@ def test_lambdas_that_all_see_the_last_loop_value_are_refused() -> None:
     assert calls == []
 
 
+_MODULE_LOOP = """
+import forkjoin as fj
+
+calls = []
+
+async def fetch(n):
+    calls.append(n)
+    return n
+
+names = ["amazon", "reddit", "youtube"]
+URL = "http://127.0.0.1/"
+tasks = {}
+for n in names:
+    tasks[n] = lambda: fetch(n)
+same = {k: lambda: fetch(URL) for k in names}
+bound = {n: lambda n=n: fetch(n) for n in names}
+made = {n: fj.task(fetch, n) for n in names}
+calls_only = {k: lambda: fetch.__name__ for k in names}
+"""
+
+
+def test_module_level_lambdas_that_all_read_the_last_global_are_refused() -> None:
+    module: dict[str, Any] = {"__name__": "a_module"}  # a module's globals, as exec sees them
+    exec(compile(_MODULE_LOOP, "a_module.py", "exec"), module)
+    with pytest.raises(fj.InvalidPolicy) as info:
+        fj.run(module["tasks"])
+    message = str(info.value)
+    assert message.startswith("tasks['amazon'], tasks['reddit'] and 1 more are the same lambda")
+    assert "n='youtube'" in message
+    assert "reads its globals when it runs" in message
+    assert "`lambda n=n: fetch(n)`" in message
+    assert "`(fetch, n)`" in message
+    # every task the same call is the same trap (the fix is the same)
+    with pytest.raises(fj.InvalidPolicy, match=r"URL='http://127\.0\.0\.1/'"):
+        fj.run(module["same"])
+    with pytest.raises(fj.InvalidPolicy, match="the same lambda"):
+        fj.run({n: fj.task(fn, timeout=5) for n, fn in module["tasks"].items()})
+    assert module["calls"] == []  # refused before anything ran
+    # bound values, fj.task(fn, arg) and lambdas that read only functions run
+    assert fj.run(module["bound"]).ok_values() == {n: n for n in module["names"]}
+    assert fj.run(module["made"]).ok_values() == {n: n for n in module["names"]}
+    assert fj.run(module["calls_only"]).ok_values() == dict.fromkeys(module["names"], "fetch")
+
+
+def test_one_function_under_several_names_runs() -> None:
+    module: dict[str, Any] = {"__name__": "a_module"}
+    exec(compile(_MODULE_LOOP, "a_module.py", "exec"), module)
+    ping = module["tasks"]["amazon"]  # the same function object each time is meant
+    assert fj.run({f"hit{i}": ping for i in range(3)}).all_ok
+    # one lambda made in a loop that reads only its own names
+    assert fj.run({k: lambda: 1 for k in "abc"}).ok_values() == dict.fromkeys("abc", 1)
+
+
 def test_closures_that_bind_their_values_run() -> None:
     async def fetch(n: str) -> str:
         return n

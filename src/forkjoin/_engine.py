@@ -454,7 +454,11 @@ class Engine:
                         fn, args, opts = spec.fn, spec.args, spec
                     else:
                         fn, args, opts = split(f"tasks[{name!r}]", spec)
-                    if not args and type(fn) is FunctionType and fn.__closure__ is not None:
+                    if (
+                        not args
+                        and type(fn) is FunctionType
+                        and (fn.__closure__ is not None or fn.__name__ == "<lambda>")
+                    ):
                         closures.append((name, fn))  # checked below: the late-binding trap
                     elif fn is coroutine_runner:
                         other = seen_coros.setdefault(id(args[0]), name)

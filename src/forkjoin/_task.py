@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dis
 import inspect
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from inspect import CO_COROUTINE
-from types import CoroutineType, FunctionType
+from types import CoroutineType, FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _refs
@@ -314,41 +315,79 @@ _UNBOUND = object()  # an empty cell: never the same value as another
 
 
 def check_late_binding(closures: list[tuple[str, FunctionType]]) -> None:
-    """InvalidPolicy when several tasks are one closure's code that sees the same values:
+    """InvalidPolicy when several tasks are one function's code that sees the same values:
     ``{n: lambda: fetch(n) for n in names}`` reads ``n`` when each task runs, not when
-    it was made, so every task would run with the last ``n``. Only zero-argument functions
-    with free variables are looked at (the engine passes those)."""
+    it was made, so every task would run with the last ``n``. The same holds for a lambda
+    made in a loop at module level, where ``n`` is a global. Only zero-argument functions
+    with free variables, and zero-argument lambdas, are looked at (the engine passes those).
+    """
     by_code: dict[Any, list[tuple[str, FunctionType]]] = {}
     for name, fn in closures:
         code = fn.__code__
-        if code.co_argcount == 0 and not code.co_kwonlyargcount and code.co_freevars:
+        if code.co_argcount == 0 and not code.co_kwonlyargcount:
             by_code.setdefault(code, []).append((name, fn))
     for code, same_code in by_code.items():
         if len(same_code) < 2:
             continue
-        values = [tuple(_cell(c) for c in fn.__closure__ or ()) for _, fn in same_code]
+        if code.co_freevars:
+            variables: tuple[str, ...] = code.co_freevars
+            values = [tuple(_cell(c) for c in fn.__closure__ or ()) for _, fn in same_code]
+            kind = "closure"
+        elif len({id(fn) for _, fn in same_code}) > 1:
+            # lambdas made one by one (one function under several names is meant); what
+            # they read as globals, except the functions, classes and modules they call
+            variables = _data_globals(code, same_code[0][1].__globals__)
+            values = [
+                tuple(fn.__globals__.get(v, _UNBOUND) for v in variables) for _, fn in same_code
+            ]
+            kind = "global"
+        else:
+            continue
         first = values[0]
-        if any(v is _UNBOUND for v in first) or any(
-            any(a is not b for a, b in zip(first, other, strict=True)) for other in values[1:]
+        if (
+            not variables
+            or any(v is _UNBOUND for v in first)
+            or any(
+                any(a is not b for a, b in zip(first, other, strict=True)) for other in values[1:]
+            )
         ):
             continue
         names = [name for name, _ in same_code]
         what = "lambda" if code.co_name == "<lambda>" else f"function {code.co_name}()"
-        seen = list(zip(code.co_freevars, first, strict=True))
+        seen = list(zip(variables, first, strict=True))
         shown = ", ".join(f"{var}={_short(v)}" for var, v in seen)
         # for the fix: the variable that is data, and the function the closure calls
         var = next((k for k, v in seen if not callable(v)), seen[0][0])
-        called = [k for k, v in seen if callable(v)] + list(code.co_names)
+        called = [k for k, v in seen if callable(v)] + [n for n in code.co_names if n != var]
         call = called[0] if called else "fn"
+        why = (
+            "a closure reads its variables when it runs, not when it is made"
+            if kind == "closure"
+            else "a lambda reads its globals when it runs, not when it is made"
+        )
         raise InvalidPolicy(
             f"tasks[{names[0]!r}], tasks[{names[1]!r}]"
             + (f" and {len(names) - 2} more" if len(names) > 2 else "")
-            + f" are the same {what}, and it sees the same {shown} for all of them: a "
-            "closure reads its variables when it runs, not when it is made, so every task "
-            f"would run with the last value. Bind the value when the task is made: "
-            f"`lambda {var}={var}: {call}({var})`, or pass the function and its arguments: "
-            f"`({call}, {var})` or `fj.task({call}, {var})`"
+            + f" are the same {what}, and it sees the same {shown} for all of them: {why}, "
+            "so every task would run with the last value. Bind the value when the task is "
+            f"made: `lambda {var}={var}: {call}({var})`, or pass the function and its "
+            f"arguments: `({call}, {var})` or `fj.task({call}, {var})`"
         )
+
+
+def _data_globals(code: Any, namespace: dict[str, Any]) -> tuple[str, ...]:
+    """The globals ``code`` loads that are data (not modules, classes or functions), in the
+    order it first loads them."""
+    loaded = dict.fromkeys(
+        i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")
+    )
+    return tuple(
+        name
+        for name in loaded
+        if name in namespace
+        and not callable(namespace[name])
+        and not isinstance(namespace[name], ModuleType)
+    )
 
 
 def _cell(cell: Any) -> Any:

@@ -16,28 +16,46 @@ engine; the process and Dask backends import their libraries only when a run use
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ._dask import DaskBackend
-from ._loop import LoopBackend
-from ._process import ProcessBackend
-from ._thread import ThreadBackend
+if TYPE_CHECKING:
+    from ._dask import DaskBackend
+    from ._loop import LoopBackend
+    from ._process import ProcessBackend
+    from ._thread import ThreadBackend
 
 __all__ = ["KINDS", "DaskBackend", "LoopBackend", "ProcessBackend", "ThreadBackend", "named"]
 
-KINDS = (LoopBackend, ThreadBackend, ProcessBackend, DaskBackend)
+# Each backend's module is imported when a run first names it (the thread backend brings
+# asyncio, the Dask one its validation): importing the package costs nothing.
+_MODULES = {
+    "LoopBackend": "._loop",
+    "ThreadBackend": "._thread",
+    "ProcessBackend": "._process",
+    "DaskBackend": "._dask",
+}
+_NAMED: dict[str, Any] = {}
 
-_LOOP = LoopBackend()
-_THREAD = ThreadBackend()
-_NAMED: dict[str, Any] = {"loop": _LOOP, "thread": _THREAD}
+
+def __getattr__(name: str) -> Any:
+    if name == "KINDS":
+        kinds = tuple(__getattr__(kind) for kind in _MODULES)
+        globals()["KINDS"] = kinds
+        return kinds
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def named(name: str) -> Any:
     """The backend value a name stands for (one per name: tasks naming it share its
     runner), or None for an unknown name."""
     backend = _NAMED.get(name)
-    if backend is None and name == "process":
-        backend = _NAMED[name] = ProcessBackend()
-    elif backend is None and name == "dask":
-        backend = _NAMED[name] = DaskBackend()  # InvalidPolicy without distributed
+    if backend is None and name in ("loop", "thread", "process", "dask"):
+        kind = __getattr__(f"{name.capitalize()}Backend")
+        backend = _NAMED[name] = kind()  # InvalidPolicy for "dask" without distributed
     return backend
