@@ -335,6 +335,8 @@ class _Child:
         self.open -= 1
 
     def _reap(self) -> None:
+        if self.code is not None:
+            return
         if self.stopping:
             # exited but not reaped, so its number is still its group's: what it started
             # and left behind (a shell's children) is killed before the number is let go
@@ -363,6 +365,10 @@ class _Child:
             self.watcher.unwatch(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = -1
+        if self.stopping:  # what is left in its pipes is not wanted
+            for which, fd in ((0, self.out), (1, self.err)):
+                if fd >= 0:
+                    self._close(which)
         self.code = os.waitstatus_to_exitcode(status)
         _ended(self.pid)
         if self.timer is not None:
@@ -379,17 +385,15 @@ class _Child:
 
     def stop(self) -> None:
         """Stop it and all it started: SIGTERM, then SIGKILL once it has exited or after
-        :data:`GRACE`. Its output is no longer wanted; its exit is still waited for
-        (``done``): a process that escaped its group and keeps the pipes open cannot hold
-        the call up."""
+        :data:`GRACE`. Its pipes are still read meanwhile (a command that writes as it
+        stops must not die of SIGPIPE instead), and closed once it is reaped: its exit is
+        watched by pid (``done``), so a process that escaped its group and keeps the
+        pipes open cannot hold the call up."""
         if self.code is not None or self.stopping:
             return
         self.stopping = True
         self._signal(signal.SIGTERM)
         self.timer = self.watcher.loop.call_later(GRACE, self._signal, signal.SIGKILL)
-        for which, fd in ((0, self.out), (1, self.err)):
-            if fd >= 0:
-                self._close(which)
         self._reap()
 
     def _signal(self, sig: int) -> None:
