@@ -29,6 +29,8 @@ def block(marker, seconds):
 
 
 def command_spec(tmp_path: Path) -> Path:
+    # `long` ignores SIGTERM (its sleep too): the run is still stopping, waiting for the
+    # grace before SIGKILL, when the second signal comes
     return spec(
         tmp_path,
         f"""
@@ -36,7 +38,7 @@ def command_spec(tmp_path: Path) -> Path:
 argv = ["true"]
 
 [tasks.long]
-argv = ["sh", "-c", "echo $$ > {tmp_path}/long.pid; exec sleep 30"]
+argv = ["sh", "-c", "trap '' TERM; echo $$ > {tmp_path}/long.pid; sleep 30"]
 after = ["quick"]
 """,
     )
@@ -48,10 +50,11 @@ after = ["quick"]
     ids=["INT-at-once", "INT-5ms", "INT-15ms", "TERM-10ms"],
 )
 def test_a_second_signal_keeps_the_report(
-    tmp_path: Path, gap: float, second: int, children: Any
+    tmp_path: Path, gap: float, second: int, children: Any, commands: list[Any]
 ) -> None:
     with cli("run", str(command_spec(tmp_path))) as proc:
         long = pid_of(tmp_path / "long.pid", proc)
+        commands.append(long)
         proc.send_signal(signal.SIGINT)
         if gap:
             time.sleep(gap)  # the scenario itself: a second key press 5-15 ms later
@@ -79,6 +82,7 @@ argv = ["true"]
 [tasks.blocked]
 call = "blocking_fj_test:block"
 args = ["{marker}", 30]
+after = ["quick"]
 """
     with cli("run", str(spec(tmp_path, text))) as proc:
         deadline = time.monotonic() + BOUND
@@ -100,7 +104,9 @@ args = ["{marker}", 30]
     assert waited < BOUND / 3  # not the 30 s the thread sleeps
 
 
-def test_map_does_not_wait_for_its_stdin(tmp_path: Path, children: Any) -> None:
+def test_map_does_not_wait_for_its_stdin(
+    tmp_path: Path, children: Any, commands: list[Any]
+) -> None:
     command = f"echo $$ > {tmp_path}/$1.pid; exec sleep $1"
     with cli("map", "--", "sh", "-c", command, "sh", stdin=subprocess.PIPE) as proc:
         assert proc.stdin is not None
@@ -109,6 +115,7 @@ def test_map_does_not_wait_for_its_stdin(tmp_path: Path, children: Any) -> None:
         proc.stdin.flush()  # and left open: the input has not ended
         first = json.loads(proc.stdout.readline())
         long = pid_of(tmp_path / "30.pid", proc)
+        commands.append(long)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=BOUND)
         err = proc.stderr.read() if proc.stderr is not None else ""

@@ -13,7 +13,9 @@ from typing import Any
 from ._cli import cli, gone, pid_of, spec, watchdog_of
 
 
-def test_kill_9_of_run_leaves_no_command_and_no_shell_child(tmp_path: Path) -> None:
+def test_kill_9_of_run_leaves_no_command_and_no_shell_child(
+    tmp_path: Path, commands: list[Any]
+) -> None:
     text = f"""
 [tasks.plain]
 argv = ["sh", "-c", "echo $$ > {tmp_path}/plain.pid; exec sleep 30"]
@@ -23,7 +25,7 @@ argv = "sleep 30 & echo $! > {tmp_path}/grandchild.pid; echo $$ > {tmp_path}/she
 shell = true
 """
     with cli("run", str(spec(tmp_path, text))) as proc:
-        commands = [
+        commands += [
             pid_of(tmp_path / name, proc) for name in ("plain.pid", "shell.pid", "grandchild.pid")
         ]
         commands.append(watchdog_of(proc))  # it ends too, once it has done its work
@@ -33,21 +35,21 @@ shell = true
     assert gone(commands) == []
 
 
-def test_kill_9_of_map_leaves_no_command(tmp_path: Path) -> None:
+def test_kill_9_of_map_leaves_no_command(tmp_path: Path, commands: list[Any]) -> None:
     command = f"echo $$ > {tmp_path}/$1.pid; exec sleep $1"
     lines = tmp_path / "lines.txt"
     lines.write_text("0\n30\n31\n")
     with cli("map", "--input", str(lines), "-j", "3", "--", "sh", "-c", command, "sh") as proc:
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline())["input"] == "0"
-        commands = [pid_of(tmp_path / f"{n}.pid", proc) for n in (30, 31)]
+        commands += [pid_of(tmp_path / f"{n}.pid", proc) for n in (30, 31)]
         commands.append(watchdog_of(proc))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     assert gone(commands) == []
 
 
-def test_the_watchdog_ends_with_the_cli(tmp_path: Path, children: Any) -> None:
+def test_the_watchdog_ends_with_the_cli(tmp_path: Path, children: Any, commands: list[Any]) -> None:
     go = tmp_path / "go"
     text = f"""
 [tasks.a]
@@ -55,6 +57,7 @@ argv = ["sh", "-c", "echo $$ > {tmp_path}/a.pid; while [ ! -e {go} ]; do sleep 0
 """
     with cli("run", str(spec(tmp_path, text))) as proc:
         command = pid_of(tmp_path / "a.pid", proc)
+        commands.append(command)
         watchdogs = [watchdog_of(proc)]
         assert watchdogs[0].pid != command.pid
         go.write_text("")

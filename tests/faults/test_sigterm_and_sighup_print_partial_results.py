@@ -18,7 +18,9 @@ SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 
 
 @pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["INT", "TERM", "HUP"])
-def test_run_prints_partial_results(tmp_path: Path, sig: int, code: int, children: Any) -> None:
+def test_run_prints_partial_results(
+    tmp_path: Path, sig: int, code: int, children: Any, commands: list[Any]
+) -> None:
     text = f"""
 [tasks.quick]
 argv = ["true"]
@@ -29,6 +31,7 @@ after = ["quick"]
 """
     with cli("run", str(spec(tmp_path, text))) as proc:
         long = pid_of(tmp_path / "long.pid", proc)  # quick has ended: long runs after it
+        commands.append(long)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=BOUND)
     assert proc.returncode == code, err
@@ -41,7 +44,9 @@ after = ["quick"]
 
 
 @pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["INT", "TERM", "HUP"])
-def test_map_prints_partial_results(tmp_path: Path, sig: int, code: int, children: Any) -> None:
+def test_map_prints_partial_results(
+    tmp_path: Path, sig: int, code: int, children: Any, commands: list[Any]
+) -> None:
     command = f"echo $$ > {tmp_path}/$1.pid; exec sleep $1"
     lines = tmp_path / "lines.txt"
     lines.write_text("0\n30\n")
@@ -49,6 +54,7 @@ def test_map_prints_partial_results(tmp_path: Path, sig: int, code: int, childre
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())  # written while `sleep 30` still runs
         long = pid_of(tmp_path / "30.pid", proc)
+        commands.append(long)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=BOUND)
     assert proc.returncode == code, err

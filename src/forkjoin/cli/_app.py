@@ -2,7 +2,8 @@
 in ``_mapcmd``, so that it starts without typer; it is reachable from this app too).
 
 Each command is a thin layer: parse, call the library, render. Exit codes: 0 all ok,
-1 some tasks not ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated. Help is
+1 some tasks not ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated, 129
+hung up (the partial results and the report are printed all the same). Help is
 plain text (no markup), options that take no value are shown without one, and a usage
 error is one line.
 """
