@@ -119,16 +119,25 @@ def _tell(message: bytes) -> None:
         os.write(_GUARD[0], message)
 
 
+# _started and _ended run once per command each: a plain try, not contextlib.suppress
 def _started(pid: int) -> None:
     _RUNNING.add(pid)
-    if _GUARD[0] >= 0:
-        _tell(b"+%d\n" % pid)
+    fd = _GUARD[0]
+    if fd >= 0:
+        try:  # noqa: SIM105
+            os.write(fd, b"+%d\n" % pid)
+        except OSError:  # the watchdog is gone: nothing more to tell
+            pass
 
 
 def _ended(pid: int) -> None:
     _RUNNING.discard(pid)
-    if _GUARD[0] >= 0:
-        _tell(b"-%d\n" % pid)
+    fd = _GUARD[0]
+    if fd >= 0:
+        try:  # noqa: SIM105
+            os.write(fd, b"-%d\n" % pid)
+        except OSError:
+            pass
 
 
 def hurry() -> None:
