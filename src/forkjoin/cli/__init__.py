@@ -41,7 +41,7 @@ options:
   --version   show forkjoin's version and exit
 
 `forkjoin COMMAND -h` shows a command's options. Exit codes: 0 all ok, 1 some tasks not
-ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated.
+ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated, 129 hung up.
 """
 
 
@@ -54,7 +54,7 @@ def help_text() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``forkjoin`` command (exit codes: 0 ok, 1 not all ok, 2 usage or
-    journal, 130 interrupted, 143 terminated)."""
+    journal, 130 interrupted, 143 terminated, 129 hung up)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(help_text())

@@ -2,7 +2,8 @@
 in ``_mapcmd``, so that it starts without typer; it is reachable from this app too).
 
 Each command is a thin layer: parse, call the library, render. Exit codes: 0 all ok,
-1 some tasks not ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated. Help is
+1 some tasks not ok, 2 a bad spec, usage or journal, 130 interrupted, 143 terminated, 129
+hung up (the partial results and the report are printed all the same). Help is
 plain text (no markup), options that take no value are shown without one, and a usage
 error is one line.
 """
@@ -23,7 +24,9 @@ import forkjoin as fj
 
 from .._version import __version__
 from ._kinds import build_plan, resolve_call, warm_http
+from ._process import guard_children
 from ._render import dumps, render_report, results_doc
+from ._signals import Signals
 from ._spec import BACKENDS, DaskSpec, HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
 from ._template import Redactor, Vars, expand
 from ._usage import (
@@ -210,6 +213,33 @@ def run(
     With a journal (--journal run.db, or journal in [run]) tasks that ended ok in an
     earlier run of the same spec are not run again: their recorded results are used.
     """
+    with Signals() as signals:
+        try:
+            code = _run(
+                signals, spec_file, var, json_file, html, report_json, quiet, allow_partial,
+                progress, journal, fresh, backend, dask,
+            )  # fmt: skip
+        except KeyboardInterrupt:  # a signal before the run started: nothing ran
+            code = signals.exit_code or EXIT_INTERRUPTED
+    raise typer.Exit(signals.exit_code or code)
+
+
+def _run(
+    signals: Signals,
+    spec_file: Path,
+    var: list[str] | None,
+    json_file: Path | None,
+    html: Path | None,
+    report_json: Path | None,
+    quiet: bool,
+    allow_partial: bool,
+    progress: bool,
+    journal: Path | None,
+    fresh: bool,
+    backend: str | None,
+    dask: str | None,
+) -> int:
+    guard_children()
     display = str(spec_file)
     redact = Redactor()
     given = parse_vars(var)
@@ -248,17 +278,13 @@ def run(
     try:
         results, code, aggregate, agg_error = _run_with_setup(
             spec, keylines, variables, given, setup_kwargs, spec_dir, display, redact, quiet,
-            run_journal, progress, "--dask" if dask is not None else None,
+            run_journal, progress, "--dask" if dask is not None else None, signals,
         )  # fmt: skip
     except SetupFailed as e:
         typer.echo(redact(f"forkjoin: {e}"), err=True)
         raise typer.Exit(EXIT_NOT_OK) from None
     except fj.JournalError as e:
         raise fail(redact(str(e))) from None
-    except SystemExit as e:
-        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
-            typer.echo("forkjoin: terminated: the journal holds what finished", err=True)
-        raise
 
     doc: dict[str, Any] = {"results": results_doc(results)}
     if spec.aggregate is not None:
@@ -280,12 +306,18 @@ def run(
         if agg_error:
             sys.stderr.write(redact(f"aggregate failed: {agg_error}\n"))
         sys.stderr.flush()
+    if code == EXIT_INTERRUPTED and run_journal is not None and signals.first is not None:
+        say(f"{_SIGNAL_WORDS.get(signals.first, 'stopped')}: the journal holds what finished")
     if code == EXIT_OK:
         ok = sum(1 for o in results.values() if o.ok)
         partial = allow_partial or spec.run.allow_partial
         if agg_error or (ok < len(results) and not (partial and ok > 0)):
             code = EXIT_NOT_OK
-    raise typer.Exit(code)
+    return code
+
+
+# what a stopped journaled run says, by the signal that stopped it
+_SIGNAL_WORDS = {2: "interrupted", 15: "terminated", 1: "hung up"}
 
 
 def _run_with_setup(
@@ -301,6 +333,7 @@ def _run_with_setup(
     journal: fj.Journal | None = None,
     progress: bool = False,
     cluster_from: str | None = None,
+    signals: Signals | None = None,
 ) -> tuple[fj.Results, int, Any, str | None]:
     code = EXIT_OK
     aggregate: Any = None
@@ -321,6 +354,9 @@ def _run_with_setup(
             options["progress"] = fj.ProgressObserver(force=True, total=len(plan.tasks))
         elif _stderr_is_terminal() and not quiet:
             options["progress"] = True
+        if signals is not None:  # it takes SIGINT over from asyncio once the run is going
+            options["observers"] = [*options.get("observers", ()), signals]
+            signals.starting()
         try:
             with journal_warnings(redact):
                 results = fj.run(plan.tasks, **options)
@@ -332,6 +368,9 @@ def _run_with_setup(
             raise fail(redact(f"{where}: {str(e).removeprefix('DaskBackend: ')}")) from None
         except fj.FanError as e:  # fail_fast: the results are still keyed and complete
             results = e.results
+        finally:
+            if signals is not None:
+                signals.ended()
         if spec.aggregate is not None and code != EXIT_INTERRUPTED:
             try:
                 aggregate_fn = resolve_call(spec.aggregate.call, spec_dir)

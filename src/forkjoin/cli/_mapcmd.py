@@ -28,13 +28,13 @@ from urllib.parse import quote
 
 import forkjoin as fj
 
-from ._process import run_command
+from ._process import guard_children, run_command
 from ._render import dumps, error_text, failure_fields
+from ._signals import Signals
 from ._usage import (
     EXIT_INTERRUPTED,
     EXIT_NOT_OK,
     EXIT_OK,
-    EXIT_TERMINATED,
     EXIT_USAGE,
     BadValue,
     UsageError,
@@ -73,8 +73,9 @@ examples:
 
 EPILOG = """\
 durations: 5 (seconds), 250ms, 5s, 2m, 1h.  rates: 10 (per second), 10/s, 60/min, 10/5s.
-exit codes: 0 every line ok, 1 some lines not ok, 2 usage or journal, 130 interrupted,
-143 terminated (SIGTERM; with --journal, what finished is committed).
+exit codes: 0 every line ok, 1 some lines not ok, 2 usage or journal, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP): the lines that ended are written
+and, with --journal, committed; the commands still running are stopped.
 """
 
 
@@ -241,6 +242,16 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Run ``forkjoin map`` with ``argv``; the exit code."""
+    with Signals() as signals:
+        try:
+            code = _main(argv, signals)
+        except KeyboardInterrupt:  # a signal before the run started: nothing ran
+            code = EXIT_INTERRUPTED
+    return signals.exit_code or code
+
+
+def _main(argv: list[str], signals: Signals) -> int:
+    guard_children()
     fd = -1
     try:
         args = parse(argv)
@@ -256,22 +267,23 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     except SystemExit as e:  # -h: argparse printed the help
         return EXIT_OK if e.code in (0, None) else EXIT_USAGE
+    counts = _Counts()
+    interrupted = False
+    options["observers"] = [*options.get("observers", ()), signals]
+    signals.starting()
     try:
         with journal_warnings():
-            counts = asyncio.run(_map(fn, http, fd, options, args.halt, sinks))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+            asyncio.run(_map(fn, http, fd, options, args.halt, sinks, counts))
+    except KeyboardInterrupt:  # the lines that ended are written; the summary says so
+        interrupted = True
     except fj.JournalError as e:
         say(f"map: {e}")
         return EXIT_USAGE
     except ConnectionError as e:  # the cluster could not be reached: nothing ran
         say(f"map: --dask: {str(e).removeprefix('DaskBackend: ')}")
         return EXIT_USAGE
-    except SystemExit as e:
-        if e.code == EXIT_TERMINATED:  # SIGTERM stopped the journaled run
-            say("map: terminated: the journal holds what finished")
-        raise
     finally:
+        signals.ended()
         sinks.close()
         if fd > 0:
             os.close(fd)
@@ -282,11 +294,21 @@ def main(argv: list[str]) -> int:
         extra += f", {counts.not_run} not run" if counts.not_run else ""
         rate_text = f", {n / wall:,.0f} lines/s" if wall > 0 else ""
         halted = f"; halted ({counts.halted})" if counts.halted else ""
+        if interrupted:
+            why = _STOPPED_BY.get(signals.first or 2, "stopped")
+            kept = ", the journal holds what finished" if args.journal is not None else ""
+            halted += f"; {why}: lines still running were stopped{kept}"
         sys.stderr.write(
             f"map: {n} {'line' if n == 1 else 'lines'}, {counts.ok} ok, "
             f"{counts.not_ok} not ok{extra} in {wall:.2f}s{rate_text}{halted}\n"
         )
+    if interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_OK if counts.not_ok == 0 else EXIT_NOT_OK
+
+
+# what the summary of a stopped run says, by the signal that stopped it
+_STOPPED_BY = {2: "interrupted", 15: "terminated", 1: "hung up"}
 
 
 def _backend(backend: str | None, dask: str | None, call: str | None) -> Any:
@@ -396,15 +418,68 @@ def _request(method: str, url: str, client: httpx.AsyncClient) -> Callable[[str]
 # -- input ------------------------------------------------------------------------------
 
 
+class _Reader:
+    """Reads a file descriptor in a daemon thread of its own, a chunk per :meth:`read`.
+    Not the loop's default executor: asyncio joins its threads when the loop closes, so
+    a Ctrl-C while stdin (a pipe nobody closes) had nothing to read kept the command
+    waiting for ever."""
+
+    def __init__(self, fd: int) -> None:
+        import queue
+        import threading
+
+        self.fd = fd
+        self.asks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="forkjoin-map-input", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            ask = self.asks.get()
+            if ask is None:
+                return
+            loop, fut = ask
+            try:
+                chunk, error = os.read(self.fd, _READ), None
+            except OSError as e:
+                chunk, error = b"", e
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_hand, fut, chunk, error)
+
+    async def read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        self.asks.put((loop, fut))
+        return await fut
+
+    def close(self) -> None:
+        self.asks.put(None)
+
+
+def _hand(fut: asyncio.Future[bytes], chunk: bytes, error: OSError | None) -> None:
+    if not fut.done():
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(chunk)
+
+
 async def read_lines(fd: int, seen: dict[int, str], halted: list[str]) -> AsyncIterator[str]:
     """Lines of a file descriptor, read in chunks in a thread (a slow pipe never blocks
     the loop); each line is remembered in ``seen`` under its index until it is written.
     Ends early once ``halted`` says why (``--halt soon``)."""
-    loop = asyncio.get_running_loop()
+    reader = _Reader(fd)
+    try:
+        async for line in _lines_of(reader, seen, halted):
+            yield line
+    finally:
+        reader.close()
+
+
+async def _lines_of(reader: _Reader, seen: dict[int, str], halted: list[str]) -> AsyncIterator[str]:
     rest = b""
     index = 0
     while not halted:
-        chunk = await loop.run_in_executor(None, os.read, fd, _READ)
+        chunk = await reader.read()
         if not chunk:
             break
         *lines, rest = (rest + chunk).split(b"\n")
@@ -568,9 +643,9 @@ async def _map(
     options: dict[str, Any],
     halt: Halt | None,
     sinks: _Sinks,
-) -> _Counts:
+    counts: _Counts,
+) -> None:
     seen: dict[int, str] = {}
-    counts = _Counts()
     halted: list[str] = []  # why the input stopped being read (--halt soon)
     out = sys.stdout
     loop = asyncio.get_running_loop()
@@ -645,6 +720,5 @@ async def _map(
             # the reader is gone (e.g. `| head`): silence the interpreter's final flush
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, out.fileno())
-    counts.wall = time.perf_counter() - started
-    counts.halted = halted[0] if halted else ""
-    return counts
+        counts.wall = time.perf_counter() - started
+        counts.halted = halted[0] if halted else ""

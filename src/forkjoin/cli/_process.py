@@ -2,7 +2,14 @@
 
 A command is never given to a shell unless asked (``shell=True``); it runs in a session of
 its own, so a timeout, the run's deadline or Ctrl-C stops it and everything it started
-(``killpg``), and it is always reaped before its call returns.
+(``killpg``): SIGTERM first, then SIGKILL once it has exited or after :data:`GRACE` seconds,
+whichever comes first. It is always reaped before its call returns.
+
+No command outlives the process that started it, even one killed by ``kill -9`` (which
+runs no handler of its own): once :func:`guard_children` is called, a small watchdog in a
+session of its own is told each command's process group as it starts and ends, and when
+its pipe from this process closes (the process exited, however it died) it kills every
+group still running. A command's children, a shell's included, are in its group.
 
 Where it can (Linux: ``posix_spawn`` and ``pidfd_open``), a child is started with
 ``os.posix_spawnp`` and watched with plain non-blocking pipes on the event loop, with no
@@ -24,8 +31,11 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["CommandFailed", "run_command"]
+__all__ = ["GRACE", "CommandFailed", "guard_children", "hurry", "run_command"]
 
+# seconds a stopped command has between SIGTERM and SIGKILL: less than the engine's grace
+# before it abandons a call, so a command that traps SIGTERM is killed, not abandoned
+GRACE = 0.5
 _CHUNK = 65536
 # a child starts with the default action for these, as subprocess.Popen(restore_signals=True)
 # does: Python ignores SIGPIPE, and an ignored signal stays ignored across exec
@@ -36,6 +46,106 @@ FAST = (
     and hasattr(os, "pidfd_open")
     and hasattr(os, "POSIX_SPAWN_DUP2")
 )
+
+
+# commands started and not yet reaped (their pids, which are their process groups)
+_RUNNING: set[int] = set()
+# the write end of the watchdog's pipe; -2: wanted (guard_children), started before the
+# next command is; -1: none
+_GUARD = [-1]
+
+# The watchdog: reads "+PGID" / "-PGID" lines until its pipe ends, then kills the groups
+# still listed. A group is forgotten when its leader is reaped, never later: the kernel
+# does not hand out a number that is still a live process group's, and a forgotten one
+# may be handed out again.
+_WATCHDOG = """
+import os, signal
+groups, rest = set(), b""
+while True:
+    chunk = os.read(0, 65536)
+    if not chunk:
+        break
+    *lines, rest = (rest + chunk).split(b"\\n")
+    for line in lines:
+        pid = int(line)
+        if pid > 0:
+            groups.add(pid)
+        else:
+            groups.discard(-pid)
+for pid in groups:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def guard_children() -> None:
+    """From now on, every command this process starts is killed with its group when this
+    process ends, however it ends (``kill -9`` included): a watchdog process does it,
+    started just before the first command is (a run of no command starts none)."""
+    if _GUARD[0] == -1:
+        _GUARD[0] = -2
+
+
+def _watchdog() -> None:
+    r, w = os.pipe2(os.O_CLOEXEC)  # close-on-exec: no command holds the pipe open
+    try:
+        os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-I", "-S", "-c", _WATCHDOG],
+            {},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, r, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+            # its own session: a signal to this process's group (Ctrl-C) does not reach it
+            setsid=True,
+        )
+    except OSError:
+        os.close(w)
+        _GUARD[0] = -1  # the command that wanted it fails with why; later ones run unguarded
+        raise
+    finally:
+        os.close(r)
+    _GUARD[0] = w
+    if _RUNNING:
+        _tell(b"".join(b"+%d\n" % pid for pid in _RUNNING))
+
+
+def _tell(message: bytes) -> None:
+    with contextlib.suppress(OSError):  # the watchdog is gone: nothing more to tell
+        os.write(_GUARD[0], message)
+
+
+# _started and _ended run once per command each: a plain try, not contextlib.suppress
+def _started(pid: int) -> None:
+    _RUNNING.add(pid)
+    fd = _GUARD[0]
+    if fd >= 0:
+        try:  # noqa: SIM105
+            os.write(fd, b"+%d\n" % pid)
+        except OSError:  # the watchdog is gone: nothing more to tell
+            pass
+
+
+def _ended(pid: int) -> None:
+    _RUNNING.discard(pid)
+    fd = _GUARD[0]
+    if fd >= 0:
+        try:  # noqa: SIM105
+            os.write(fd, b"-%d\n" % pid)
+        except OSError:
+            pass
+
+
+def hurry() -> None:
+    """SIGKILL every command still running, with its group, now (a second Ctrl-C)."""
+    for pid in list(_RUNNING):
+        # not reaped yet, so the number is still its process group's
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 class CommandFailed(Exception):
@@ -174,7 +284,7 @@ class _Child:
     """One spawned child: its two output pipes, then its exit, watched by a _Watcher."""
 
     __slots__ = ("cap", "code", "done", "err", "kept", "open", "out", "pid", "pidfd", "retry",
-                 "truncated", "watcher")  # fmt: skip
+                 "stopping", "timer", "truncated", "watcher")  # fmt: skip
 
     def __init__(self, watcher: _Watcher, pid: int, out: int, err: int, cap: int) -> None:
         self.watcher = watcher
@@ -188,6 +298,8 @@ class _Child:
         self.code: int | None = None
         self.pidfd = -1
         self.retry = 0.0  # without a pidfd: the next wait before asking waitpid again
+        self.stopping = False  # sent SIGTERM: its group is killed once it has exited
+        self.timer: asyncio.TimerHandle | None = None  # SIGKILL after the grace
         self.done: asyncio.Future[None] = watcher.loop.create_future()
         watcher.watch(out, self.read_out)
         watcher.watch(err, self.read_err)
@@ -232,6 +344,14 @@ class _Child:
         self.open -= 1
 
     def _reap(self) -> None:
+        if self.code is not None:
+            return
+        if self.stopping:
+            # exited but not reaped, so its number is still its group's: what it started
+            # and left behind (a shell's children) is killed before the number is let go
+            with contextlib.suppress(ChildProcessError):
+                if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    self._signal(signal.SIGKILL)
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:  # reaped by someone else (a process-wide reaper)
@@ -254,7 +374,14 @@ class _Child:
             self.watcher.unwatch(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = -1
+        if self.stopping:  # what is left in its pipes is not wanted
+            for which, fd in ((0, self.out), (1, self.err)):
+                if fd >= 0:
+                    self._close(which)
         self.code = os.waitstatus_to_exitcode(status)
+        _ended(self.pid)
+        if self.timer is not None:
+            self.timer.cancel()
         if not self.done.done():
             self.done.set_result(None)
 
@@ -263,21 +390,25 @@ class _Child:
         if not self.done.done():
             self.done.set_exception(error)
         with contextlib.suppress(Exception):
-            self.kill()
+            self.stop()
 
-    def kill(self) -> None:
-        """Stop it and all it started; its output is no longer wanted, its exit is
-        still waited for (``done``): a process that escaped its group and keeps the pipes
-        open cannot hold the call up."""
-        if self.code is not None:
+    def stop(self) -> None:
+        """Stop it and all it started: SIGTERM, then SIGKILL once it has exited or after
+        :data:`GRACE`. Its pipes are still read meanwhile (a command that writes as it
+        stops must not die of SIGPIPE instead), and closed once it is reaped: its exit is
+        watched by pid (``done``), so a process that escaped its group and keeps the
+        pipes open cannot hold the call up."""
+        if self.code is not None or self.stopping:
             return
-        # not reaped yet, so its pid (and process group) are still its own
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        for which, fd in ((0, self.out), (1, self.err)):
-            if fd >= 0:
-                self._close(which)
+        self.stopping = True
+        self._signal(signal.SIGTERM)
+        self.timer = self.watcher.loop.call_later(GRACE, self._signal, signal.SIGKILL)
         self._reap()
+
+    def _signal(self, sig: int) -> None:
+        if self.code is None:  # not reaped yet, so its pid (and group) are still its own
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
 
 
 class _Feeder:
@@ -326,6 +457,8 @@ async def _spawned(
         import shutil
 
         exe = shutil.which(exe, path=path) or exe
+    if _GUARD[0] == -2:
+        _watchdog()
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     in_r = in_w = -1
@@ -354,6 +487,7 @@ async def _spawned(
     finally:
         for fd in ends:
             os.close(fd)
+    _started(pid)
     os.set_blocking(out_r, False)
     os.set_blocking(err_r, False)
     child = _Child(_watcher(loop), pid, out_r, err_r, cap)
@@ -363,7 +497,7 @@ async def _spawned(
     except BaseException:
         # cancelled (a timeout, the deadline, Ctrl-C): never leave it running, and reap
         # it (the pipes end when its process group is gone)
-        child.kill()
+        child.stop()
         with contextlib.suppress(BaseException):
             await asyncio.shield(child.done)
         raise
@@ -403,10 +537,13 @@ async def _asyncio_subprocess(
 ) -> tuple[int, bytes, bytes, bool]:
     pipe_in = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
     out, err = asyncio.subprocess.PIPE, asyncio.subprocess.PIPE
+    if _GUARD[0] == -2:
+        _watchdog()
     # its own process group, so a timeout or Ctrl-C stops the command and its children
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=env, start_new_session=True
     )
+    _started(proc.pid)
     try:
         if stdin is not None and proc.stdin is not None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -419,8 +556,18 @@ async def _asyncio_subprocess(
         code = await proc.wait()
     finally:
         if proc.returncode is None:  # cancelled (timeout, deadline): never leave it running
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(proc.wait())
+            await asyncio.shield(_stop_group(proc))
+        _ended(proc.pid)
     return code, stdout, stderr, t1 or t2
+
+
+async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM to its group, SIGKILL after :data:`GRACE` (or once it has exited, for what
+    it left behind); reaped before this returns."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.returncode is not None:
+            break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), GRACE)
