@@ -74,3 +74,45 @@ def test_the_task_fails_and_the_others_keep_their_results(tmp_path: Path, backen
     # the report follows the JSON on stderr
     assert "tasks        5 (failed 4, ok 1)" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+LINES = """
+import sys
+
+def per_line(line):
+    if line == "exit":
+        sys.exit(3)
+    if line == "interrupt":
+        raise KeyboardInterrupt
+    return line.upper()
+
+async def per_line_async(line):
+    if line == "exit":
+        raise SystemExit(4)
+    return line.upper()
+"""
+
+
+@pytest.mark.parametrize("fn", ["per_line", "per_line_async"])
+def test_a_map_call_calling_sys_exit_fails_only_its_line(tmp_path: Path, fn: str) -> None:
+    (tmp_path / "lines_mod.py").write_text(LINES)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-m", "forkjoin", "map", "--call", f"lines_mod:{fn}", "--keep-order"],
+        input="a\nexit\ninterrupt\nb\n", capture_output=True, text=True, timeout=120,
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [o["input"] for o in out] == ["a", "exit", "interrupt", "b"]
+    assert out[0]["value"] == "A"
+    assert out[3]["value"] == "B"
+    assert out[1]["status"] == "failed"
+    assert "TaskExit: the task raised SystemExit" in out[1]["error"]
+    if fn == "per_line":  # the sync one raises KeyboardInterrupt on that line
+        assert out[2]["status"] == "failed"
+        assert "TaskExit: the task raised KeyboardInterrupt" in out[2]["error"]
+        assert "4 lines, 2 ok, 2 not ok" in r.stderr
+    else:
+        assert out[2]["value"] == "INTERRUPT"
+        assert "4 lines, 3 ok, 1 not ok" in r.stderr

@@ -122,3 +122,26 @@ def test_raw_outside_a_url_is_a_spec_error(tmp_path: Path, base: str, field: str
     assert r.stdout == ""
     assert "spec.toml:3: tasks.t." in r.stderr
     assert "!raw is for a URL" in r.stderr
+
+
+def test_map_http_encodes_each_line_the_same_way(tmp_path: Path, base: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    lines = ["../admin?role=root#frag", "..", ".", "a/b", "a.b"]
+    r = subprocess.run(
+        [sys.executable, "-m", "forkjoin", "map", "--keep-order", "--http", "GET",
+         f"{base}/items/{{}}"],
+        input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(x)["value"]["json"]["target"] for x in r.stdout.splitlines()]
+    assert got == [
+        "/items/..%2Fadmin%3Frole%3Droot%23frag",
+        "/items/%2E%2E",
+        "/items/%2E",
+        "/items/a%2Fb",
+        "/items/a.b",
+    ]

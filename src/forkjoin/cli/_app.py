@@ -27,7 +27,7 @@ from ._kinds import build_plan, resolve_call, warm_http
 from ._process import guard_children
 from ._render import dumps, render_report, results_doc
 from ._signals import Signals
-from ._spec import BACKENDS, DaskSpec, HttpTask, SetupSpec, Spec, SpecError, _KeyLines, load_spec
+from ._spec import BACKENDS, DaskSpec, HttpTask, KeyLines, SetupSpec, Spec, SpecError, load_spec
 from ._template import Redactor, Vars, expand
 from ._usage import (
     EXIT_INTERRUPTED,
@@ -322,7 +322,7 @@ _SIGNAL_WORDS = {2: "interrupted", 15: "terminated", 1: "hung up"}
 
 def _run_with_setup(
     spec: Spec,
-    keylines: _KeyLines,
+    keylines: KeyLines,
     variables: Vars,
     given: dict[str, str],
     setup_kwargs: dict[str, Any],

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     # the spec model is pydantic: imported where a spec is turned into a plan, so that
     # `forkjoin map --http/--call` never loads it
-    from ._spec import BudgetSpec, RetrySpec, Spec, _KeyLines
+    from ._spec import BudgetSpec, KeyLines, RetrySpec, Spec
 
 __all__ = [
     "CommandFailed",
@@ -82,7 +82,7 @@ async def http_request(
     if client is None:
         # forkjoin's own timeout governs; httpx's is a backstop just past it
         client = httpx.AsyncClient(
-            timeout=(timeout + 1.0) if timeout else 30.0, verify=_ssl_context()
+            timeout=(timeout + 1.0) if timeout else 30.0, verify=ssl_context()
         )
     try:
         request = client.build_request(
@@ -136,11 +136,11 @@ def warm_http() -> None:
     or stalls the event loop."""
     import httpx
 
-    httpx.AsyncClient(verify=_ssl_context())  # builds (and imports) the transport
+    httpx.AsyncClient(verify=ssl_context())  # builds (and imports) the transport
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     # loading the CA bundle takes ~90 ms: once per process, not once per task
     import httpx
 
@@ -239,11 +239,11 @@ class Plan:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _where(keylines: _KeyLines, *path: str) -> dict[str, Any]:
+def _where(keylines: KeyLines, *path: str) -> dict[str, Any]:
     return {"line": keylines.find(tuple(path)), "path": ".".join(path)}
 
 
-def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
+def run_options(spec: Spec, keylines: KeyLines) -> dict[str, Any]:
     """The spec's ``[run]``, ``[defaults]`` and ``[groups]`` as keywords of ``fj.run``."""
     r = spec.run
     opts: dict[str, Any] = {
@@ -315,20 +315,20 @@ def run_options(spec: Spec, keylines: _KeyLines) -> dict[str, Any]:
     return opts
 
 
-def _policy(build: Callable[[], Any], keylines: _KeyLines, *path: str) -> Any:
+def _policy(build: Callable[[], Any], keylines: KeyLines, *path: str) -> Any:
     try:
         return build()
     except (fj.InvalidPolicy, TypeError, ValueError) as e:
         raise SpecError(str(e), **_where(keylines, *path)) from None
 
 
-def _budget(b: BudgetSpec, keylines: _KeyLines) -> Any:
+def _budget(b: BudgetSpec, keylines: KeyLines) -> Any:
     return _policy(
         functools.partial(fj.Budget, usd=b.usd, tokens=b.tokens), keylines, "run", "budget"
     )
 
 
-def _backends(spec: Spec, keylines: _KeyLines) -> Callable[[str], Any]:
+def _backends(spec: Spec, keylines: KeyLines) -> Callable[[str], Any]:
     """Backend names as the values tasks take; ``"dask"`` is the cluster of ``[run.dask]``
     (one value for every task naming it, so they share it)."""
     made: dict[str, Any] = {}
@@ -352,7 +352,7 @@ def _backends(spec: Spec, keylines: _KeyLines) -> Callable[[str], Any]:
     return value
 
 
-def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path) -> Plan:
+def build_plan(spec: Spec, keylines: KeyLines, variables: Vars, spec_dir: Path) -> Plan:
     """Turn a validated spec into tasks (templates filled) and run options.
 
     A task that reads other tasks' results (``{tasks.NAME.value...}``, ``for_each``) waits
@@ -457,7 +457,7 @@ def build_plan(spec: Spec, keylines: _KeyLines, variables: Vars, spec_dir: Path)
     return plan
 
 
-def _after(after: list[str], name: str, spec: Spec, keylines: _KeyLines) -> list[str]:
+def _after(after: list[str], name: str, spec: Spec, keylines: KeyLines) -> list[str]:
     """A task's ``after``: each a task of the spec (``NAME/*``: one with ``for_each``)."""
     for i, dep in enumerate(after):
         group = dep[:-2] if dep.endswith("/*") else None
@@ -477,7 +477,7 @@ def _after(after: list[str], name: str, spec: Spec, keylines: _KeyLines) -> list
 
 
 def _check_cycles(
-    waits: dict[str, list[str]], afters: dict[str, list[str]], keylines: _KeyLines
+    waits: dict[str, list[str]], afters: dict[str, list[str]], keylines: KeyLines
 ) -> None:
     """SpecError naming a cycle of tasks that wait for each other, at the first one's
     ``after`` (or the task, when it waits through a template)."""
@@ -499,7 +499,7 @@ def _check_cycles(
 def _deferred(
     t: Any,
     base: tuple[str, ...],
-    keylines: _KeyLines,
+    keylines: KeyLines,
     variables: Vars,
     spec_dir: Path,
     spec: Spec,
@@ -538,7 +538,7 @@ def _deferred(
 def _call_of(
     t: Any,
     base: tuple[str, ...],
-    keylines: _KeyLines,
+    keylines: KeyLines,
     variables: Vars,
     spec_dir: Path,
     spec: Spec,

@@ -24,7 +24,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import forkjoin as fj
 
@@ -43,6 +42,7 @@ from ._usage import (
     looks_like_address,
     parse_duration,
     parse_rate,
+    quote_segment,
     resolve_call,
     say,
 )
@@ -357,9 +357,16 @@ def _call_of(args: argparse.Namespace) -> tuple[Callable[[str], Any] | None, Any
         return None, (method, url)
     if args.call:
         try:
-            return resolve_call(args.call, os.getcwd()), None
+            fn = resolve_call(args.call, os.getcwd())
         except ValueError as e:
             raise UsageError(f"--call: {e}") from None
+        import inspect
+
+        from ._kinds import contained, contained_async
+
+        # a function calling sys.exit fails its line, not the command
+        wrapper = contained_async if inspect.iscoroutinefunction(fn) else contained
+        return functools.partial(wrapper, fn), None
     return _command(list(args.command)), None
 
 
@@ -407,7 +414,7 @@ class _Client:
 async def _request_line(method: str, url: str, client: _Client, line: str) -> Any:
     from ._kinds import http_request
 
-    target = url.replace("{}", quote(line, safe=""))
+    target = url.replace("{}", quote_segment(line))
     return await http_request(method, target, client=client.client)
 
 
@@ -667,12 +674,12 @@ async def _map(
     if http is not None:
         import httpx
 
-        from ._kinds import _ssl_context
+        from ._kinds import ssl_context
 
         client = httpx.AsyncClient(
             timeout=(timeout or 30.0) + 1.0,
             limits=httpx.Limits(max_connections=options["limit"]),
-            verify=_ssl_context(),
+            verify=ssl_context(),
         )
         fn = _request(http[0], http[1], client)
     assert fn is not None

@@ -14,9 +14,9 @@ group still running. A command's children, a shell's included, are in its group.
 Where it can (Linux: ``posix_spawn`` and ``pidfd_open``), a child is started with
 ``os.posix_spawnp`` and watched with plain non-blocking pipes on the event loop, with no
 asyncio transport, protocol, stream reader or watcher thread: starting and collecting a
-child then costs the parent about as much as it costs ``xargs`` (bench workload 9;
-bench/PROFILE.md has the profile that led here). A ``cwd`` (which ``posix_spawn`` cannot
-set) or another platform takes asyncio's subprocess support instead.
+child then costs the parent about as much as it costs ``xargs`` (bench workload 10). A
+``cwd`` (which ``posix_spawn`` cannot set) or another platform takes asyncio's subprocess
+support instead.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class _Watcher:
     """The children of one event loop: one epoll of their pipes (and, rarely, pidfds),
     itself watched by the loop. Registering a pipe here is one C call, where the loop's
     own ``add_reader`` costs a Python handle and selector bookkeeping per pipe (most of
-    what starting a child cost the parent before: bench/PROFILE.md). Handlers must
+    what starting a child cost the parent with asyncio's transports). Handlers must
     tolerate a spurious wake-up (a closed fd number may be reused within one batch)."""
 
     __slots__ = ("__weakref__", "epoll", "handlers", "loop")

@@ -2,7 +2,7 @@
 
 Errors are one line naming the file, the line and the key path
 (``spec.toml:14: tasks.amazon.timeout: expected a duration like "5s", got "fast"``).
-tomllib gives no positions for values, so :class:`_KeyLines` scans the text for table
+tomllib gives no positions for values, so :class:`KeyLines` scans the text for table
 headers and keys to map a pydantic error location back to a line.
 """
 
@@ -376,7 +376,7 @@ def _split_key(text: str) -> list[str] | None:
     return parts or None
 
 
-class _KeyLines:
+class KeyLines:
     """Map key paths of a TOML document to the line where they are written."""
 
     def __init__(self, text: str) -> None:
@@ -529,7 +529,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple("json" if p == "json_" else p for p in out)
 
 
-def _first_error(exc: ValidationError, keylines: _KeyLines) -> tuple[tuple[str, ...], str]:
+def _first_error(exc: ValidationError, keylines: KeyLines) -> tuple[tuple[str, ...], str]:
     """The error written first in the document (pydantic reports in field order)."""
     found = []
     for err in exc.errors(include_url=False):
@@ -541,7 +541,7 @@ def _first_error(exc: ValidationError, keylines: _KeyLines) -> tuple[tuple[str, 
     return loc, message
 
 
-def load_spec(path: Path, display: str | None = None) -> tuple[Spec, _KeyLines]:
+def load_spec(path: Path, display: str | None = None) -> tuple[Spec, KeyLines]:
     """Read and validate a spec file; raise :class:`SpecError` with file:line: path."""
     name = display or str(path)
     try:
@@ -563,7 +563,7 @@ def load_spec(path: Path, display: str | None = None) -> tuple[Spec, _KeyLines]:
         detail = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
         col = f" (column {m.group(2)})" if m else ""
         raise SpecError(f"invalid TOML: {detail}{col}", file=name, line=line) from None
-    keylines = _KeyLines(text)
+    keylines = KeyLines(text)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:

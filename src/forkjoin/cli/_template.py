@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote as url_quote
 
-from ._usage import SpecError
+from ._usage import SpecError, quote_segment
 
 __all__ = ["RESULT", "Redactor", "Results", "Vars", "expand", "result_source"]
 
@@ -283,9 +283,7 @@ class Vars:
     def _url_encoded(self, value: str) -> str:
         # every reserved character encoded: one segment, or one query value; a value of
         # only dots has them encoded too (a "." or ".." segment would climb the path)
-        encoded = url_quote(value, safe="")
-        if encoded and encoded.strip(".") == "":
-            encoded = "%2E" * len(encoded)
+        encoded = quote_segment(value)
         # a secret inside the value is also a secret once encoded
         for secret in list(self.redactor.secrets):
             if secret in value:

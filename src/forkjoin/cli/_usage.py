@@ -33,6 +33,7 @@ __all__ = [
     "looks_like_address",
     "parse_duration",
     "parse_rate",
+    "quote_segment",
     "resolve_call",
     "say",
     "show",
@@ -205,3 +206,15 @@ def looks_like_address(text: str) -> bool:
     """A Dask scheduler's address: ``tcp://host:port`` (any scheme) or ``host:port``."""
     host, _, port = text.rpartition(":")
     return "://" in text or (bool(host) and port.isdigit())
+
+
+def quote_segment(value: str) -> str:
+    """``value`` percent-encoded as one URL path segment or one query value: every reserved
+    character encoded, and a value of only dots too (a ``.`` or ``..`` segment would climb
+    the path)."""
+    from urllib.parse import quote
+
+    encoded = quote(value, safe="")
+    if encoded and encoded.strip(".") == "":
+        encoded = "%2E" * len(encoded)
+    return encoded
