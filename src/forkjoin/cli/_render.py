@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import forkjoin as fj
 
+from .._secrets import scrub, secrets
 from ._process import CommandFailed
 from ._template import Redactor
 
@@ -50,7 +51,10 @@ def error_text(error: BaseException | None) -> str | None:
     if error is None:
         return None
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    # the message may have been cut by its maker (a command's error line): a secret's first
+    # part at its end is redacted with the secrets the process knows of
+    return scrub(text, cut=True) if secrets() else text
 
 
 def failure_fields(error: BaseException | None) -> dict[str, Any]:
@@ -129,7 +133,7 @@ def render_report(
     """The report as text: a rich table on a terminal; otherwise plain lines, as wide as
     their content (never padded to a width, never wrapped)."""
     if not terminal:
-        parts = [_plain_tasks(outcomes)] if outcomes else []
+        parts = [_plain_tasks(outcomes, redact)] if outcomes else []
         parts.append(str(report) if not isinstance(report, dict) else _plain(report))
         return redact("\n".join(parts) + "\n")
     from rich.console import Console
@@ -143,7 +147,7 @@ def render_report(
             table.add_column(col, justify="right" if col in ("attempts", "duration") else "left")
         for name, o in outcomes.items():
             status = o.status.value
-            row = _task_row(name, o)
+            row = _task_row(name, o, redact)
             row[1] = f"[{_STYLE.get(status, '')}]{status}[/]"
             table.add_row(*row)
         console.print(table)
@@ -158,19 +162,20 @@ _COLUMNS = ("task", "status", "attempts", "duration", "detail")
 _DETAIL_CHARS = 120
 
 
-def _task_row(name: str, o: fj.Outcome) -> list[str]:
+def _task_row(name: str, o: fj.Outcome, redact: Redactor) -> list[str]:
+    # each cell redacted before it is cut (and before rich may wrap it across lines)
     d = o.duration
     return [
-        name,
+        redact.clip(name, 1 << 16),
         o.status.value,
         str(o.attempts),
         f"{d:.3f}s" if d is not None else "-",
-        detail_text(o)[:_DETAIL_CHARS],
+        redact.clip(detail_text(o), _DETAIL_CHARS),
     ]
 
 
-def _plain_tasks(outcomes: Mapping[str, fj.Outcome]) -> str:
-    rows = [list(_COLUMNS), *(_task_row(name, o) for name, o in outcomes.items())]
+def _plain_tasks(outcomes: Mapping[str, fj.Outcome], redact: Redactor) -> str:
+    rows = [list(_COLUMNS), *(_task_row(name, o, redact) for name, o in outcomes.items())]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
     lines = ["tasks"]
     for r in rows:
