@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from ._template import Redactor
 if TYPE_CHECKING:
     from rich.table import Table
 
-__all__ = ["dumps", "outcome_doc", "render_report", "results_doc"]
+__all__ = ["UNENCODABLE", "dumps", "outcome_doc", "render_report", "results_doc"]
 
 
 def _default(value: Any) -> Any:
@@ -36,15 +37,97 @@ def _default(value: Any) -> Any:
 
 
 # one encoder for every line `forkjoin map` writes (json.dumps with options builds a new one
-# per call, a third of the per-line cost)
-_LINE_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False)
+# per call, a third of the per-line cost); NaN and infinities are not JSON: they fail here
+# and take the fallback below
+_LINE_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False)
+_INDENTED: dict[int, json.JSONEncoder] = {}
+
+UNENCODABLE = "$unencodable"
+_DEPTH = 200  # deeper than this, a value is shown as a marker (the encoder recurses)
+_REPR_CHARS = 200
+_KEY_TYPES = (str, int, float, bool, type(None))
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
-    """JSON text for any value a task may return (non-JSON values as their repr)."""
+    """JSON text for any value a task may return: non-JSON values as their JSON form
+    (sets and tuples as lists, dataclasses and mappings as objects) or their repr. Always
+    valid JSON: what cannot be encoded (NaN or an infinity, an int too long to print, a
+    circular or too deeply nested structure, an object whose repr raises) becomes
+    ``{"$unencodable": "TypeName", "repr": "..."}`` in its place, and a key that is not a
+    string, a number, a bool or null becomes its repr; the rest of the value is kept."""
     if indent is None:
-        return _LINE_ENCODER.encode(value)
-    return json.dumps(value, default=_default, indent=indent, ensure_ascii=False)
+        encoder = _LINE_ENCODER
+    else:
+        encoder = _INDENTED.get(indent) or _INDENTED.setdefault(
+            indent,
+            json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, indent=indent),
+        )
+    try:
+        return encoder.encode(value)
+    except Exception:
+        return encoder.encode(_safe(value, 0, set()))
+
+
+def _marker(value: Any, text: str | None = None) -> dict[str, str]:
+    if text is None:
+        try:
+            text = repr(value)
+        except Exception as e:
+            text = f"<repr raised {type(e).__name__}>"
+        if len(text) > _REPR_CHARS:
+            text = text[: _REPR_CHARS - 1] + "…"
+    return {UNENCODABLE: type(value).__name__, "repr": text}
+
+
+def _safe(value: Any, depth: int, path: set[int]) -> Any:
+    """``value`` as plain JSON data, each part that cannot be encoded as a marker."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        try:
+            json.dumps(value)
+        except ValueError:  # more digits than int-to-str converts
+            return _marker(value, f"<int of {value.bit_length()} bits>")
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _marker(value)
+    if depth >= _DEPTH:
+        return _marker(value, f"<nested deeper than {_DEPTH}>")
+    if id(value) in path:
+        return _marker(value, "<circular reference>")
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {_key(k): _safe(v, depth + 1, path) for k, v in value.items()}
+            return [_safe(v, depth + 1, path) for v in value]
+        finally:
+            path.discard(id(value))
+    try:
+        converted = _default(value)
+    except Exception:
+        return _marker(value)
+    if isinstance(converted, str) and not isinstance(value, bytes):
+        return converted  # its repr, already a string
+    path.add(id(value))
+    try:
+        return _safe(converted, depth + 1, path)
+    finally:
+        path.discard(id(value))
+
+
+def _key(key: Any) -> Any:
+    if isinstance(key, _KEY_TYPES) and not (isinstance(key, float) and not math.isfinite(key)):
+        if isinstance(key, int) and not isinstance(key, bool):
+            try:
+                str(key)
+            except ValueError:
+                return f"<int of {key.bit_length()} bits>"
+        return key
+    try:
+        return repr(key)
+    except Exception as e:
+        return f"<{type(key).__name__}: repr raised {type(e).__name__}>"
 
 
 def error_text(error: BaseException | None) -> str | None:

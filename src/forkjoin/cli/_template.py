@@ -70,22 +70,23 @@ class Redactor:
         """``text`` redacted, then cut to ``limit`` characters."""
         return clip(scrub(text, self._ordered, cut=True), limit)
 
-    def value(self, value: Any) -> Any:
+    def value(self, value: Any, _depth: int = 0) -> Any:
         """Redact inside a JSON-like value (strings in lists and dicts). In a dict marked
         ``truncated`` (a command's or a response's capped output) a string that ends in a
-        secret's first part loses it too."""
-        if not self.secrets:
+        secret's first part loses it too. Deeper than 100 levels (or circular) a value is
+        left to the redaction of the text it is written as."""
+        if not self.secrets or _depth > 100:
             return value
         if isinstance(value, str):
             return self(value)
         if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
+            return [self.value(v, _depth + 1) for v in value]
         if isinstance(value, dict):
             cut = value.get("truncated") is True
             return {
-                self(str(k)): scrub(v, self._ordered, cut=True)
+                self(k) if isinstance(k, str) else k: scrub(v, self._ordered, cut=True)
                 if cut and isinstance(v, str)
-                else self.value(v)
+                else self.value(v, _depth + 1)
                 for k, v in value.items()
             }
         return value
