@@ -29,6 +29,7 @@ from ._events import (
     TaskFinished,
     TaskQueued,
 )
+from ._secrets import clip, scrub
 
 __all__ = ["LogObserver", "with_logging"]
 
@@ -49,7 +50,8 @@ def _error_text(error: BaseException | None) -> str | None:
     if error is None:
         return None
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return scrub(text, cut=True)  # a message may hold a secret (or its maker cut one)
 
 
 class LogObserver:
@@ -96,7 +98,7 @@ class LogObserver:
             "error": _error_text(o.error) if bad else None,
         }
         if self.log_values and not bad:
-            extra["value"] = repr(o.value)[:_VALUE_CHARS]
+            extra["value"] = clip(repr(o.value), _VALUE_CHARS)
         if bad:
             log.log(
                 level,

@@ -29,6 +29,7 @@ from ._events import (
     RunStarted,
     TaskFinished,
 )
+from ._secrets import clip, scrub, secrets
 
 __all__ = ["OtelObserver"]
 
@@ -111,8 +112,8 @@ class OtelObserver:
             return
         trace = self._trace
         span.set_attribute("forkjoin.status", "failed")
-        span.record_exception(event.error)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, str(event.error)[:200]))
+        _record_exception(span, event.error)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, clip(str(event.error), 200)))
         span.end(end_time=self._ns(event.time))
 
     def on_task_finished(self, event: TaskFinished) -> None:
@@ -146,7 +147,7 @@ class OtelObserver:
                 span.set_attribute("forkjoin.cost", float(o.cost))
             if status != "ok":
                 if o.error is not None:
-                    span.record_exception(o.error)
+                    _record_exception(span, o.error)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, status))
             span.end(end_time=self._ns(o.ended if o.ended is not None else event.time))
         # a hedged call's span is drawn from the Outcome's history, once its end is known
@@ -206,3 +207,21 @@ class OtelObserver:
             span.set_attribute("forkjoin.cost", float(report.cost))
         span.end(end_time=self._ns(event.time))
         self._run_span = self._run_ctx = None
+
+
+def _record_exception(span: Any, error: BaseException) -> None:
+    """The exception as a span event; its message and traceback redacted of the process's
+    secrets first (a span is exported as it is: nothing redacts it afterwards)."""
+    if not secrets():
+        span.record_exception(error)
+        return
+    import traceback
+
+    trace_text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    span.record_exception(
+        error,
+        attributes={
+            "exception.message": scrub(str(error)),
+            "exception.stacktrace": scrub(trace_text),
+        },
+    )

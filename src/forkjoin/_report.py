@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._secrets import clip
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -89,7 +91,7 @@ def _error_text(error: BaseException | None) -> str | None:
         return None
     text = str(error)
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    return text[:_ERROR_CHARS]
+    return clip(text, _ERROR_CHARS)  # redacted before it is cut
 
 
 def _row_from_outcome(o: Outcome, after: tuple[str, ...] = ()) -> TaskRow:

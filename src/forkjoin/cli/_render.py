@@ -6,18 +6,20 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import forkjoin as fj
 
+from .._secrets import scrub, secrets
 from ._process import CommandFailed
 from ._template import Redactor
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-__all__ = ["dumps", "outcome_doc", "render_report", "results_doc"]
+__all__ = ["UNENCODABLE", "dumps", "outcome_doc", "render_report", "results_doc"]
 
 
 def _default(value: Any) -> Any:
@@ -35,22 +37,107 @@ def _default(value: Any) -> Any:
 
 
 # one encoder for every line `forkjoin map` writes (json.dumps with options builds a new one
-# per call, a third of the per-line cost)
-_LINE_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False)
+# per call, a third of the per-line cost); NaN and infinities are not JSON: they fail here
+# and take the fallback below
+_LINE_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False)
+_INDENTED: dict[int, json.JSONEncoder] = {}
+
+UNENCODABLE = "$unencodable"
+_DEPTH = 200  # deeper than this, a value is shown as a marker (the encoder recurses)
+_REPR_CHARS = 200
+_KEY_TYPES = (str, int, float, bool, type(None))
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
-    """JSON text for any value a task may return (non-JSON values as their repr)."""
+    """JSON text for any value a task may return: non-JSON values as their JSON form
+    (sets and tuples as lists, dataclasses and mappings as objects) or their repr. Always
+    valid JSON: what cannot be encoded (NaN or an infinity, an int too long to print, a
+    circular or too deeply nested structure, an object whose repr raises) becomes
+    ``{"$unencodable": "TypeName", "repr": "..."}`` in its place, and a key that is not a
+    string, a number, a bool or null becomes its repr; the rest of the value is kept."""
     if indent is None:
-        return _LINE_ENCODER.encode(value)
-    return json.dumps(value, default=_default, indent=indent, ensure_ascii=False)
+        encoder = _LINE_ENCODER
+    else:
+        encoder = _INDENTED.get(indent) or _INDENTED.setdefault(
+            indent,
+            json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, indent=indent),
+        )
+    try:
+        return encoder.encode(value)
+    except Exception:
+        return encoder.encode(_safe(value, 0, set()))
+
+
+def _marker(value: Any, text: str | None = None) -> dict[str, str]:
+    if text is None:
+        try:
+            text = repr(value)
+        except Exception as e:
+            text = f"<repr raised {type(e).__name__}>"
+        if len(text) > _REPR_CHARS:
+            text = text[: _REPR_CHARS - 1] + "…"
+    return {UNENCODABLE: type(value).__name__, "repr": text}
+
+
+def _safe(value: Any, depth: int, path: set[int]) -> Any:
+    """``value`` as plain JSON data, each part that cannot be encoded as a marker."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        try:
+            json.dumps(value)
+        except ValueError:  # more digits than int-to-str converts
+            return _marker(value, f"<int of {value.bit_length()} bits>")
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _marker(value)
+    if depth >= _DEPTH:
+        return _marker(value, f"<nested deeper than {_DEPTH}>")
+    if id(value) in path:
+        return _marker(value, "<circular reference>")
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {_key(k): _safe(v, depth + 1, path) for k, v in value.items()}
+            return [_safe(v, depth + 1, path) for v in value]
+        finally:
+            path.discard(id(value))
+    try:
+        converted = _default(value)
+    except Exception:
+        return _marker(value)
+    if isinstance(converted, str) and not isinstance(value, bytes):
+        return converted  # its repr, already a string
+    path.add(id(value))
+    try:
+        return _safe(converted, depth + 1, path)
+    finally:
+        path.discard(id(value))
+
+
+def _key(key: Any) -> Any:
+    if isinstance(key, _KEY_TYPES) and not (isinstance(key, float) and not math.isfinite(key)):
+        if isinstance(key, int) and not isinstance(key, bool):
+            try:
+                str(key)
+            except ValueError:
+                return f"<int of {key.bit_length()} bits>"
+        return key
+    try:
+        return repr(key)
+    except Exception as e:
+        return f"<{type(key).__name__}: repr raised {type(e).__name__}>"
 
 
 def error_text(error: BaseException | None) -> str | None:
     if error is None:
         return None
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    # the message may have been cut by its maker (a command's error line): a secret's first
+    # part at its end is redacted with the secrets the process knows of
+    return scrub(text, cut=True) if secrets() else text
 
 
 def failure_fields(error: BaseException | None) -> dict[str, Any]:
@@ -129,7 +216,7 @@ def render_report(
     """The report as text: a rich table on a terminal; otherwise plain lines, as wide as
     their content (never padded to a width, never wrapped)."""
     if not terminal:
-        parts = [_plain_tasks(outcomes)] if outcomes else []
+        parts = [_plain_tasks(outcomes, redact)] if outcomes else []
         parts.append(str(report) if not isinstance(report, dict) else _plain(report))
         return redact("\n".join(parts) + "\n")
     from rich.console import Console
@@ -143,7 +230,7 @@ def render_report(
             table.add_column(col, justify="right" if col in ("attempts", "duration") else "left")
         for name, o in outcomes.items():
             status = o.status.value
-            row = _task_row(name, o)
+            row = _task_row(name, o, redact)
             row[1] = f"[{_STYLE.get(status, '')}]{status}[/]"
             table.add_row(*row)
         console.print(table)
@@ -158,19 +245,20 @@ _COLUMNS = ("task", "status", "attempts", "duration", "detail")
 _DETAIL_CHARS = 120
 
 
-def _task_row(name: str, o: fj.Outcome) -> list[str]:
+def _task_row(name: str, o: fj.Outcome, redact: Redactor) -> list[str]:
+    # each cell redacted before it is cut (and before rich may wrap it across lines)
     d = o.duration
     return [
-        name,
+        redact.clip(name, 1 << 16),
         o.status.value,
         str(o.attempts),
         f"{d:.3f}s" if d is not None else "-",
-        detail_text(o)[:_DETAIL_CHARS],
+        redact.clip(detail_text(o), _DETAIL_CHARS),
     ]
 
 
-def _plain_tasks(outcomes: Mapping[str, fj.Outcome]) -> str:
-    rows = [list(_COLUMNS), *(_task_row(name, o) for name, o in outcomes.items())]
+def _plain_tasks(outcomes: Mapping[str, fj.Outcome], redact: Redactor) -> str:
+    rows = [list(_COLUMNS), *(_task_row(name, o, redact) for name, o in outcomes.items())]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
     lines = ["tasks"]
     for r in rows:

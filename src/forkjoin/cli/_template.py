@@ -24,6 +24,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote as url_quote
 
+from .._secrets import clip, scrub
+from .._secrets import register as register_secrets
 from ._usage import SpecError, quote_segment
 
 __all__ = ["RESULT", "Redactor", "Results", "Vars", "expand", "result_source"]
@@ -41,10 +43,15 @@ _UNSET: Any = object()
 
 
 class Redactor:
-    """Replaces every secret (a value read from the environment) with ``***``."""
+    """Replaces every secret (a value read from the environment) with ``***``.
+
+    While it holds secrets it is registered with the library, so the report, logs and
+    spans redact them before they cut a text (a secret straddling a cut leaves no half).
+    """
 
     def __init__(self) -> None:
         self.secrets: set[str] = set()
+        self._ordered: list[str] = []
 
     def add(self, secret: str) -> None:
         if secret:
@@ -53,23 +60,38 @@ class Redactor:
             escaped = json.dumps(secret)[1:-1]
             if escaped != secret:
                 self.secrets.add(escaped)
+            self._ordered = sorted(self.secrets, key=len, reverse=True)
+            register_secrets(self)
 
     def __call__(self, text: str) -> str:
-        for s in sorted(self.secrets, key=len, reverse=True):
+        for s in self._ordered:
             if s in text:
                 text = text.replace(s, REDACTED)
         return text
 
-    def value(self, value: Any) -> Any:
-        """Redact inside a JSON-like value (strings in lists and dicts)."""
-        if not self.secrets:
+    def clip(self, text: str, limit: int) -> str:
+        """``text`` redacted, then cut to ``limit`` characters."""
+        return clip(scrub(text, self._ordered, cut=True), limit)
+
+    def value(self, value: Any, _depth: int = 0) -> Any:
+        """Redact inside a JSON-like value (strings in lists and dicts). In a dict marked
+        ``truncated`` (a command's or a response's capped output) a string that ends in a
+        secret's first part loses it too. Deeper than 100 levels (or circular) a value is
+        left to the redaction of the text it is written as."""
+        if not self.secrets or _depth > 100:
             return value
         if isinstance(value, str):
             return self(value)
         if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
+            return [self.value(v, _depth + 1) for v in value]
         if isinstance(value, dict):
-            return {self(str(k)): self.value(v) for k, v in value.items()}
+            cut = value.get("truncated") is True
+            return {
+                self(k) if isinstance(k, str) else k: scrub(v, self._ordered, cut=True)
+                if cut and isinstance(v, str)
+                else self.value(v, _depth + 1)
+                for k, v in value.items()
+            }
         return value
 
 
