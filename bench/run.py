@@ -181,6 +181,12 @@ def child(spec: str) -> int:
             importlib.import_module(mod)
         if c.is_forkjoin:
             _check_engine()
+            # forkjoin binds its public names on first use: load them all here, so that the
+            # timed region holds the run and not the import (as with an eager package)
+            import forkjoin
+
+            for name in forkjoin.__all__:
+                getattr(forkjoin, name)
         if cfg.loop == "uvloop":
             import uvloop
 
