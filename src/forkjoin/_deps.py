@@ -187,6 +187,9 @@ class Graph:
                     if not deps:
                         before.add(name)
                         continue
+                    # the linking below is written out again here (not a shared function):
+                    # this is every task's path in a large graph, and a call per task
+                    # measured about 8 % of the DAG workload's time
                     node = [st, len(deps), False]
                     nodes[name] = node
                     edges[name] = deps
