@@ -61,6 +61,18 @@ def wait_for_lines(path: Path, count: int, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.001)
 
 
+def wait_for_committed(db: Path, count: int, proc: subprocess.Popen[str]) -> None:
+    """Wait until the journal file holds ``count`` ok outcomes (the process must still run)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(fj.JournalError):  # a file still being created
+            if db.exists() and len(committed(db)) >= count:
+                return
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the journal never held the outcomes"
+        time.sleep(0.01)
+
+
 def all_rows(db: Path) -> dict[str, str]:
     """``{task: status}`` of what the journal file holds (every run in it)."""
     return {r["key"]: r["status"] for r in fj.Journal(db).outcomes()}
@@ -149,13 +161,19 @@ def test_a_second_process_is_locked_out_until_the_first_is_killed(tmp_path: Path
 
 
 def command_spec(tmp_path: Path, side: Path, journal: bool = False) -> Path:
-    script = 'echo "$1" >> "$2"; sleep 0.01; echo "end $1" >> "$2.end"'
+    """N command tasks; the second half waits for ``tmp_path / "gate"`` before it starts, so a
+    test can stop the run with exactly the first half finished."""
+    script = (
+        'if [ -n "$3" ]; then while [ ! -e "$3" ]; do sleep 0.005; done; fi; '
+        'echo "$1" >> "$2"; sleep 0.01; echo "end $1" >> "$2.end"'
+    )
     parts = ["[run]", f"limit = {LIMIT}"]
     if journal:
         parts.append('journal = "spec.db"')
+    gate = str(tmp_path / "gate")
     for i in range(N):
         name = f"t{i:03d}"
-        argv = ["sh", "-c", script, "sh", name, str(side)]
+        argv = ["sh", "-c", script, "sh", name, str(side), gate if i >= N // 2 else ""]
         parts.append(f"[tasks.{name}]\nargv = {json.dumps(argv)}")
     path = tmp_path / "spec.toml"
     path.write_text("\n".join(parts) + "\n")
@@ -173,11 +191,12 @@ def test_cli_kill_9_then_resume(tmp_path: Path) -> None:
     spec = command_spec(tmp_path, side)
     argv = [*FORKJOIN, "run", str(spec), "--journal", str(db), "--quiet"]
     with started(argv) as proc:
-        wait_for_lines(side, N // 2, proc)
+        wait_for_committed(db, N // 2, proc)  # the second half waits for the gate
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+    (tmp_path / "gate").touch()
     kept = committed(db)
-    assert 0 < len(kept) < N
+    assert kept == {f"t{i:03d}" for i in range(N // 2)}
     first = set(lines(side))
 
     second = cli("run", str(spec), "--journal", str(db), "--quiet")
@@ -206,9 +225,10 @@ def test_cli_signals_commit_what_finished(tmp_path: Path, sig: int, code: int) -
     spec = command_spec(tmp_path, side, journal=True)  # [run] journal = "spec.db"
     db = tmp_path / "spec.db"
     with started([*FORKJOIN, "run", str(spec), "--quiet"]) as proc:
-        wait_for_lines(side, N // 2, proc)
+        wait_for_lines(side, N // 2, proc)  # the second half waits for the gate
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
+    (tmp_path / "gate").touch()
     assert proc.returncode == code, err
     if sig == signal.SIGTERM:
         assert "terminated: the journal holds what finished" in err
