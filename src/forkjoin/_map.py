@@ -498,6 +498,7 @@ class _Pool:
                     events.send(listeners, AttemptStarted(name, start - t0, st.name, group, 1))
                 if counts:
                     busy.enter()
+                stopped = False
                 try:
                     value = await call(st)
                 except BaseException as e:
@@ -506,6 +507,10 @@ class _Pool:
                     if isinstance(e, FATAL):
                         engine.fatal = engine.fatal or e
                         engine.stop("aborted")
+                    # this worker itself is cancelled (the run stops, or the loop ends a
+                    # stream its consumer left): it records the item and ends, never waits
+                    # for room the gone consumer would make, nor pulls another item
+                    stopped = isinstance(e, asyncio.CancelledError) and current.cancelling() > 0
                 else:
                     outcome = outcome_of(st, value, None, st.started, clock(), t0)
                 finally:
@@ -518,6 +523,8 @@ class _Pool:
                 if outcome.status is _OK and on_value is not None:
                     on_value(i, outcome.value)
                 r = record(outcome)
+                if stopped:
+                    return
                 if r is not None:
                     await r
         except asyncio.CancelledError:

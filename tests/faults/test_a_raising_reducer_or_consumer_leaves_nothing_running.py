@@ -145,3 +145,39 @@ def test_a_raising_consumer_without_a_with_block_leaves_nothing_once_the_loop_en
     asyncio.run(main())  # asyncio.run closes what the loop still runs, and reports nothing
     assert calls.active == 0
     assert calls.started <= LIMIT + calls.quick
+
+
+@pytest.mark.parametrize("backend", ["thread", "loop"])
+def test_a_consumer_leaving_a_stream_without_closing_it_never_hangs_the_loops_end(
+    backend: str,
+) -> None:
+    # two workers, room for four Outcomes: the consumer takes the first and leaves (`break`,
+    # no aclose) once items 1-3 wait for it and a worker is in a call that waits for the
+    # gate. asyncio.run then cancels the workers: one in a call must end there, not record
+    # its item and wait for room a consumer that is gone will never make.
+    calls = Calls(quick=4)
+    fn = calls.call_sync if backend == "thread" else calls.call
+
+    async def main() -> None:
+        async for _ in fj.imap(fn, range(ITEMS), limit=2, backend=backend):
+            while calls.active < 1 or calls.started < 5:
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.05)  # the quick items' Outcomes reach the stream
+            break
+
+    ended = threading.Event()
+    # a thread of its own, so that a hang fails this test instead of stopping the session
+    loop_thread = threading.Thread(target=lambda: (asyncio.run(main()), ended.set()), daemon=True)
+    try:
+        loop_thread.start()
+        assert ended.wait(30), "asyncio.run never returned: a worker waits for a gone consumer"
+        if backend == "thread":  # it returned while the calls still waited for the gate
+            assert calls.active >= 1
+        else:  # the calls on the loop were cancelled
+            assert calls.active == 0
+            assert calls.cancelled >= 1
+    finally:
+        calls.gate.set()
+    with calls.changed:
+        assert calls.changed.wait_for(lambda: calls.active == 0, timeout=30)
+    assert calls.started <= 6  # nothing was started after the cancellation
