@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     if where[0] == "_mapcmd":
         from ._mapcmd import main as map_main
 
-        raise SystemExit(map_main(args[1:]))
+        raise SystemExit(map_main(args[1:], program=argv is None))
     typer_app = _typer_app()
     typer_app(args=bare_dask(args), prog_name="forkjoin")
 
