@@ -80,10 +80,10 @@ worker_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def is_async_callable(fn: Any) -> bool:
     """Whether calling ``fn`` returns a coroutine (async def, a partial of one, an object
     with an ``async def __call__``)."""
-    if type(fn) is FunctionType:  # the common case, without inspect's general checks
-        return bool(fn.__code__.co_flags & CO_COROUTINE)
     while isinstance(fn, functools.partial):
         fn = fn.func
+    if type(fn) is FunctionType:  # the common case, without inspect's general checks
+        return bool(fn.__code__.co_flags & CO_COROUTINE)
     if inspect.iscoroutinefunction(fn):
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
