@@ -305,6 +305,25 @@ def test_map_imports_only_the_engine(args: list[str]) -> None:
         assert _asyncio_brings_ssl(), loaded
 
 
+def test_a_map_of_commands_loads_no_tls() -> None:
+    # asyncio would import ssl (OpenSSL's libraries); a command per line makes no TLS
+    # connection, so the program imports asyncio without it
+    assert _asyncio_brings_ssl()  # else this test proves nothing
+    loaded = loaded_by("map", "--", "true")
+    assert "asyncio" in loaded
+    assert "ssl" not in loaded
+
+
+def test_a_map_that_may_use_tls_keeps_asyncios_tls() -> None:
+    # --call runs the user's code, which may open TLS connections through asyncio
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, "map", "--call", "tests.test_map_cli_funcs:tls_ready"],
+        input="x\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["value"] is True, r.stdout
+
+
 def test_map_loads_the_journal_when_asked(tmp_path: Path) -> None:
     loaded = loaded_by("map", "--journal", str(tmp_path / "j.db"), "--", "true")
     assert {"asyncio", "forkjoin._engine", "forkjoin._journal"} <= loaded

@@ -12,3 +12,11 @@ def shout(line: str) -> str:
     if line == "boom":
         raise ValueError("no boom allowed")
     return line.upper()
+
+
+def tls_ready(line: str) -> bool:
+    """Whether asyncio in this process can make TLS connections (its ssl is the module)."""
+    import asyncio.sslproto
+    import ssl
+
+    return asyncio.sslproto.ssl is ssl

@@ -69,11 +69,38 @@ def main(argv: list[str] | None = None) -> None:
         say(f"unknown {what} {first!r} (commands: {', '.join(COMMANDS)}; see forkjoin --help)")
         raise SystemExit(EXIT_USAGE)
     if where[0] == "_mapcmd":
+        if argv is None and not _may_use_tls(args[1:]):
+            _asyncio_without_tls()
         from ._mapcmd import main as map_main
 
         raise SystemExit(map_main(args[1:], program=argv is None))
     typer_app = _typer_app()
     typer_app(args=bare_dask(args), prog_name="forkjoin")
+
+
+def _may_use_tls(argv: list[str]) -> bool:
+    """Whether ``forkjoin map ARGV`` can make a TLS connection: ``--http``, or Python code
+    of the user's (``--call``). A command per line cannot (it is another process)."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg.split("=", 1)[0] in ("--http", "--call"):
+            return True
+    return False
+
+
+def _asyncio_without_tls() -> None:
+    """Import asyncio without the ssl module, for a program that makes no TLS connection:
+    loading ssl (OpenSSL's libraries) is 10-20 ms of a one-line ``forkjoin map`` (bench
+    workload 13). A ``None`` in ``sys.modules`` makes ``import ssl`` fail, which asyncio
+    takes as a Python without TLS; ssl itself is importable again afterwards."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
 
 
 def bare_dask(argv: list[str]) -> list[str]:
