@@ -76,3 +76,12 @@ def test_map_summary_counts_in_words() -> None:
         input="one\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert r.stderr.startswith("map: 1 line, 1 ok, 0 not ok in ")
+
+
+def test_map_summary_rate_in_words() -> None:
+    from forkjoin.cli._mapcmd import per_second
+
+    assert per_second(1, 1.0) == "1 line/s"
+    assert per_second(3, 2.0) == "2 lines/s"
+    assert per_second(25_000, 2.0) == "12,500 lines/s"
+    assert per_second(0, 1.0) == "0 lines/s"

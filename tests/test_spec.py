@@ -399,6 +399,9 @@ _PYDANTIC_WORDS = re.compile(
         ('[tasks.a]\ncall = "nocolon"\n',
          'spec.toml:2: tasks.a.call: expected "module:function", e.g. "mypkg.tasks:score", got '
          '"nocolon"'),
+        ('[tasks.a]\nurl = "http://x"\nidempotency_header = "Bad Header:"\n',
+         'spec.toml:3: tasks.a.idempotency_header: expected an HTTP header name, e.g. '
+         '"Idempotency-Key", got "Bad Header:"'),
         ('[tasks.a]\ndsn = "sqlite:///x.db"\nquery = ""\n',
          'spec.toml:3: tasks.a.query: expected a non-empty string, got ""'),
         ("[run]\nlimit = 0\n[tasks.a]\nargv = ['x']\n",

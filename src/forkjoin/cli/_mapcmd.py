@@ -301,7 +301,7 @@ def _main(argv: list[str], signals: Signals, program: bool) -> int:
         n = counts.ok + counts.not_ok + counts.not_run
         extra = f", {counts.resumed} resumed" if counts.resumed else ""
         extra += f", {counts.not_run} not run" if counts.not_run else ""
-        rate_text = f", {n / wall:,.0f} lines/s" if wall > 0 else ""
+        rate_text = f", {per_second(n, wall)}" if wall > 0 else ""
         halted = f"; halted ({counts.halted})" if counts.halted else ""
         if interrupted:
             why = _STOPPED_BY.get(signals.first or 2, "stopped")
@@ -323,6 +323,12 @@ def _settle() -> None:
     of the user's is imported (``--call``), whose objects are collected as usual."""
     fj.imap  # noqa: B018 - the engine, imported now rather than for the first line
     gc.freeze()
+
+
+def per_second(n: int, wall: float) -> str:
+    """``n`` lines in ``wall`` seconds as the summary says it: "1 line/s", "2,500 lines/s"."""
+    rate = round(n / wall)
+    return f"{rate:,} {'line' if rate == 1 else 'lines'}/s"
 
 
 # what the summary of a stopped run says, by the signal that stopped it

@@ -488,6 +488,7 @@ _FORMS = {
     "url": "expected an http:// or https:// URL (or a {variable})",
     "dsn": 'expected "sqlite:///path.db" or "postgresql://..." (or a {variable})',
     "call": 'expected "module:function", e.g. "mypkg.tasks:score"',
+    "idempotency_header": 'expected an HTTP header name, e.g. "Idempotency-Key"',
 }
 
 
@@ -512,7 +513,7 @@ def _message(err: Any) -> str:
     elif kind == "literal_error":
         text = "expected " + str(ctx.get("expected", "one of the allowed values")).replace("'", '"')
     elif kind == "string_pattern_mismatch":
-        text = _FORMS.get(loc[-1] if loc else "", "expected another form of value")
+        text = _FORMS.get(loc[-1] if loc else "", "expected a value of another form")
     else:
         text = _WORDS.get(kind, "invalid value")
     if "input" in err:
