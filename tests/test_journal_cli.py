@@ -50,8 +50,16 @@ def test_map_journal_resumes_lines_and_writes_them_again(tmp_path: Path) -> None
     assert first.exit_code == 1  # "bad" failed
     assert sorted(side.read_text().split()) == ["a", "b"]
     source.write_text("a\nb\nbad\nc\n")
-    second = invoke(*map_args(side, db, source))
+    log = tmp_path / "jobs.tsv"
+    second = invoke(*map_args(side, db, source, "--joblog", str(log)))
     docs = {d["input"]: d for d in out_lines(second.stdout)}
+    # the joblog says which lines came from the journal (and when they did not start)
+    rows = {r.split("\t")[6]: r.split("\t") for r in log.read_text().splitlines()[1:]}
+    assert {k: r[4] for k, r in rows.items()} == {
+        "a": "ok (resumed)", "b": "ok (resumed)", "bad": "failed", "c": "ok",
+    }  # fmt: skip
+    assert rows["a"][1] == ""
+    assert rows["c"][1] != ""
     assert set(docs) == {"a", "b", "bad", "c"}  # the output is complete
     assert docs["a"]["resumed"] is True
     assert docs["b"]["resumed"] is True

@@ -588,11 +588,13 @@ class _Sinks:
         if self.joblog is not None:
             value = doc.get("value")
             code = doc.get("exit_code", value.get("exit_code") if isinstance(value, dict) else "")
-            started = _when(wall0 + o.started) if o.started is not None else ""
+            # a line from the journal did not start in this run: its runtime is the recorded one
+            resumed = bool(doc.get("resumed"))
+            started = _when(wall0 + o.started) if o.started is not None and not resumed else ""
             d = o.duration
             row = (number, started, f"{d:.3f}" if d is not None else "", o.attempts,
-                   doc["status"], "" if code is None else code, _cell(doc["input"]),
-                   _cell(doc.get("error") or ""))  # fmt: skip
+                   "ok (resumed)" if resumed else doc["status"], "" if code is None else code,
+                   _cell(doc["input"]), _cell(doc.get("error") or ""))  # fmt: skip
             self.joblog.write("\t".join(map(str, row)) + "\n")
 
     def flush(self) -> None:
