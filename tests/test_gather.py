@@ -633,6 +633,38 @@ def test_lambdas_that_all_see_the_last_loop_value_are_refused() -> None:
     assert calls == []
 
 
+def test_spawning_such_lambdas_in_one_loop_is_refused_at_the_second() -> None:
+    calls: list[str] = []
+
+    async def fetch(n: str) -> str:
+        calls.append(n)
+        return n
+
+    async def trap() -> None:
+        async with fj.Fan() as fan:
+            for n in ["amazon", "reddit", "youtube"]:
+                fan.spawn(n, lambda: fetch(n))  # noqa: B023 - the trap under test
+
+    with pytest.raises(fj.InvalidPolicy, match=r"tasks\['amazon'\], tasks\['reddit'\] are the"):
+        asyncio.run(trap())
+    assert calls == []
+
+    async def bound() -> fj.Results:
+        async with fj.Fan() as fan:
+            for n in ["amazon", "reddit"]:
+                fan.spawn(n, lambda n=n: fetch(n))
+            for n in ["x", "y"]:  # one lambda, each made after the last one ran
+                fan.spawn(n, lambda: fetch(n))  # noqa: B023
+                while n not in calls:
+                    await asyncio.sleep(0)
+        return fan.results
+
+    results = asyncio.run(bound())
+    assert {k: o.value for k, o in results.items()} == {
+        "amazon": "amazon", "reddit": "reddit", "x": "x", "y": "y",
+    }  # fmt: skip
+
+
 _MODULE_LOOP = """
 import forkjoin as fj
 

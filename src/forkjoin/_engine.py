@@ -141,6 +141,8 @@ class Engine:
         self._prepared: list[TaskState] = []
         self._closing: list[Awaitable[Any]] = []  # backends letting go (see release)
         self.graph: Graph | None = None  # made when a task first depends on another
+        # zero-argument closures spawned in this loop pass (the late-binding check)
+        self._spawned_closures: list[tuple[str, FunctionType]] | None = None
 
         self.recorder = Recorder(
             self.name,
@@ -650,6 +652,23 @@ class Engine:
         """Add a task of a fan-out group (its arguments are final: nothing to look for)."""
         self.add(name, fn, args, opts, spawned=True)
 
+    def _check_spawned_closure(self, name: str, fn: FunctionType) -> None:
+        """The late-binding trap for ``fan.spawn``: zero-argument closures spawned in one
+        stretch of the loop (``for n in names: fan.spawn(n, lambda: fetch(n))``), none of
+        which can have run yet, are checked as ``gather`` checks a mapping of them. The
+        list is forgotten at the next loop pass: a closure spawned after an await may have
+        run already, and then it read its own value."""
+        recent = self._spawned_closures
+        if recent is None:
+            recent = self._spawned_closures = []
+            self.loop.call_soon(self._forget_spawned_closures)
+        recent.append((name, fn))
+        if len(recent) > 1:
+            check_late_binding(recent)
+
+    def _forget_spawned_closures(self) -> None:
+        self._spawned_closures = None
+
     def add(
         self, name: str, fn: Any, args: tuple[Any, ...], opts: Task, spawned: bool = False
     ) -> None:
@@ -661,6 +680,12 @@ class Engine:
             if fn is coroutine_runner:
                 args[0].close()
             raise DuplicateTaskName(f"task name {name!r} is already used in this run")
+        if (
+            not args
+            and type(fn) is FunctionType
+            and (fn.__closure__ is not None or fn.__name__ == "<lambda>")
+        ):
+            self._check_spawned_closure(name, fn)
         st = self._state(name, fn, args, opts, self._seq)
         found = None
         if _refs.made and not spawned:  # only a process that describes dependencies looks
