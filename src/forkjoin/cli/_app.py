@@ -188,7 +188,9 @@ def run(
     ] = False,
     journal: Annotated[
         Path | None,
-        typer.Option("--journal", help="resume from / record to this SQLite journal"),
+        typer.Option(
+            "--journal", metavar="FILE", help="resume from / record to this SQLite journal"
+        ),
     ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="with a journal: discard its records, start over")
