@@ -73,6 +73,23 @@ def wait_for_committed(db: Path, count: int, proc: subprocess.Popen[str]) -> Non
         time.sleep(0.01)
 
 
+def wait_until_gone(marker: str) -> None:
+    """Wait until no process has ``marker`` in its command line: a killed CLI's watchdog
+    ends its commands a moment after the CLI itself is gone."""
+    deadline = time.monotonic() + 30
+    while True:
+        alive = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                        alive.append(entry)
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"processes {alive} outlived the killed CLI"
+        time.sleep(0.01)
+
+
 def all_rows(db: Path) -> dict[str, str]:
     """``{task: status}`` of what the journal file holds (every run in it)."""
     return {r["key"]: r["status"] for r in fj.Journal(db).outcomes()}
@@ -194,6 +211,7 @@ def test_cli_kill_9_then_resume(tmp_path: Path) -> None:
         wait_for_committed(db, N // 2, proc)  # the second half waits for the gate
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+    wait_until_gone(str(side))  # the commands waiting for the gate, killed by the watchdog
     (tmp_path / "gate").touch()
     kept = committed(db)
     assert kept == {f"t{i:03d}" for i in range(N // 2)}
