@@ -27,7 +27,12 @@ def open_fds() -> set[int]:
     # an earlier test's unreachable objects may close their fds at any moment: collect them
     # first, so a number that goes away is not this test's doing
     gc.collect()
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    # the listing's own fd is in it: left out, as its number depends on what is free
+    listing = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return {int(fd) for fd in os.listdir(listing)} - {listing}
+    finally:
+        os.close(listing)
 
 
 def fds_after_a_first_command() -> set[int]:
@@ -38,7 +43,15 @@ def fds_after_a_first_command() -> set[int]:
 
 
 def assert_no_new_fds(before: set[int]) -> None:
-    assert open_fds() - before == set()
+    new = open_fds() - before
+    assert not new, f"fds left open: { {fd: _target(fd) for fd in new} }"
+
+
+def _target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
 
 
 @pytest.fixture(params=["spawn", "asyncio"])
