@@ -328,3 +328,30 @@ def test_dask_backend_values_are_validated() -> None:
     with pytest.raises(fj.InvalidPolicy, match=r"DaskBackend\.window"):
         fj.DaskBackend(window=0)
     assert fj.task(square, 1, backend="dask").backend == fj.DaskBackend()
+
+
+def graphs_sent(cluster: Any) -> int:
+    """How many graphs the scheduler was ever sent (each adds an entry to a span's
+    metadata, kept for as long as the scheduler runs)."""
+    spans = cluster.scheduler.extensions["spans"].spans.values()
+    return sum(len((s.metadata or {}).get("collections", ())) for s in spans)
+
+
+def test_what_a_long_run_leaves_in_the_scheduler_is_not_per_call(
+    dask: fj.DaskBackend, dask_cluster: Any
+) -> None:
+    """Calls go to the scheduler a quarter of the window at a time, not one graph each; and
+    Dask's memo of key names (in this process, which hosts the scheduler) does not keep
+    every call's key. Both grew the caller's memory by each call when the scheduler is in
+    its process (the embedded cluster)."""
+    from dask.utils import key_split
+
+    n = 5000
+    before = graphs_sent(dask_cluster)
+    total = asyncio.run(fj.map_reduce(square, range(n), lambda a, b: a + b, 0, backend=dask))
+    assert total == sum(i * i for i in range(n))
+    graphs = graphs_sent(dask_cluster) - before
+    assert graphs <= n // 4, f"{graphs} graphs for {n} calls"
+    # emptied as the run goes: what is left is the keys of its last stretch
+    memo = key_split.cache_info().currsize
+    assert memo < n // 2, f"{memo} keys memoised after {n} calls"

@@ -5,11 +5,14 @@ Calls take real time here (a few milliseconds each), so each property is stated 
 it holds whatever the timing: one Outcome per task in the order added, each value or error
 its own, limits held at every instant (from the caller's view, the calls' spans, and from
 the workers', the intervals they measured on the machine's one monotonic clock), the
-deadline, fail-fast and quorum ending exactly the tasks they should, priorities followed.
+deadline, fail-fast and quorum ending exactly the tasks they should, priorities followed,
+per-call timeouts ending the stuck calls (a timeout either no call meets or every stuck one
+does), and fj.imap / fj.map giving one Outcome or value per item.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -198,3 +201,121 @@ def test_quorum_outcomes(tasks: list[Spec], limit: int | None, data: st.DataObje
     for o in results.values():
         if o.status in (fj.Status.CANCELLED, fj.Status.SKIPPED):
             assert o.reason == "quorum"
+
+
+SHORT = 0.2  # a timeout no quick call meets and every stuck call does
+LONG = 30.0  # a timeout no quick call meets, even on a loaded machine
+
+
+def quick_or_stuck(name: str, stuck: bool, fails: bool) -> str:
+    if stuck:
+        time.sleep(60)  # only its timeout ends it: the worker running it is killed
+    if fails:
+        raise Boom(name)
+    return f"value of {name}"
+
+
+@dataclass(frozen=True)
+class Timed:
+    stuck: bool
+    fails: bool
+    own: float | None  # the task's own timeout; None: the run's
+
+
+@SETTINGS
+@given(limit=limits, run_timeout=st.sampled_from([SHORT, LONG]), data=st.data())
+def test_per_call_timeouts(limit: int | None, run_timeout: float, data: st.DataObject) -> None:
+    """Each call ends by its own timeout, or the run's when it has none: a stuck call is
+    timed out (its worker killed) no sooner than that timeout, a quick one returns or
+    raises its own; one Outcome per task, in the order added, whatever ends between."""
+
+    def timed(stuck: bool) -> st.SearchStrategy[Timed]:
+        # a stuck call's timeout is always SHORT, a quick call's always LONG
+        want = SHORT if stuck else LONG
+        owns = [want] if run_timeout != want else [None, want]
+        return st.builds(Timed, st.just(stuck), st.booleans(), st.sampled_from(owns))
+
+    tasks = data.draw(st.lists(st.booleans().flatmap(timed), min_size=1, max_size=5))
+    named = {
+        f"t{i}": fj.task(quick_or_stuck, f"t{i}", t.stuck, t.fails, timeout=t.own)
+        for i, t in enumerate(tasks)
+    }
+    watch = Children()
+    results = fj.run(named, limit=limit, timeout=run_timeout, backend=BACKEND)
+    assert not watch.left()
+    assert list(results) == list(named)
+    if limit is not None:
+        assert results.report.peak_concurrency <= limit
+    for (name, o), t in zip(results.items(), tasks, strict=True):
+        assert o.started is not None
+        assert o.ended is not None
+        if t.stuck:
+            assert o.status is fj.Status.TIMED_OUT
+            assert o.reason == "timeout"
+            assert isinstance(o.error, fj.TaskTimeout)
+            assert o.ended - o.started >= SHORT - 1e-3
+            assert o.ended - o.started < 30  # stopped, not waited for
+        elif t.fails:
+            assert o.status is fj.Status.FAILED
+            assert isinstance(o.error, Boom)
+            assert o.error.name == name
+        else:
+            assert o.status is fj.Status.OK
+            assert o.value == f"value of {name}"
+
+
+def tenfold(i: int, duration: int, fails: bool) -> tuple[int, int, float, float]:
+    began = time.monotonic()
+    time.sleep(duration * UNIT)
+    if fails:
+        raise Boom(str(i))
+    return i * 10, os.getpid(), began, time.monotonic()
+
+
+@SETTINGS
+@given(
+    items=st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=0, max_size=24),
+    limit=limits,
+    ordered=st.booleans(),
+)
+def test_imap_one_outcome_per_item_and_limit(
+    items: list[tuple[int, bool]], limit: int | None, ordered: bool
+) -> None:
+    """fj.imap over a lazy iterator: exactly one Outcome per item, its index and value or
+    error its own, in input order when asked, the limit held from the workers' view; and
+    fj.map's values, in input order, are the same ones."""
+
+    async def outcomes() -> list[fj.Outcome]:
+        return [
+            o
+            async for o in fj.imap(
+                lambda i: tenfold(i, *items[i]),
+                iter(range(len(items))),
+                limit=limit,
+                ordered=ordered,
+                backend=BACKEND,
+            )
+        ]
+
+    watch = Children()
+    out = asyncio.run(outcomes())
+    assert sorted(o.index for o in out) == list(range(len(items)))
+    if ordered:
+        assert [o.index for o in out] == list(range(len(items)))
+    for o in out:
+        if items[o.index][1]:
+            assert o.status is fj.Status.FAILED
+            assert isinstance(o.error, Boom)
+            assert o.error.name == str(o.index)
+        else:
+            assert o.status is fj.Status.OK
+            assert o.value[0] == o.index * 10
+            assert o.value[1] != os.getpid()
+    if limit is not None:
+        assert most_at_once([(o.value[2], o.value[3]) for o in out if o.ok]) <= limit
+    quiet = [(d, False) for d, _ in items]
+    values = asyncio.run(
+        fj.map(lambda i: tenfold(i, *quiet[i])[0], iter(range(len(items))), backend=BACKEND)
+    )
+    assert values == [i * 10 for i in range(len(items))]
+    assert not watch.left()

@@ -5,7 +5,12 @@ the run and closes it afterwards; ``address=`` connects to a running scheduler; 
 uses the caller's own ``distributed.Client``. Only the call moves: every policy, the
 journal and the report stay in the caller.
 
-- Each attempt is one submission (``pure=False``, ``retries=0``); the embedded cluster's
+- Each attempt is one task (``pure=False``, ``retries=0``); the calls that start in one pass
+  of the loop are submitted together, as one graph (``client.map``), and while three
+  quarters of the window are in flight the next calls wait for a quarter to be free (the
+  cluster has two calls per thread or more to run meanwhile): the scheduler keeps a record of
+  every graph it was sent for as long as it runs, so a graph per call would grow it (and a
+  process that hosts it: the embedded cluster's) by each call. The embedded cluster's
   scheduler gives up on a call at its worker's first death (``allowed-failures`` 0), so a
   lost worker is one failed attempt (:class:`~forkjoin.WorkerLost`) for forkjoin's retry.
 - Futures in flight are bounded: by the run's limits, and by a window of four per thread of
@@ -45,6 +50,10 @@ __all__ = ["DaskRunner"]
 
 WINDOW_PER_THREAD: Final = 4  # futures in flight per worker thread of the cluster...
 WINDOW_MIN: Final = 32  # ...and at least this many
+# Dask memoises the name prefix of every key it splits (dask.utils.key_split, up to 100,000
+# keys): in a process hosting the scheduler, every call's key until then. A released key is
+# never split again, so the memo is emptied after this many submissions.
+KEY_MEMO_EVERY: Final = 2048
 
 
 # -- in a worker --------------------------------------------------------------------------
@@ -100,12 +109,17 @@ def cancel_calls(keys: list[str]) -> int:
 
 # -- in the caller ------------------------------------------------------------------------
 
+# a call waiting for the end of the loop's pass to be submitted: the future its Dask future
+# is set on, whether it is async, its payload, its timeout and its key
+_Queued = tuple["asyncio.Future[Any]", bool, bytes, "float | None", str]
+
 
 class DaskRunner:
     """One run's connection to a cluster (and the cluster itself when it starts one)."""
 
-    def __init__(self, backend: DaskBackend) -> None:
+    def __init__(self, backend: DaskBackend, limit: int | None = None) -> None:
         self._backend = backend
+        self._limit = limit  # the run's: at most this many calls at once
         self._client: Any = None
         self._cluster: Any = None
         self._own_client = False
@@ -125,6 +139,13 @@ class DaskRunner:
         self._allowed_failures: int | None = None
         self._errors: tuple[type[BaseException], ...] = ()
         self._cancelled_error: type[BaseException] | None = None
+        # calls started in this pass of the loop, submitted together at its end
+        self._queued: list[_Queued] = []
+        self._submitted = 0
+        self._in_flight = 0  # calls submitted and not yet ended
+        self._hold = 0  # while more than this many are in flight, the queued calls wait
+        self._flushing = False
+        self._forget_keys: Callable[[], None] | None = None
 
     # -- the cluster ----------------------------------------------------------------------
 
@@ -138,6 +159,7 @@ class DaskRunner:
 
     async def _connect(self) -> None:
         import dask
+        import dask.utils
         import distributed
         from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
@@ -145,6 +167,7 @@ class DaskRunner:
         began = time.perf_counter()
         b = self._backend
         self._errors = (KilledWorker,)
+        self._forget_keys = getattr(dask.utils.key_split, "cache_clear", None)
         self._cancelled_error = FutureCancelledError
         if b.client is not None:
             client = b.client
@@ -215,6 +238,10 @@ class DaskRunner:
         # threads halves the throughput of short calls, measured), never every task
         self._size = b.window or max(WINDOW_MIN, WINDOW_PER_THREAD * self._threads)
         self._window = asyncio.Semaphore(self._size)
+        # calls wait to be submitted together only while three quarters of what the run
+        # can have in flight are, and never while fewer than two per thread of the cluster
+        most = min(self._size, self._limit or self._size)
+        self._hold = max(most - max(1, most // 4), 2 * self._threads)
         self._started_in = time.perf_counter() - began
 
     def _on_client(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -292,21 +319,25 @@ class DaskRunner:
         async with window:
             client = self._client
             key = f"{_prefix(fn)}-{self._token}-{next(self._count)}"
-            if is_async:
-                fut = client.submit(
-                    dask_call_async, payload, timeout, key, key=key, pure=False, retries=0
-                )
-            else:
-                fut = client.submit(dask_call, payload, key=key, pure=False, retries=0)
+            submitted = self._submit(is_async, payload, timeout, key)
+            fut: Any = None
             try:
-                packed = await (fut if self._native else self._on_client(client.gather, fut))
+                fut = await submitted
+                try:
+                    packed = await (fut if self._native else self._on_client(client.gather, fut))
+                finally:
+                    self._ended()
             except asyncio.CancelledError:
-                if is_async:
-                    self._cancel_soon(key)
-                else:
-                    task.abandoned = True  # it runs on in its worker thread; ignored
-                    self._abandoned += 1
-                self._forget(fut)
+                if fut is None and submitted.done() and not submitted.cancelled():
+                    fut = submitted.result()  # submitted as it was cancelled
+                    self._ended()
+                if fut is not None:
+                    if is_async:
+                        self._cancel_soon(key)
+                    else:
+                        task.abandoned = True  # it runs on in its worker thread; ignored
+                        self._abandoned += 1
+                    self._forget(fut)
                 raise
             except self._errors as e:
                 self._forget(fut)
@@ -318,7 +349,8 @@ class DaskRunner:
                     "during the call"
                 ) from None
             except Exception as e:
-                self._forget(fut)
+                if fut is not None:
+                    self._forget(fut)
                 if self._cancelled_error is not None and isinstance(e, self._cancelled_error):
                     raise WorkerLost(
                         f"task {task.name!r}: the cluster cancelled its call ({e})"
@@ -336,6 +368,59 @@ class DaskRunner:
             raise TaskTimeout(f"task {task.name!r} timed out after {timeout:g}s")
         assert kind == ERROR
         raise obj
+
+    def _submit(
+        self, is_async: bool, payload: bytes, timeout: float | None, key: str
+    ) -> asyncio.Future[Any]:
+        """The Dask future of a call, once submitted: at the end of this pass of the loop,
+        with every other call started in it."""
+        slot: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((slot, is_async, payload, timeout, key))
+        self._flush_soon()
+        return slot
+
+    def _ended(self) -> None:
+        self._in_flight -= 1
+        if self._queued:
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if not self._flushing and self._in_flight <= self._hold:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Submit the calls queued in this pass: one graph for the sync ones, one for the
+        async ones (a call cancelled meanwhile is not submitted)."""
+        self._flushing = False
+        queued, self._queued = self._queued, []
+        client = self._client
+        for is_async in (False, True):
+            batch = [q for q in queued if q[1] is is_async and not q[0].done()]
+            if not batch:
+                continue
+            keys = [q[4] for q in batch]
+            payloads = [q[2] for q in batch]
+            try:
+                if is_async:
+                    timeouts = [q[3] for q in batch]
+                    futures = client.map(
+                        dask_call_async, payloads, timeouts, keys, key=keys, pure=False, retries=0
+                    )
+                else:
+                    futures = client.map(dask_call, payloads, key=keys, pure=False, retries=0)
+            except Exception as e:  # a client closing under the run: each call fails with it
+                for q in batch:
+                    q[0].set_exception(e)
+                continue
+            for q, fut in zip(batch, futures, strict=True):
+                q[0].set_result(fut)
+            self._in_flight += len(batch)
+            before, self._submitted = self._submitted, self._submitted + len(batch)
+            if self._forget_keys is not None and (
+                before // KEY_MEMO_EVERY != self._submitted // KEY_MEMO_EVERY
+            ):
+                self._forget_keys()
 
     def _forget(self, fut: Any) -> None:
         """Release a future at once: a result kept on a worker is recomputed if that worker

@@ -75,4 +75,4 @@ class DaskBackend:
     def open(self, run_name: str, limit: int | None) -> DaskRunner:
         from ._cluster import DaskRunner
 
-        return DaskRunner(self)
+        return DaskRunner(self, limit)
