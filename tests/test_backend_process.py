@@ -335,3 +335,19 @@ def test_process_backend_values_are_validated() -> None:
     with pytest.raises(fj.InvalidPolicy, match=r"ProcessBackend\.start_method"):
         fj.ProcessBackend(start_method="clone")
     assert fj.task(square, 1, backend="process").backend == fj.ProcessBackend()
+
+
+def test_a_runs_end_does_not_wait_out_pebbles_tenth_of_a_second_nap(
+    children: Children, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pebble's join waits for its manager thread's nap (0.1 s by default): the pool lowers
+    # it for the process, and leaves a lower one someone else set as it is
+    from pebble.common.types import CONSTS
+
+    monkeypatch.setattr(CONSTS, "sleep_unit", 0.1)
+    results = fj.run({"a": (square, 3)}, backend="process")
+    assert results["a"].value == 9
+    assert CONSTS.sleep_unit <= 0.01
+    monkeypatch.setattr(CONSTS, "sleep_unit", 0.001)
+    assert fj.run({"a": (square, 4)}, backend="process")["a"].value == 16
+    assert CONSTS.sleep_unit == 0.001
