@@ -108,6 +108,7 @@ def test_a_timeout_kills_the_whole_group_and_reaps(path: dict[str, Any], tmp_pat
     with pytest.raises(TimeoutError):
         run(main())
     assert time.monotonic() - started < 5
+    assert not _process._RUNNING  # reaped before its call returned
     grandchild = int(pidfile.read_text())
     _gone(grandchild)
 

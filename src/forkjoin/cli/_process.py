@@ -516,7 +516,8 @@ async def _spawned(
     child = _Child(_watcher(loop), pid, out_r, err_r, cap)
     feeder = _Feeder(loop, in_w, stdin) if stdin is not None else None
     try:
-        await child.done
+        # shielded: a cancel of this call must not cancel ``done``, which is awaited next
+        await asyncio.shield(child.done)
     except BaseException:
         # cancelled (a timeout, the deadline, Ctrl-C): never leave it running, and reap
         # it (the pipes end when its process group is gone)
