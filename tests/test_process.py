@@ -1,17 +1,22 @@
-"""Commands as calls (cli/_process.py): posix_spawn and the per-loop epoll of children, and
-asyncio's subprocesses where those cannot serve (a cwd). Both paths, the same contract."""
+"""Commands as calls (cli/_process.py): posix_spawn and the per-loop epoll of children, the
+spawner processes that take the spawns over on a busy machine, and asyncio's subprocesses
+where those cannot serve (a cwd). Every path, the same contract."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import marshal
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forkjoin.cli import _process
 from forkjoin.cli._process import CommandFailed, run_command
@@ -60,10 +65,21 @@ def _target(fd: int) -> str:
         return "?"
 
 
-@pytest.fixture(params=["spawn", "asyncio"])
+@pytest.fixture
+def spawners(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every command goes through spawner processes; they are ended (by pid) afterwards."""
+    monkeypatch.setattr(_process, "_MODE", "always")
+    yield
+    _process.close_spawners()
+
+
+@pytest.fixture(params=["spawn", "spawner", "asyncio"])
 def path(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """Run each test on both paths: a cwd sends a command to asyncio's subprocesses."""
-    return {} if request.param == "spawn" else {"cwd": str(tmp_path)}
+    """Run each test on every path: a spawner's, and a cwd sends a command to asyncio's
+    subprocesses."""
+    if request.param == "spawner":
+        request.getfixturevalue("spawners")
+    return {"cwd": str(tmp_path)} if request.param == "asyncio" else {}
 
 
 def test_output_exit_code_stdin_and_the_cap(path: dict[str, Any]) -> None:
@@ -154,7 +170,10 @@ def test_a_child_that_outlives_its_pipes_is_still_reaped(monkeypatch: pytest.Mon
     assert run(run_command(closes_early, ok_codes=(4,)))["exit_code"] == 4
 
 
-def test_many_children_at_once_share_one_epoll_which_closes_when_idle() -> None:
+def test_many_children_at_once_share_one_epoll_which_closes_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_process, "_MODE", "never")  # started here, each at once
     before = fds_after_a_first_command()
 
     async def main() -> list[Any]:
@@ -198,3 +217,150 @@ def test_a_child_sees_its_env_and_default_signals(tmp_path: Path) -> None:
     assert bytes_env["stdout"] == "b\n"
     assert merged["stdout"] == "b f\n"
     assert piped == {"exit_code": 0, "stdout": "y\ny\n", "stderr": ""}
+
+
+def _spawner_pids() -> set[int]:
+    """The spawners of the running loop."""
+    group = _process._LOOP_SPAWNERS.get(asyncio.get_running_loop())
+    return {s.pid for s in group.all} if group is not None else set()
+
+
+def test_a_busy_machine_hands_the_spawns_to_spawners(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every spawn counts as slow, in a process that guards its commands (as the CLI does)
+    monkeypatch.setattr(_process, "_MODE", "auto")
+    monkeypatch.setattr(_process, "_SLOW_SPAWN", 0.0)
+    monkeypatch.setattr(_process, "_slow", 0)
+    _process.guard_children()
+    parents: list[int] = []
+
+    async def main() -> tuple[list[Any], set[int]]:
+        out = []
+        for i in range(_process._SLOW_IN_A_ROW + 3):
+            # a command that says who started it: this process, then a spawner
+            out.append(await run_command(["sh", "-c", f"echo {i} $PPID"]))
+        return out, _spawner_pids()
+
+    try:
+        results, spawner_pids = run(main())
+    finally:
+        _process.close_spawners()
+    for r in results:
+        parents.append(int(r["stdout"].split()[1]))
+    assert [r["stdout"].split()[0] for r in results] == [str(i) for i in range(len(results))]
+    first = _process._SLOW_IN_A_ROW
+    assert parents[:first] == [os.getpid()] * first
+    assert len(spawner_pids) == 1
+    assert set(parents[first:]) == spawner_pids
+    assert not [pid for pid in spawner_pids if _running(pid)]  # closed: ended and reaped
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_an_idle_machine_never_starts_a_spawner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_process, "_MODE", "auto")
+    monkeypatch.setattr(_process, "_SLOW_SPAWN", 3600.0)
+    _process.guard_children()
+
+    async def main() -> set[int]:
+        await asyncio.gather(*(run_command(["true"]) for _ in range(20)))
+        return _spawner_pids()
+
+    assert run(main()) == set()
+
+
+def test_a_spawner_reports_a_missing_program_and_leaks_nothing(spawners: None) -> None:
+    before = fds_after_a_first_command()
+    with pytest.raises(FileNotFoundError) as info:
+        run(run_command(["/no/such/program-here"]))
+    assert info.value.filename == "/no/such/program-here"
+    _process.close_spawners()  # they live as long as their loop, which the error keeps
+    assert_no_new_fds(before)
+
+
+def test_a_call_stopped_while_a_spawner_starts_it_leaves_nothing(
+    spawners: None, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "pid"
+
+    async def main() -> None:
+        call = asyncio.ensure_future(run_command(["sh", "-c", f"echo $$ > {pidfile}; sleep 30"]))
+        await asyncio.sleep(0)  # the request is on its way; its pid is not known yet
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        deadline = time.monotonic() + 30
+        while _process._RUNNING and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the spawner's "+pid", then its "=pid"
+        assert not _process._RUNNING, _process._RUNNING
+
+    run(main())
+    if pidfile.exists() and pidfile.read_text().strip():
+        _gone(int(pidfile.read_text()))
+
+
+def test_a_spawner_kills_what_it_started_once_its_socket_closes() -> None:
+    # as when this process dies before it has heard a command's pid (kill -9)
+    async def main() -> int:
+        spawner = _process._Spawner(asyncio.get_running_loop())
+        r, w = os.pipe()
+        try:
+            request = b"s" + marshal.dumps(("/bin/sleep", ["sleep", "30"], {}, os.getcwd(), False))
+            pid = await spawner.spawn(request, [w, w])
+        finally:
+            os.close(r)
+            os.close(w)
+        _process._RUNNING.discard(pid)  # not this process's to stop: the spawner's
+        spawner.close()  # its socket closes: it kills the group it holds, and ends
+        return pid
+
+    _gone(run(main()))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    calls=st.lists(
+        st.tuples(st.text("abc\n", max_size=5), st.integers(0, 3), st.none() | st.integers(0, 4)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_through_spawners_each_call_ends_once_and_nothing_is_left(
+    spawners: None, calls: list[tuple[str, int, int | None]]
+) -> None:
+    """Each call either returns its own output and code or, stopped after some loop passes
+    (before its pid is known, while it runs, after it ended), raises; none is left."""
+
+    async def one(text: str, code: int) -> Any:
+        return await run_command(["sh", "-c", 'printf %s "$1"; exit $2', "sh", text, str(code)],
+                                 ok_codes=(0, 1, 2, 3))  # fmt: skip
+
+    async def main() -> list[Any]:
+        tasks = [asyncio.ensure_future(one(text, code)) for text, code, _ in calls]
+        for passes in range(5):
+            for task, (_, _, stop_after) in zip(tasks, calls, strict=True):
+                if stop_after == passes:
+                    task.cancel()
+            await asyncio.sleep(0)
+        out = await asyncio.gather(*tasks, return_exceptions=True)
+        deadline = time.monotonic() + 30
+        while _process._RUNNING and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # a call stopped before its pid came: being ended
+        return out
+
+    results = run(main())
+    _process.close_spawners()  # this example's, by pid
+    for (text, code, _), got in zip(calls, results, strict=True):
+        if isinstance(got, BaseException):
+            assert isinstance(got, asyncio.CancelledError)
+        else:
+            assert got == {"exit_code": code, "stdout": text, "stderr": ""}
+    assert not _process._RUNNING

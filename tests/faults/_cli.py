@@ -51,9 +51,21 @@ def pid_of(path: Path, proc: subprocess.Popen[str]) -> psutil.Process:
 
 def watchdog_of(proc: subprocess.Popen[str]) -> psutil.Process:
     """The CLI's watchdog (``python -I -S -c ...``), started with its first command."""
-    found = [p for p in psutil.Process(proc.pid).children() if "-I" in p.cmdline()[1:3]]
+    found = [p for p in _helpers(proc) if SPAWNER not in p.cmdline()]
     assert len(found) == 1, found
     return found[0]
+
+
+SPAWNER = "forkjoin-spawner"
+
+
+def spawners_of(proc: subprocess.Popen[str]) -> list[psutil.Process]:
+    """The CLI's spawners (``python -I -S -c ... forkjoin-spawner``), if it started any."""
+    return [p for p in _helpers(proc) if SPAWNER in p.cmdline()]
+
+
+def _helpers(proc: subprocess.Popen[str]) -> list[psutil.Process]:
+    return [p for p in psutil.Process(proc.pid).children() if "-I" in p.cmdline()[1:3]]
 
 
 def gone(procs: list[psutil.Process]) -> list[psutil.Process]:

@@ -17,21 +17,35 @@ asyncio transport, protocol, stream reader or watcher thread: starting and colle
 child then costs the parent about as much as it costs ``xargs`` (bench workload 10). A
 ``cwd`` (which ``posix_spawn`` cannot set) or another platform takes asyncio's subprocess
 support instead.
+
+``posix_spawn`` is a vfork: it holds this process until the child has been scheduled and
+has exec'd. On an idle machine that is about 70 us; behind busy processes the new child
+waits for a core, and this process with it (about 5 ms per command with two spinning
+processes on two cores, bench workload 17), so commands start one at a time. Once spawns
+keep holding it (:data:`_SLOW_SPAWN`), the CLI hands them to spawners: small processes of
+its own that each receive a command's pipes over a Unix socket, ``posix_spawn`` it (held in
+their place, several at once) and say when it exits. Its children are theirs, so a spawner
+keeps an exited one unreaped (its pid, and its process group, stay its own) until this
+process has collected it, and kills every group it still holds when this process goes
+away, however it ends: the watchdog's guarantee, for the commands it started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import marshal
 import os
 import select
 import signal
+import socket
 import sys
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["GRACE", "CommandFailed", "guard_children", "hurry", "run_command"]
+__all__ = ["GRACE", "CommandFailed", "close_spawners", "guard_children", "hurry", "run_command"]
 
 # seconds a stopped command has between SIGTERM and SIGKILL: less than the engine's grace
 # before it abandons a call, so a command that traps SIGTERM is killed, not abandoned
@@ -141,6 +155,250 @@ def _ended(pid: int) -> None:
             os.write(fd, b"-%d\n" % pid)
         except OSError:
             pass
+
+
+# -- spawners: posix_spawn in processes of their own, once this one is held by it --------
+
+# seconds a posix_spawn may hold this process; this many in a row mean a busy machine
+_SLOW_SPAWN = 0.002
+_SLOW_IN_A_ROW = 3
+_SPAWNERS = 4  # at most this many vforks wait for a core at once
+_REQUEST_MAX = 65536  # bytes; a bigger command (a huge environment) is spawned here
+# "auto": spawners once spawns are slow, in a process that guards its children (the CLI);
+# "always" and "never" are for tests
+_MODE = os.environ.get("_FORKJOIN_SPAWNERS", "auto")
+
+# One spawner: requests on fd 0, a SOCK_SEQPACKET socket. "s" + marshal of (program, argv,
+# environment, cwd, has stdin) with the child's stdin (if any), stdout and stderr as
+# SCM_RIGHTS; "-PID": collected, reap it. Replies: "+PID", "!" + marshal of (error type,
+# errno, message, filename), "=PID CODE" once it has exited (kept unreaped until "-PID").
+_SPAWNER = """
+import marshal, os, select, signal, socket
+sock = socket.socket(fileno=0)
+poll = select.poll()
+poll.register(0, select.POLLIN)
+reset = [s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s is not None]
+watched, held = {}, set()
+def say(message):
+    try:
+        sock.send(message)
+    except OSError:
+        pass
+try:
+    while True:
+        for fd, _ in poll.poll():
+            if fd != 0:
+                pid = watched[fd]
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                if info is None:
+                    continue
+                del watched[fd]
+                poll.unregister(fd)
+                os.close(fd)
+                code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+                held.add(pid)
+                say(b"=%d %d" % (pid, code))
+                continue
+            # close-on-exec: a command inherits its own pipes as 0, 1 and 2 only
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 17, 3, socket.MSG_CMSG_CLOEXEC)
+            if not message:
+                raise SystemExit
+            if message[:1] == b"-":
+                pid = int(message[1:])
+                if pid in held:
+                    held.discard(pid)
+                    os.waitpid(pid, 0)
+                continue
+            try:
+                program, argv, env, cwd, fed = marshal.loads(message[1:])
+                if cwd != os.getcwd():
+                    os.chdir(cwd)
+                first = ((os.POSIX_SPAWN_DUP2, fds[0], 0) if fed else
+                         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
+                pid = os.posix_spawn(program, argv, env, setsid=True, setsigdef=reset,
+                                     file_actions=[first, (os.POSIX_SPAWN_DUP2, fds[-2], 1),
+                                                   (os.POSIX_SPAWN_DUP2, fds[-1], 2)])
+            except OSError as e:
+                say(b"!" + marshal.dumps(("OSError", e.errno, e.strerror, e.filename)))
+                continue
+            except Exception as e:  # what posix_spawn refuses (a NUL in an argument)
+                kind = "ValueError" if isinstance(e, ValueError) else "TypeError"
+                say(b"!" + marshal.dumps((kind, 0, str(e), None)))
+                continue
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            say(b"+%d" % pid)
+            pidfd = os.pidfd_open(pid)
+            watched[pidfd] = pid
+            poll.register(pidfd, select.POLLIN)
+finally:
+    for pid in (*watched.values(), *held):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+class _Spawner:
+    """One spawner process, seen from here: its socket on the loop, the replies it owes."""
+
+    __slots__ = ("children", "exits", "loop", "pid", "sock", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-I", "-S", "-c", _SPAWNER, "forkjoin-spawner"],
+                {},
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, theirs.fileno(), 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                ],
+                setsid=True,  # Ctrl-C does not reach it: this process stops its commands
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self.loop = loop
+        self.waiting: list[asyncio.Future[int]] = []  # replies owed, oldest first
+        self.children: dict[int, _Child | _Unwanted] = {}
+        self.exits: dict[int, int] = {}  # exits heard before their _Child was made
+        loop.add_reader(ours.fileno(), self._ready)
+
+    def spawn(self, request: bytes, fds: list[int]) -> asyncio.Future[int]:
+        socket.send_fds(self.sock, [request], fds)  # BlockingIOError: it is far behind
+        waiter = self.loop.create_future()
+        self.waiting.append(waiter)
+        return waiter
+
+    def collected(self, pid: int) -> None:
+        self.children.pop(pid, None)
+        with contextlib.suppress(OSError):
+            self.sock.send(b"-%d" % pid)
+
+    def _ready(self) -> None:
+        while True:
+            try:
+                message = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                message = b""
+            if not message:
+                self._lost()
+                return
+            kind = message[:1]
+            if kind == b"=":
+                pid, code = map(int, message[1:].split())
+                child = self.children.get(pid)
+                if child is None:
+                    self.exits[pid] = code
+                else:
+                    child.exited(code)
+                continue
+            waiter = self.waiting.pop(0)
+            if kind == b"+":
+                pid = int(message[1:])
+                _started(pid)
+                if waiter.cancelled():  # its call was stopped meanwhile: end it
+                    self.children[pid] = _Unwanted(self, pid)
+                else:
+                    waiter.set_result(pid)
+            elif not waiter.cancelled():
+                kind, errno, text, filename = marshal.loads(message[1:])
+                if kind == "OSError":
+                    waiter.set_exception(OSError(errno, text, filename))
+                else:  # as posix_spawn here would have raised it
+                    waiter.set_exception((ValueError if kind == "ValueError" else TypeError)(text))
+
+    def _lost(self) -> None:
+        """The spawner is gone (killed): its calls fail; its children were killed."""
+        self.close()
+        error = OSError("forkjoin's spawner process ended unexpectedly")
+        for waiter in self.waiting:
+            if not waiter.done():
+                waiter.set_exception(error)
+        self.waiting.clear()
+        for child in list(self.children.values()):
+            child.fail(error)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()  # it ends at once, killing any group it still holds
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+class _Unwanted:
+    """A command whose call was stopped while a spawner was starting it: killed, and
+    collected once the spawner says it has exited."""
+
+    def __init__(self, spawner: _Spawner, pid: int) -> None:
+        self.spawner = spawner
+        self.pid = pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        if pid in spawner.exits:
+            self.exited(spawner.exits.pop(pid))
+
+    def exited(self, code: int) -> None:
+        _ended(self.pid)
+        self.spawner.collected(self.pid)
+
+    def fail(self, error: BaseException) -> None:
+        _ended(self.pid)
+
+
+class _Spawners:
+    """The spawners of one loop, made once its spawns are slow (or when forced)."""
+
+    __slots__ = ("__weakref__", "all", "slow")
+
+    def __init__(self) -> None:
+        self.all: list[_Spawner] = []
+        self.slow = 0  # slow spawns in a row
+
+    def pick(self, loop: asyncio.AbstractEventLoop) -> _Spawner:
+        """The spawner with the fewest starts owed; a new one while each owes some."""
+        best = min(self.all, key=lambda s: len(s.waiting), default=None)
+        if best is None or (best.waiting and len(self.all) < _SPAWNERS):
+            best = _Spawner(loop)
+            self.all.append(best)
+        return best
+
+    def close(self) -> None:
+        for spawner in self.all:
+            spawner.close()
+        self.all.clear()
+
+
+_LOOP_SPAWNERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Spawners] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _spawners_of(loop: asyncio.AbstractEventLoop) -> _Spawners:
+    found = _LOOP_SPAWNERS.get(loop)
+    if found is None:
+        found = _LOOP_SPAWNERS[loop] = _Spawners()
+        weakref.finalize(loop, found.close)
+    return found
+
+
+def close_spawners() -> None:
+    """End every spawner of this process (they also end with it)."""
+    for spawners in list(_LOOP_SPAWNERS.values()):
+        spawners.close()
+    _LOOP_SPAWNERS.clear()
 
 
 def hurry() -> None:
@@ -286,10 +544,18 @@ def _watcher(loop: asyncio.AbstractEventLoop) -> _Watcher:
 class _Child:
     """One spawned child: its two output pipes, then its exit, watched by a _Watcher."""
 
-    __slots__ = ("cap", "code", "done", "err", "kept", "open", "out", "pid", "pidfd", "retry",
-                 "stopping", "timer", "truncated", "watcher")  # fmt: skip
+    __slots__ = ("cap", "code", "done", "err", "exit", "kept", "open", "out", "pid", "pidfd",
+                 "retry", "stopping", "timer", "truncated", "via", "watcher")  # fmt: skip
 
-    def __init__(self, watcher: _Watcher, pid: int, out: int, err: int, cap: int) -> None:
+    def __init__(
+        self,
+        watcher: _Watcher,
+        pid: int,
+        out: int,
+        err: int,
+        cap: int,
+        via: _Spawner | None = None,
+    ) -> None:
         self.watcher = watcher
         self.pid = pid
         self.out = out
@@ -304,8 +570,15 @@ class _Child:
         self.stopping = False  # sent SIGTERM: its group is killed once it has exited
         self.timer: asyncio.TimerHandle | None = None  # SIGKILL after the grace
         self.done: asyncio.Future[None] = watcher.loop.create_future()
+        # a spawner's child: its exit code, once the spawner has said it exited
+        self.via = via
+        self.exit: int | None = None
         watcher.watch(out, self.read_out)
         watcher.watch(err, self.read_err)
+        if via is not None:
+            via.children[pid] = self
+            if pid in via.exits:
+                self.exit = via.exits.pop(pid)
 
     def read_out(self) -> None:
         if self.out >= 0:
@@ -346,9 +619,46 @@ class _Child:
         os.close(fd)
         self.open -= 1
 
+    def exited(self, code: int) -> None:
+        """A spawner's child has exited (it is kept unreaped until it is collected)."""
+        self.exit = code
+        if self.open == 0 or self.stopping:
+            self._reap()
+
     def _reap(self) -> None:
         if self.code is not None:
             return
+        if self.via is not None:
+            if self.exit is None:
+                return  # the spawner says when it exits
+            if self.stopping:  # exited, unreaped: its number is still its group's
+                self._signal(signal.SIGKILL)
+            status = self.exit
+        else:
+            got = self._waited()
+            if got is None:
+                return
+            status = os.waitstatus_to_exitcode(got)
+        if self.pidfd >= 0:
+            self.watcher.unwatch(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = -1
+        if self.stopping:  # what is left in its pipes is not wanted
+            for which, fd in ((0, self.out), (1, self.err)):
+                if fd >= 0:
+                    self._close(which)
+        self.code = status
+        _ended(self.pid)
+        if self.via is not None:
+            self.via.collected(self.pid)
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def _waited(self) -> int | None:
+        """Its wait status once it has exited and been reaped here, else None (and its
+        exit is waited for)."""
         if self.stopping:
             # exited but not reaped, so its number is still its group's: what it started
             # and left behind (a shell's children) is killed before the number is let go
@@ -361,7 +671,7 @@ class _Child:
             pid, status = self.pid, 255 << 8
         if pid == 0:  # still running (or not yet a zombie): wait for its pidfd
             if self.pidfd >= 0:
-                return
+                return None
             if not self.retry:
                 try:
                     self.pidfd = os.pidfd_open(self.pid)
@@ -369,24 +679,11 @@ class _Child:
                     self.retry = 0.001
                 else:
                     self.watcher.watch(self.pidfd, self._reap)
-                    return
+                    return None
             self.watcher.loop.call_later(self.retry, self._reap)
             self.retry = min(0.05, self.retry * 2)
-            return
-        if self.pidfd >= 0:
-            self.watcher.unwatch(self.pidfd)
-            os.close(self.pidfd)
-            self.pidfd = -1
-        if self.stopping:  # what is left in its pipes is not wanted
-            for which, fd in ((0, self.out), (1, self.err)):
-                if fd >= 0:
-                    self._close(which)
-        self.code = os.waitstatus_to_exitcode(status)
-        _ended(self.pid)
-        if self.timer is not None:
-            self.timer.cancel()
-        if not self.done.done():
-            self.done.set_result(None)
+            return None
+        return status
 
     def fail(self, error: BaseException) -> None:
         """Something went wrong watching it: stop it, and let its call raise ``error``."""
@@ -446,6 +743,44 @@ class _Feeder:
             self.fd = -1
 
 
+def _ask(
+    spawners: _Spawners,
+    loop: asyncio.AbstractEventLoop,
+    command: tuple[str, list[str], Mapping[Any, Any] | None, bool],
+    fds: list[int],
+) -> tuple[_Spawner, asyncio.Future[int]] | None:
+    """Hand a command to a spawner: the spawner and the future of its pid, or None when it
+    is to be started here (not plain data, too big, or no spawner could take it)."""
+    exe, args, env, fed = command
+    try:
+        environ = dict(os.environb) if env is None else env
+        payload: Any = (exe, args, environ, os.getcwd(), fed)
+        request = b"s" + marshal.dumps(payload)
+    except ValueError:  # a mapping or string of a type of its own
+        return None
+    if len(request) > _REQUEST_MAX:
+        return None
+    try:
+        spawner = spawners.pick(loop)
+        return spawner, spawner.spawn(request, fds)
+    except OSError:  # its socket is full, or no spawner could be started
+        return None
+
+
+def _count_spawn(loop: asyncio.AbstractEventLoop, held: float) -> None:
+    """Spawns that keep holding this process (a busy machine) hand the next ones to
+    spawners, in a process that guards its children (the CLI)."""
+    global _slow
+    if _MODE != "auto" or _GUARD[0] == -1:
+        return
+    _slow = _slow + 1 if held > _SLOW_SPAWN else 0
+    if _slow >= _SLOW_IN_A_ROW:
+        _spawners_of(loop)
+
+
+_slow = 0  # slow spawns in a row
+
+
 # (program, PATH) -> the file it names: a search for each child would be done by the
 # child itself before its exec, while posix_spawn holds the parent (the failed execs of a
 # long PATH cost about 50 us per command, bench workload 10)
@@ -493,15 +828,31 @@ async def _spawned(
             first: tuple[Any, ...] = (os.POSIX_SPAWN_DUP2, in_r, 0)
         else:
             first = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
-        # returns as soon as the child has exec'd (a vfork): no blocking wait for it here
-        pid = os.posix_spawnp(  # noqa: ASYNC221
-            exe,
-            args,
-            os.environ if env is None else env,
-            file_actions=[first, (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
-            setsid=True,  # a session (and process group) of its own, for killpg
-            setsigdef=_RESTORED,
-        )
+        spawners = _LOOP_SPAWNERS.get(loop)
+        if spawners is None and _MODE == "always":
+            spawners = _spawners_of(loop)
+        asked = None
+        if spawners is not None and "/" in exe:
+            fds = [in_r, out_w, err_w] if in_r >= 0 else [out_w, err_w]
+            asked = _ask(spawners, loop, (exe, args, env, in_r >= 0), fds)
+        if asked is None:
+            began = time.perf_counter()
+            # returns once the child has exec'd (a vfork): no wait for it to end
+            pid = os.posix_spawnp(  # noqa: ASYNC221
+                exe,
+                args,
+                os.environ if env is None else env,
+                file_actions=[
+                    first,
+                    (os.POSIX_SPAWN_DUP2, out_w, 1),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                ],
+                setsid=True,  # a session (and process group) of its own, for killpg
+                setsigdef=_RESTORED,
+            )
+            _started(pid)
+            if spawners is None:
+                _count_spawn(loop, time.perf_counter() - began)
     except BaseException:
         for fd in (out_r, err_r, in_w):
             if fd >= 0:
@@ -510,10 +861,19 @@ async def _spawned(
     finally:
         for fd in ends:
             os.close(fd)
-    _started(pid)
+    via = None
+    if asked is not None:
+        via, started = asked
+        try:
+            pid = await started
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
     os.set_blocking(out_r, False)
     os.set_blocking(err_r, False)
-    child = _Child(_watcher(loop), pid, out_r, err_r, cap)
+    child = _Child(_watcher(loop), pid, out_r, err_r, cap, via)
     feeder = _Feeder(loop, in_w, stdin) if stdin is not None else None
     try:
         # shielded: a cancel of this call must not cancel ``done``, which is awaited next
