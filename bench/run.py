@@ -58,7 +58,9 @@ The floors (judged on the stock asyncio loop; the time floors of the CPU-bound w
   at 10k (the cluster's start and shutdown are reported beside them);
 - 16: 10,000 trivial tasks in a random DAG (2 dependencies each) ≤ 1.5× the same tasks with no
   dependency (``fj.task(f, i)``), and linear in the edges: the cost of an edge from degree 8
-  to 32 ≤ 1.5× its cost from degree 2 to 8.
+  to 32 ≤ 1.5× its cost from degree 2 to 8;
+- 17: workload 10's ``echo {}`` at N = 8 beside two busy processes: its ≤ 1.2× ``xargs``
+  floor on a busy machine.
 """
 
 from __future__ import annotations
@@ -996,6 +998,15 @@ def floors(aggs: dict[Config, Agg], mode: str) -> list[Floor]:
             11,
             f"makespan, {n} × `sleep 0.05`, 50 at once: `forkjoin map` ≤ 1.2× `xargs -P 50`",
             ratio(_find(aggs, 11, "fj.map", n, "-"), _find(aggs, 11, "xargs", n, "-")),
+            lambda v: v <= 1.2,
+            _x,
+        )
+    for n in get(17).sizes[mode]:
+        add(
+            17,
+            f"`forkjoin map -j 8 -- echo {{}}`, {n:,} lines, two busy processes beside it: "
+            "≤ 1.2× `xargs -P 8` beside them",
+            ratio(_find(aggs, 17, "fj.map", n, "-"), _find(aggs, 17, "xargs", n, "-")),
             lambda v: v <= 1.2,
             _x,
         )

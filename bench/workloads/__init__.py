@@ -19,6 +19,7 @@ from . import (
     w14_cpu,
     w15_dask,
     w16_dag,
+    w17_shell_contended,
 )
 from ._base import Contender, Result, Skip, Workload
 
@@ -39,6 +40,7 @@ ALL: tuple[Workload, ...] = (
     w14_cpu.WORKLOAD,
     w15_dask.WORKLOAD,
     w16_dag.WORKLOAD,
+    w17_shell_contended.WORKLOAD,
 )
 
 
