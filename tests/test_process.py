@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import marshal
 import os
 import signal
 import time
@@ -311,8 +310,9 @@ def test_a_spawner_kills_what_it_started_once_its_socket_closes() -> None:
         spawner = _process._Spawner(asyncio.get_running_loop())
         r, w = os.pipe()
         try:
-            request = b"s" + marshal.dumps(("/bin/sleep", ["sleep", "30"], {}, os.getcwd(), False))
-            pid = await spawner.spawn(request, [w, w])
+            started = spawner.spawn(("/bin/sleep", ["sleep", "30"], {}, False), [w, w])
+            assert started is not None
+            pid = await started
         finally:
             os.close(r)
             os.close(w)

@@ -160,7 +160,7 @@ def _ended(pid: int) -> None:
 # -- spawners: posix_spawn in processes of their own, once this one is held by it --------
 
 # seconds a posix_spawn may hold this process; this many in a row mean a busy machine
-_SLOW_SPAWN = 0.002
+_SLOW_SPAWN = 0.001
 _SLOW_IN_A_ROW = 3
 _SPAWNERS = 4  # at most this many vforks wait for a core at once
 _REQUEST_MAX = 65536  # bytes; a bigger command (a huge environment) is spawned here
@@ -170,7 +170,8 @@ _MODE = os.environ.get("_FORKJOIN_SPAWNERS", "auto")
 
 # One spawner: requests on fd 0, a SOCK_SEQPACKET socket. "s" + marshal of (program, argv,
 # environment, cwd, has stdin) with the child's stdin (if any), stdout and stderr as
-# SCM_RIGHTS; "-PID": collected, reap it. Replies: "+PID", "!" + marshal of (error type,
+# SCM_RIGHTS (the environment and the cwd are None when they are the last ones sent);
+# "-PID": collected, reap it. Replies: "+PID", "!" + marshal of (error type,
 # errno, message, filename), "=PID CODE" once it has exited (kept unreaped until "-PID").
 _SPAWNER = """
 import marshal, os, select, signal, socket
@@ -178,7 +179,7 @@ sock = socket.socket(fileno=0)
 poll = select.poll()
 poll.register(0, select.POLLIN)
 reset = [s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s is not None]
-watched, held = {}, set()
+watched, held, env = {}, set(), {}
 def say(message):
     try:
         sock.send(message)
@@ -210,8 +211,10 @@ try:
                     os.waitpid(pid, 0)
                 continue
             try:
-                program, argv, env, cwd, fed = marshal.loads(message[1:])
-                if cwd != os.getcwd():
+                program, argv, given, cwd, fed = marshal.loads(message[1:])
+                if given is not None:
+                    env = given
+                if cwd is not None:
                     os.chdir(cwd)
                 first = ((os.POSIX_SPAWN_DUP2, fds[0], 0) if fed else
                          (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
@@ -244,7 +247,7 @@ finally:
 class _Spawner:
     """One spawner process, seen from here: its socket on the loop, the replies it owes."""
 
-    __slots__ = ("children", "exits", "loop", "pid", "sock", "waiting")
+    __slots__ = ("children", "cwd", "env", "exits", "loop", "pid", "sock", "waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -271,10 +274,35 @@ class _Spawner:
         self.waiting: list[asyncio.Future[int]] = []  # replies owed, oldest first
         self.children: dict[int, _Child | _Unwanted] = {}
         self.exits: dict[int, int] = {}  # exits heard before their _Child was made
+        # what it has: sent again only when a command's differ (a copy: the caller's
+        # mapping may change in place)
+        self.env: dict[Any, Any] | None = None
+        self.cwd = os.getcwd()
         loop.add_reader(ours.fileno(), self._ready)
 
-    def spawn(self, request: bytes, fds: list[int]) -> asyncio.Future[int]:
-        socket.send_fds(self.sock, [request], fds)  # BlockingIOError: it is far behind
+    def spawn(
+        self, command: tuple[str, list[str], Mapping[Any, Any], bool], fds: list[int]
+    ) -> asyncio.Future[int] | None:
+        """Send it a command: the future of its pid, or None if it cannot take it (not
+        plain data, too big, or its socket is full)."""
+        exe, args, env, fed = command
+        cwd = os.getcwd()
+        new_env = None if env == self.env else env
+        new_cwd = None if cwd == self.cwd else cwd
+        payload: Any = (exe, args, new_env, new_cwd, fed)
+        try:
+            request = b"s" + marshal.dumps(payload)
+        except ValueError:  # a mapping or string of a type of its own
+            return None
+        if len(request) > _REQUEST_MAX:
+            return None
+        try:
+            socket.send_fds(self.sock, [request], fds)
+        except OSError:  # far behind (its socket is full), or gone
+            return None
+        if new_env is not None:
+            self.env = dict(new_env)
+        self.cwd = cwd
         waiter = self.loop.create_future()
         self.waiting.append(waiter)
         return waiter
@@ -750,21 +778,15 @@ def _ask(
     fds: list[int],
 ) -> tuple[_Spawner, asyncio.Future[int]] | None:
     """Hand a command to a spawner: the spawner and the future of its pid, or None when it
-    is to be started here (not plain data, too big, or no spawner could take it)."""
+    is to be started here."""
     exe, args, env, fed = command
     try:
-        environ = dict(os.environb) if env is None else env
-        payload: Any = (exe, args, environ, os.getcwd(), fed)
-        request = b"s" + marshal.dumps(payload)
-    except ValueError:  # a mapping or string of a type of its own
-        return None
-    if len(request) > _REQUEST_MAX:
-        return None
-    try:
         spawner = spawners.pick(loop)
-        return spawner, spawner.spawn(request, fds)
-    except OSError:  # its socket is full, or no spawner could be started
+    except OSError:  # no spawner could be started
         return None
+    environ = dict(os.environb) if env is None else env
+    started = spawner.spawn((exe, args, environ, fed), fds)
+    return None if started is None else (spawner, started)
 
 
 def _count_spawn(loop: asyncio.AbstractEventLoop, held: float) -> None:
