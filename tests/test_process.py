@@ -310,12 +310,12 @@ def test_a_spawner_kills_what_it_started_once_its_socket_closes() -> None:
         spawner = _process._Spawner(asyncio.get_running_loop())
         r, w = os.pipe()
         try:
-            started = spawner.spawn(("/bin/sleep", ["sleep", "30"], {}, False), [w, w])
+            # the spawner takes the fds over (and closes them once sent)
+            started = spawner.spawn(("/bin/sleep", ["sleep", "30"], {}, False), [w, os.dup(w)])
             assert started is not None
             pid = await started
         finally:
             os.close(r)
-            os.close(w)
         _process._RUNNING.discard(pid)  # not this process's to stop: the spawner's
         spawner.close()  # its socket closes: it kills the group it holds, and ends
         return pid

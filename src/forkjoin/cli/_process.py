@@ -42,6 +42,7 @@ import socket
 import sys
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -168,11 +169,13 @@ _REQUEST_MAX = 65536  # bytes; a bigger command (a huge environment) is spawned 
 # "always" and "never" are for tests
 _MODE = os.environ.get("_FORKJOIN_SPAWNERS", "auto")
 
-# One spawner: requests on fd 0, a SOCK_SEQPACKET socket. "s" + marshal of (program, argv,
-# environment, cwd, has stdin) with the child's stdin (if any), stdout and stderr as
-# SCM_RIGHTS (the environment and the cwd are None when they are the last ones sent);
-# "-PID": collected, reap it. Replies: "+PID", "!" + marshal of (error type,
-# errno, message, filename), "=PID CODE" once it has exited (kept unreaped until "-PID").
+# One spawner. Requests come on fd 0, a SOCK_SEQPACKET socket, a batch per message: items
+# of 4 bytes of length (little-endian) then a marshal of ("s", program, argv, environment,
+# cwd, has stdin, number of fds) or ("-", pid): collected, reap it. A batch's fds (each
+# command's stdin if any, stdout, stderr) come as SCM_RIGHTS, in order; the environment and
+# the cwd are None when they are the last ones sent. Replies, a marshal of a list per
+# message: ("+", pid), ("!", error type, errno, message, filename), ("=", pid, code) once
+# it has exited (kept unreaped until "-").
 _SPAWNER = """
 import marshal, os, select, signal, socket
 sock = socket.socket(fileno=0)
@@ -180,13 +183,35 @@ poll = select.poll()
 poll.register(0, select.POLLIN)
 reset = [s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s is not None]
 watched, held, env = {}, set(), {}
-def say(message):
+try:
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+except (AttributeError, OSError):
+    pass
+other = (os.SCHED_OTHER, os.sched_param(0))
+def start(item, fds):
+    global env
+    _, program, argv, given, cwd, fed, _ = item
+    if given is not None:
+        env = given
+    if cwd is not None:
+        os.chdir(cwd)
+    first = ((os.POSIX_SPAWN_DUP2, fds[0], 0) if fed else
+             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
+    pid = os.posix_spawn(program, argv, env, setsid=True, setsigdef=reset, scheduler=other,
+                         file_actions=[first, (os.POSIX_SPAWN_DUP2, fds[-2], 1),
+                                       (os.POSIX_SPAWN_DUP2, fds[-1], 2)])
     try:
-        sock.send(message)
+        pidfd = os.pidfd_open(pid)
     except OSError:
-        pass
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    watched[pidfd] = pid
+    poll.register(pidfd, select.POLLIN)
+    return ("+", pid)
 try:
     while True:
+        replies = []
         for fd, _ in poll.poll():
             if fd != 0:
                 pid = watched[fd]
@@ -198,43 +223,39 @@ try:
                 os.close(fd)
                 code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
                 held.add(pid)
-                say(b"=%d %d" % (pid, code))
+                replies.append(("=", pid, code))
                 continue
             # close-on-exec: a command inherits its own pipes as 0, 1 and 2 only
-            message, fds, _, _ = socket.recv_fds(sock, 1 << 17, 3, socket.MSG_CMSG_CLOEXEC)
-            if not message:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 18, 253, socket.MSG_CMSG_CLOEXEC)
+            if not data:
                 raise SystemExit
-            if message[:1] == b"-":
-                pid = int(message[1:])
-                if pid in held:
-                    held.discard(pid)
-                    os.waitpid(pid, 0)
-                continue
+            at = used = 0
+            while at < len(data):
+                size = int.from_bytes(data[at:at + 4], "little")
+                item = marshal.loads(data[at + 4:at + 4 + size])
+                at += 4 + size
+                if item[0] == "-":
+                    if item[1] in held:
+                        held.discard(item[1])
+                        os.waitpid(item[1], 0)
+                    continue
+                mine = fds[used:used + item[-1]]
+                used += item[-1]
+                try:
+                    replies.append(start(item, mine))
+                except OSError as e:
+                    replies.append(("!", "OSError", e.errno, e.strerror, e.filename))
+                except Exception as e:  # what posix_spawn refuses (a NUL in an argument)
+                    kind = "ValueError" if isinstance(e, ValueError) else "TypeError"
+                    replies.append(("!", kind, 0, str(e), None))
+                finally:
+                    for fd in mine:
+                        os.close(fd)
+        for i in range(0, len(replies), 256):
             try:
-                program, argv, given, cwd, fed = marshal.loads(message[1:])
-                if given is not None:
-                    env = given
-                if cwd is not None:
-                    os.chdir(cwd)
-                first = ((os.POSIX_SPAWN_DUP2, fds[0], 0) if fed else
-                         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
-                pid = os.posix_spawn(program, argv, env, setsid=True, setsigdef=reset,
-                                     file_actions=[first, (os.POSIX_SPAWN_DUP2, fds[-2], 1),
-                                                   (os.POSIX_SPAWN_DUP2, fds[-1], 2)])
-            except OSError as e:
-                say(b"!" + marshal.dumps(("OSError", e.errno, e.strerror, e.filename)))
-                continue
-            except Exception as e:  # what posix_spawn refuses (a NUL in an argument)
-                kind = "ValueError" if isinstance(e, ValueError) else "TypeError"
-                say(b"!" + marshal.dumps((kind, 0, str(e), None)))
-                continue
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            say(b"+%d" % pid)
-            pidfd = os.pidfd_open(pid)
-            watched[pidfd] = pid
-            poll.register(pidfd, select.POLLIN)
+                sock.send(marshal.dumps(replies[i:i + 256]))
+            except OSError:
+                pass
 finally:
     for pid in (*watched.values(), *held):
         try:
@@ -243,11 +264,17 @@ finally:
             pass
 """
 
+_BATCH_BYTES = 65536  # a batch is sent at once when it holds this much, or this many fds
+_BATCH_FDS = 240  # (SCM_RIGHTS takes up to 253)
+
 
 class _Spawner:
-    """One spawner process, seen from here: its socket on the loop, the replies it owes."""
+    """One spawner process, seen from here: its socket on the loop, the replies it owes.
+    What is sent to it in one loop pass goes in one message at the next pass: a message
+    wakes it, and the wake-up took the core from this process (about 0.2 ms a command)."""
 
-    __slots__ = ("children", "cwd", "env", "exits", "loop", "pid", "sock", "waiting")
+    __slots__ = ("children", "cwd", "env", "exits", "loop", "out", "out_fds", "pid", "sent",
+                 "sock", "waiting")  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -271,51 +298,82 @@ class _Spawner:
         ours.setblocking(False)
         self.sock = ours
         self.loop = loop
-        self.waiting: list[asyncio.Future[int]] = []  # replies owed, oldest first
+        self.waiting: deque[asyncio.Future[int]] = deque()  # replies owed, oldest first
         self.children: dict[int, _Child | _Unwanted] = {}
         self.exits: dict[int, int] = {}  # exits heard before their _Child was made
         # what it has: sent again only when a command's differ (a copy: the caller's
         # mapping may change in place)
         self.env: dict[Any, Any] | None = None
         self.cwd = os.getcwd()
+        # the batch of this loop pass: its items, and the fds it carries (this process's
+        # until sent, then closed); sent: a send is scheduled (or waits for room)
+        self.out: list[bytes] = []
+        self.out_fds: list[int] = []
+        self.sent = True
         loop.add_reader(ours.fileno(), self._ready)
 
     def spawn(
         self, command: tuple[str, list[str], Mapping[Any, Any], bool], fds: list[int]
     ) -> asyncio.Future[int] | None:
-        """Send it a command: the future of its pid, or None if it cannot take it (not
-        plain data, too big, or its socket is full)."""
+        """Queue a command, taking over ``fds``: the future of its pid, or None (and
+        ``fds`` are still the caller's) if it cannot take it (not plain data, too big)."""
         exe, args, env, fed = command
         cwd = os.getcwd()
         new_env = None if env == self.env else env
         new_cwd = None if cwd == self.cwd else cwd
-        payload: Any = (exe, args, new_env, new_cwd, fed)
+        payload: Any = ("s", exe, args, new_env, new_cwd, fed, len(fds))
         try:
-            request = b"s" + marshal.dumps(payload)
+            item = marshal.dumps(payload)
         except ValueError:  # a mapping or string of a type of its own
             return None
-        if len(request) > _REQUEST_MAX:
-            return None
-        try:
-            socket.send_fds(self.sock, [request], fds)
-        except OSError:  # far behind (its socket is full), or gone
+        if len(item) > _REQUEST_MAX:
             return None
         if new_env is not None:
             self.env = dict(new_env)
         self.cwd = cwd
+        self._queue(item, fds)
         waiter = self.loop.create_future()
         self.waiting.append(waiter)
         return waiter
 
     def collected(self, pid: int) -> None:
         self.children.pop(pid, None)
-        with contextlib.suppress(OSError):
-            self.sock.send(b"-%d" % pid)
+        self._queue(marshal.dumps(("-", pid)), ())
+
+    def _queue(self, item: bytes, fds: Any) -> None:
+        self.out.append(len(item).to_bytes(4, "little") + item)
+        self.out_fds.extend(fds)
+        if len(self.out_fds) >= _BATCH_FDS or sum(map(len, self.out)) >= _BATCH_BYTES:
+            self._send()
+        elif self.sent:
+            self.sent = False
+            self.loop.call_soon(self._send)
+
+    def _send(self) -> None:
+        if not self.out or self.sock.fileno() < 0:
+            self.sent = True
+            return
+        data, fds = b"".join(self.out), self.out_fds
+        try:
+            socket.send_fds(self.sock, [data], fds)
+        except (BlockingIOError, InterruptedError):  # far behind: sent once there is room
+            self.out, self.out_fds = [data], fds
+            if self.sent:
+                self.sent = False
+            self.loop.add_writer(self.sock.fileno(), self._send)
+            return
+        except OSError:
+            self.loop.call_soon(self._lost)
+        self.loop.remove_writer(self.sock.fileno())
+        self.out, self.out_fds = [], []
+        self.sent = True
+        for fd in fds:
+            os.close(fd)
 
     def _ready(self) -> None:
         while True:
             try:
-                message = self.sock.recv(65536)
+                message = self.sock.recv(1 << 18)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -323,29 +381,31 @@ class _Spawner:
             if not message:
                 self._lost()
                 return
-            kind = message[:1]
-            if kind == b"=":
-                pid, code = map(int, message[1:].split())
-                child = self.children.get(pid)
-                if child is None:
-                    self.exits[pid] = code
-                else:
-                    child.exited(code)
-                continue
-            waiter = self.waiting.pop(0)
-            if kind == b"+":
-                pid = int(message[1:])
-                _started(pid)
-                if waiter.cancelled():  # its call was stopped meanwhile: end it
-                    self.children[pid] = _Unwanted(self, pid)
-                else:
-                    waiter.set_result(pid)
-            elif not waiter.cancelled():
-                kind, errno, text, filename = marshal.loads(message[1:])
-                if kind == "OSError":
-                    waiter.set_exception(OSError(errno, text, filename))
-                else:  # as posix_spawn here would have raised it
-                    waiter.set_exception((ValueError if kind == "ValueError" else TypeError)(text))
+            for reply in marshal.loads(message):
+                kind = reply[0]
+                if kind == "=":
+                    _, pid, code = reply
+                    child = self.children.get(pid)
+                    if child is None:
+                        self.exits[pid] = code
+                    else:
+                        child.exited(code)
+                    continue
+                waiter = self.waiting.popleft()
+                if kind == "+":
+                    pid = reply[1]
+                    _started(pid)
+                    if waiter.cancelled():  # its call was stopped meanwhile: end it
+                        self.children[pid] = _Unwanted(self, pid)
+                    else:
+                        waiter.set_result(pid)
+                elif not waiter.cancelled():
+                    _, error, errno, text, filename = reply
+                    if error == "OSError":
+                        waiter.set_exception(OSError(errno, text, filename))
+                    else:  # as posix_spawn here would have raised it
+                        kind_of = ValueError if error == "ValueError" else TypeError
+                        waiter.set_exception(kind_of(text))
 
     def _lost(self) -> None:
         """The spawner is gone (killed): its calls fail; its children were killed."""
@@ -361,7 +421,11 @@ class _Spawner:
     def close(self) -> None:
         if self.sock.fileno() >= 0:
             self.loop.remove_reader(self.sock.fileno())
+            self.loop.remove_writer(self.sock.fileno())
             self.sock.close()  # it ends at once, killing any group it still holds
+        for fd in self.out_fds:
+            os.close(fd)
+        self.out, self.out_fds = [], []
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 
@@ -843,6 +907,7 @@ async def _spawned(
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     in_r = in_w = -1
     ends = [out_w, err_w]
+    asked: tuple[_Spawner, asyncio.Future[int]] | None = None
     try:
         if stdin is not None:
             in_r, in_w = os.pipe2(os.O_CLOEXEC)
@@ -853,7 +918,6 @@ async def _spawned(
         spawners = _LOOP_SPAWNERS.get(loop)
         if spawners is None and _MODE == "always":
             spawners = _spawners_of(loop)
-        asked = None
         if spawners is not None and "/" in exe:
             fds = [in_r, out_w, err_w] if in_r >= 0 else [out_w, err_w]
             asked = _ask(spawners, loop, (exe, args, env, in_r >= 0), fds)
@@ -881,8 +945,9 @@ async def _spawned(
                 os.close(fd)
         raise
     finally:
-        for fd in ends:
-            os.close(fd)
+        if asked is None:  # else the spawner has them, and closes them once sent
+            for fd in ends:
+                os.close(fd)
     via = None
     if asked is not None:
         via, started = asked
