@@ -161,7 +161,7 @@ def _ended(pid: int) -> None:
 # -- spawners: posix_spawn in processes of their own, once this one is held by it --------
 
 # seconds a posix_spawn may hold this process; this many in a row mean a busy machine
-_SLOW_SPAWN = 0.001
+_SLOW_SPAWN = 0.002
 _SLOW_IN_A_ROW = 3
 _SPAWNERS = 4  # at most this many vforks wait for a core at once
 _REQUEST_MAX = 65536  # bytes; a bigger command (a huge environment) is spawned here
