@@ -364,3 +364,36 @@ def test_through_spawners_each_call_ends_once_and_nothing_is_left(
         else:
             assert got == {"exit_code": code, "stdout": text, "stderr": ""}
     assert not _process._RUNNING
+
+
+def test_a_spawner_that_dies_fails_its_calls_and_the_next_start_here(
+    spawners: None, tmp_path: Path
+) -> None:
+    import psutil
+
+    pidfile = tmp_path / "pid"
+
+    async def main() -> tuple[BaseException | None, dict[str, Any]]:
+        call = asyncio.ensure_future(run_command(["sh", "-c", f"echo $$ > {pidfile}; sleep 30"]))
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        for pid in _spawner_pids():
+            os.kill(pid, signal.SIGKILL)  # killed from outside: it cannot clean up
+        error = None
+        try:
+            await asyncio.wait_for(call, 30)
+        except OSError as e:
+            error = e
+        # the next call is not handed to the dead spawner: a new one, or here
+        return error, await asyncio.wait_for(run_command(["echo", "after"]), 30)
+
+    error, after = run(main())
+    _process.close_spawners()
+    assert isinstance(error, OSError)
+    assert "spawner process ended" in str(error)
+    assert after["stdout"] == "after\n"
+    orphan = int(pidfile.read_text())
+    if psutil.pid_exists(orphan):
+        _gone(orphan)  # its call stopped it (SIGTERM, then SIGKILL): it must be gone

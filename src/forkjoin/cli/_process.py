@@ -317,6 +317,8 @@ class _Spawner:
     ) -> asyncio.Future[int] | None:
         """Queue a command, taking over ``fds``: the future of its pid, or None (and
         ``fds`` are still the caller's) if it cannot take it (not plain data, too big)."""
+        if self.sock.fileno() < 0:  # it ended unexpectedly
+            return None
         exe, args, env, fed = command
         cwd = os.getcwd()
         new_env = None if env == self.env else env
@@ -415,8 +417,10 @@ class _Spawner:
             if not waiter.done():
                 waiter.set_exception(error)
         self.waiting.clear()
-        for child in list(self.children.values()):
-            child.fail(error)
+        for pid, child in list(self.children.items()):
+            child.fail(error)  # stopped by its group, as any command whose call failed
+            _ended(pid)
+        self.children.clear()
 
     def close(self) -> None:
         if self.sock.fileno() >= 0:
@@ -453,14 +457,15 @@ class _Unwanted:
 class _Spawners:
     """The spawners of one loop, made once its spawns are slow (or when forced)."""
 
-    __slots__ = ("__weakref__", "all", "slow")
+    __slots__ = ("__weakref__", "all")
 
     def __init__(self) -> None:
         self.all: list[_Spawner] = []
-        self.slow = 0  # slow spawns in a row
 
     def pick(self, loop: asyncio.AbstractEventLoop) -> _Spawner:
-        """The spawner with the fewest starts owed; a new one while each owes some."""
+        """The spawner with the fewest starts owed; a new one while each owes some (one
+        that ended unexpectedly is left out)."""
+        self.all = [s for s in self.all if s.sock.fileno() >= 0]
         best = min(self.all, key=lambda s: len(s.waiting), default=None)
         if best is None or (best.waiting and len(self.all) < _SPAWNERS):
             best = _Spawner(loop)
