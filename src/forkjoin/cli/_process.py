@@ -417,9 +417,8 @@ class _Spawner:
             if not waiter.done():
                 waiter.set_exception(error)
         self.waiting.clear()
-        for pid, child in list(self.children.items()):
+        for child in list(self.children.values()):
             child.fail(error)  # stopped by its group, as any command whose call failed
-            _ended(pid)
         self.children.clear()
 
     def close(self) -> None:
@@ -427,6 +426,8 @@ class _Spawner:
             self.loop.remove_reader(self.sock.fileno())
             self.loop.remove_writer(self.sock.fileno())
             self.sock.close()  # it ends at once, killing any group it still holds
+        for pid in self.children:  # killed by it: no longer this process's to stop
+            _ended(pid)
         for fd in self.out_fds:
             os.close(fd)
         self.out, self.out_fds = [], []
@@ -962,6 +963,10 @@ async def _spawned(
             for fd in (out_r, err_r, in_w):
                 if fd >= 0:
                     os.close(fd)
+            if started.done() and not started.cancelled() and started.exception() is None:
+                # its pid came just as the call was stopped: ended as one not wanted
+                pid = started.result()
+                via.children[pid] = _Unwanted(via, pid)
             raise
     os.set_blocking(out_r, False)
     os.set_blocking(err_r, False)
