@@ -360,8 +360,7 @@ class _Spawner:
             socket.send_fds(self.sock, [data], fds)
         except (BlockingIOError, InterruptedError):  # far behind: sent once there is room
             self.out, self.out_fds = [data], fds
-            if self.sent:
-                self.sent = False
+            self.sent = False
             self.loop.add_writer(self.sock.fileno(), self._send)
             return
         except OSError:
