@@ -231,32 +231,71 @@ def _spawner_pids() -> set[int]:
 
 
 def test_a_busy_machine_hands_the_spawns_to_spawners(monkeypatch: pytest.MonkeyPatch) -> None:
-    # every spawn counts as slow, in a process that guards its commands (as the CLI does)
+    # the first spawn ends a window it held most of, in a process that guards its commands
+    # (as the CLI does)
     monkeypatch.setattr(_process, "_MODE", "auto")
-    monkeypatch.setattr(_process, "_SLOW_SPAWN", 0.0)
-    monkeypatch.setattr(_process, "_slow", 0)
+    monkeypatch.setattr(_process, "_WINDOW", 0.0)
+    monkeypatch.setattr(_process, "_HELD_SHARE", -1.0)
+    monkeypatch.setattr(_process, "_window_began", -1.0)
+    monkeypatch.setattr(_process, "_window_held", 0.0)
     _process.guard_children()
-    parents: list[int] = []
 
-    async def main() -> tuple[list[Any], set[int]]:
-        out = []
-        for i in range(_process._SLOW_IN_A_ROW + 3):
-            # a command that says who started it: this process, then a spawner
-            out.append(await run_command(["sh", "-c", f"echo {i} $PPID"]))
-        return out, _spawner_pids()
+    async def main() -> tuple[list[int], list[int], set[int]]:
+        async def parent() -> int:  # a command that says who started it
+            return int((await run_command(["sh", "-c", "echo $PPID"]))["stdout"])
+
+        first = await parent()  # asks for spawners
+        # started in one loop pass, before a spawner can say it is up: none is held for it
+        together = await asyncio.gather(*(parent() for _ in range(3)))
+        later: list[int] = []
+        deadline = time.monotonic() + 30  # a bounded poll for the spawner, not a timing claim
+        while len(later) < 3 or later[-1] == os.getpid():
+            assert time.monotonic() < deadline, "no spawner took a command"
+            later.append(await parent())
+        return [first, *together], later, _spawner_pids()
 
     try:
-        results, spawner_pids = run(main())
+        here, later, spawner_pids = run(main())
     finally:
         _process.close_spawners()
-    for r in results:
-        parents.append(int(r["stdout"].split()[1]))
-    assert [r["stdout"].split()[0] for r in results] == [str(i) for i in range(len(results))]
-    first = _process._SLOW_IN_A_ROW
-    assert parents[:first] == [os.getpid()] * first
-    assert len(spawner_pids) == 1
-    assert set(parents[first:]) == spawner_pids
+    assert here == [os.getpid()] * 4
+    assert len(spawner_pids) == 1  # one at a time: each command ended before the next
+    cut = later.index(next(p for p in later if p != os.getpid()))
+    assert set(later[:cut]) <= {os.getpid()}  # here until it was up, then through it
+    assert set(later[cut:]) == spawner_pids
     assert not [pid for pid in spawner_pids if _running(pid)]  # closed: ended and reaped
+
+
+@pytest.mark.parametrize(
+    ("spawns", "wanted"),
+    [
+        # (began, held) in seconds, from the window's start (0.1 s, more than 75 % held)
+        ([(0.0, 0.06), (0.06, 0.06)], True),  # held all of 120 ms: a busy machine
+        ([(0.0, 0.04), (0.05, 0.04), (0.1, 0.01)], True),  # 90 of 110 ms
+        ([(i * 0.0025, 0.0015) for i in range(41)], False),  # 61 % of 101 ms: waves of spawns
+        ([(i * 0.002, 0.0019) for i in range(40)], False),  # 80 ms: not a window yet
+        ([(0.0, 0.04), (0.05, 0.04), (0.2, 0.0001)], False),  # 80 of 200 ms
+        ([(0.0, 0.001), (0.3, 0.001), (0.3, 0.06), (0.36, 0.06)], True),  # a new window
+        ([(0.0, 0.005), (0.01, 0.005), (0.02, 0.005)], True),  # three slow ones in a row
+        ([(0.0, 0.005), (0.01, 0.005), (0.02, 0.001), (0.03, 0.005)], False),  # not in a row
+    ],
+)
+def test_spawners_start_once_spawns_hold_this_process_most_of_a_window(
+    monkeypatch: pytest.MonkeyPatch, spawns: list[tuple[float, float]], wanted: bool
+) -> None:
+    monkeypatch.setattr(_process, "_MODE", "auto")
+    monkeypatch.setattr(_process, "_window_began", -1.0)
+    monkeypatch.setattr(_process, "_window_held", 0.0)
+    monkeypatch.setattr(_process, "_slow", 0)
+    monkeypatch.setattr(_process, "_GUARD", [99])  # as if guarded: nothing is written here
+    loop = asyncio.new_event_loop()
+    try:
+        for began, held in spawns:
+            _process._count_spawn(loop, 1000.0 + began, held)
+        assert (loop in _process._LOOP_SPAWNERS) is wanted
+    finally:
+        _process._LOOP_SPAWNERS.pop(loop, None)
+        loop.close()
 
 
 def _running(pid: int) -> bool:
@@ -270,6 +309,7 @@ def _running(pid: int) -> bool:
 
 def test_an_idle_machine_never_starts_a_spawner(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_process, "_MODE", "auto")
+    monkeypatch.setattr(_process, "_HELD_SHARE", 1.0)  # spawns never hold it all the time
     monkeypatch.setattr(_process, "_SLOW_SPAWN", 3600.0)
     _process.guard_children()
 

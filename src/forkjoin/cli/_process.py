@@ -21,8 +21,9 @@ support instead.
 ``posix_spawn`` is a vfork: it holds this process until the child has been scheduled and
 has exec'd. On an idle machine that is about 70 us; behind busy processes the new child
 waits for a core, and this process with it (about 5 ms per command with two spinning
-processes on two cores, bench workload 17), so commands start one at a time. Once spawns
-keep holding it (:data:`_SLOW_SPAWN`), the CLI hands them to spawners: small processes of
+processes on two cores, bench workload 17), so commands start one at a time; a map's own
+commands, on a small machine, do the same. Once spawns hold it most of the time
+(:data:`_HELD_SHARE`), the CLI hands them to spawners: small processes of
 its own that each receive a command's pipes over a Unix socket, ``posix_spawn`` it (held in
 their place, several at once) and say when it exits. Its children are theirs, so a spawner
 keeps an exited one unreaped (its pid, and its process group, stay its own) until this
@@ -160,7 +161,18 @@ def _ended(pid: int) -> None:
 
 # -- spawners: posix_spawn in processes of their own, once this one is held by it --------
 
-# seconds a posix_spawn may hold this process; this many in a row mean a busy machine
+# Spawns go to spawners once they held this process more than _HELD_SHARE of the last
+# _WINDOW seconds (or longer): its loop then does little but wait for children to exec. A
+# busy machine does that (5 ms a spawn behind two spinning processes); so do a map's own
+# commands on a small machine, with no other load: idle, 2,000 x `true` or `echo` on two
+# cores held it 85-89 % of every 0.1 s (650 us a spawn) and ran 5-15 % faster through
+# spawners, while 500 x `sleep 0.05` at -j 50 held it 24-60 % (its waves of 50 spawns) and
+# is better off without their start (bench workloads 10 and 11); a run of a few commands,
+# or one at a time, never pays it.
+_WINDOW = 0.1
+_HELD_SHARE = 0.75
+# ... and at once after this many spawns in a row held it longer than _SLOW_SPAWN each: a
+# busy machine's, that need not wait for a window
 _SLOW_SPAWN = 0.002
 _SLOW_IN_A_ROW = 3
 _SPAWNERS = 4  # at most this many vforks wait for a core at once
@@ -174,8 +186,8 @@ _MODE = os.environ.get("_FORKJOIN_SPAWNERS", "auto")
 # cwd, has stdin, number of fds) or ("-", pid): collected, reap it. A batch's fds (each
 # command's stdin if any, stdout, stderr) come as SCM_RIGHTS, in order; the environment and
 # the cwd are None when they are the last ones sent. Replies, a marshal of a list per
-# message: ("+", pid), ("!", error type, errno, message, filename), ("=", pid, code) once
-# it has exited (kept unreaped until "-").
+# message: ("r",) once, when it is up; ("+", pid), ("!", error type, errno, message,
+# filename), ("=", pid, code) once it has exited (kept unreaped until "-").
 _SPAWNER = """
 import marshal, os, select, signal, socket
 sock = socket.socket(fileno=0)
@@ -209,6 +221,7 @@ def start(item, fds):
     watched[pidfd] = pid
     poll.register(pidfd, select.POLLIN)
     return ("+", pid)
+sock.send(marshal.dumps([("r",)]))  # up: commands can be sent to it from now on
 try:
     while True:
         replies = []
@@ -273,8 +286,8 @@ class _Spawner:
     What is sent to it in one loop pass goes in one message at the next pass: a message
     wakes it, and the wake-up took the core from this process (about 0.2 ms a command)."""
 
-    __slots__ = ("children", "cwd", "env", "exits", "loop", "out", "out_fds", "pid", "sent",
-                 "sock", "waiting")  # fmt: skip
+    __slots__ = ("children", "cwd", "env", "exits", "loop", "out", "out_fds", "pid", "ready",
+                 "sent", "sock", "waiting")  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -310,6 +323,7 @@ class _Spawner:
         self.out: list[bytes] = []
         self.out_fds: list[int] = []
         self.sent = True
+        self.ready = False  # it has said it is up
         loop.add_reader(ours.fileno(), self._ready)
 
     def spawn(
@@ -384,6 +398,9 @@ class _Spawner:
                 return
             for reply in marshal.loads(message):
                 kind = reply[0]
+                if kind == "r":
+                    self.ready = True
+                    continue
                 if kind == "=":
                     _, pid, code = reply
                     child = self.children.get(pid)
@@ -462,14 +479,19 @@ class _Spawners:
     def __init__(self) -> None:
         self.all: list[_Spawner] = []
 
-    def pick(self, loop: asyncio.AbstractEventLoop) -> _Spawner:
-        """The spawner with the fewest starts owed; a new one while each owes some (one
-        that ended unexpectedly is left out)."""
+    def pick(self, loop: asyncio.AbstractEventLoop, *, wait: bool) -> _Spawner | None:
+        """The spawner that is up with the fewest starts owed, and a new one started while
+        each owes some (one that ended unexpectedly is left out); None while none is up,
+        unless ``wait``: a command is not held for the tens of ms a spawner takes to start,
+        it is started here."""
         self.all = [s for s in self.all if s.sock.fileno() >= 0]
-        best = min(self.all, key=lambda s: len(s.waiting), default=None)
-        if best is None or (best.waiting and len(self.all) < _SPAWNERS):
-            best = _Spawner(loop)
-            self.all.append(best)
+        up = [s for s in self.all if s.ready or wait]
+        best = min(up, key=lambda s: len(s.waiting), default=None)
+        starting = len(up) < len(self.all)
+        if (best is None or best.waiting) and len(self.all) < _SPAWNERS and not starting:
+            self.all.append(_Spawner(loop))
+            if best is None and wait:
+                best = self.all[-1]
         return best
 
     def close(self) -> None:
@@ -850,26 +872,41 @@ def _ask(
     is to be started here."""
     exe, args, env, fed = command
     try:
-        spawner = spawners.pick(loop)
+        spawner = spawners.pick(loop, wait=_MODE == "always")
     except OSError:  # no spawner could be started
+        return None
+    if spawner is None:
         return None
     environ = dict(os.environb) if env is None else env
     started = spawner.spawn((exe, args, environ, fed), fds)
     return None if started is None else (spawner, started)
 
 
-def _count_spawn(loop: asyncio.AbstractEventLoop, held: float) -> None:
-    """Spawns that keep holding this process (a busy machine) hand the next ones to
-    spawners, in a process that guards its children (the CLI)."""
-    global _slow
+def _count_spawn(loop: asyncio.AbstractEventLoop, began: float, held: float) -> None:
+    """Spawns that hold this process most of the time (it waits for its children to exec)
+    hand the next ones to spawners, in a process that guards its children (the CLI)."""
+    global _window_began, _window_held, _slow
     if _MODE != "auto" or _GUARD[0] == -1:
         return
     _slow = _slow + 1 if held > _SLOW_SPAWN else 0
     if _slow >= _SLOW_IN_A_ROW:
         _spawners_of(loop)
+        return
+    if _window_began < 0:
+        _window_began = began
+    _window_held += held
+    span = began + held - _window_began
+    if span >= _WINDOW:
+        if _window_held > _HELD_SHARE * span:
+            _spawners_of(loop)
+        _window_began, _window_held = -1.0, 0.0
 
 
-_slow = 0  # slow spawns in a row
+# the window of spawns being measured: when its first began (-1: none yet), how long they
+# held this process
+_window_began = -1.0
+_window_held = 0.0
+_slow = 0  # spawns in a row that held it longer than _SLOW_SPAWN
 
 
 # (program, PATH) -> the file it names: a search for each child would be done by the
@@ -943,7 +980,7 @@ async def _spawned(
             )
             _started(pid)
             if spawners is None:
-                _count_spawn(loop, time.perf_counter() - began)
+                _count_spawn(loop, began, time.perf_counter() - began)
     except BaseException:
         for fd in (out_r, err_r, in_w):
             if fd >= 0:
