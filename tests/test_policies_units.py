@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
+from collections import deque
 from types import SimpleNamespace
 
 import httpx
@@ -14,7 +15,7 @@ import tenacity
 import forkjoin as fj
 from forkjoin._policies._adaptive import AdaptiveState
 from forkjoin._policies._budget import NO, OK, WAIT, BudgetState, Charge
-from forkjoin._policies._rate import RateMeter
+from forkjoin._policies._rate import RateLimitState, RateMeter
 from forkjoin._policies._retry_after import is_overload, parse_retry_after, retry_after_of
 
 # -- bad values: InvalidPolicy naming the field ----------------------------------------
@@ -161,6 +162,49 @@ def test_rate_meter_window_guard_on_actual_starts() -> None:
     meter.record(0.5)
     assert meter.wait_for_window(0.9) == pytest.approx(0.4)  # until 0.3 ages out
     assert meter.wait_for_window(1.3) == 0.0
+
+
+class _Clock:
+    """A run context of which a rate limit's state uses only the clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+
+class _Task:
+    weight = 1.0
+
+
+def test_a_rate_counts_its_windows_from_the_starts_calls_report() -> None:
+    # a call let go at 0.0 reports its start at 0.3 (a stall between the two readings of
+    # the clock): windows count from 0.3, so a third call at 1.1 would put three reported
+    # starts (0.3, 0.5, 1.1) in one second of a limit of 2
+    ctx = _Clock()
+    state = RateLimitState(fj.RateLimit(2, per=1.0), None, ctx)  # type: ignore[arg-type]
+    first, second = _Task(), _Task()
+    assert state.before(first) is None
+    state.begins(first, 0.3)
+    ctx.now = 0.5
+    assert state.before(second) is None
+    state.begins(second, 0.5)
+    assert state.meter.wait_for_window(1.1) == pytest.approx(0.2)  # until 0.3 ages out
+    assert state.unbegun == deque()  # each let go of once it began
+
+
+def test_a_call_that_never_begins_keeps_the_start_it_was_let_go_at() -> None:
+    ctx = _Clock()
+    state = RateLimitState(fj.RateLimit(2, per=1.0), None, ctx)  # type: ignore[arg-type]
+    stopped, other = _Task(), _Task()
+    assert state.before(stopped) is None  # then stopped at another limit: never begins
+    ctx.now = 0.5
+    assert state.before(other) is None
+    state.begins(other, 0.5)
+    assert state.meter.wait_for_window(1.0) == 0.0  # 0.0 aged out
+    state.begins(_Task(), 1.2)  # a later call's start lets go of what is a window old
+    assert [task for task, _ in state.unbegun] == []
 
 
 def test_rate_limit_rejects_a_weight_it_can_never_admit() -> None:

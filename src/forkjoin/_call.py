@@ -445,6 +445,7 @@ def _gated(inner: CallFn, hooks: Hooks, ctx: Context) -> Gate:
     """Every call passes the policies' hooks (wait for a rate, refuse an open circuit,
     count for an adaptive limit) and is logged with its start and end."""
     before = hooks.before
+    begins = hooks.begins
     around = hooks.around
 
     async def gate(st: TaskState, hedge: bool = False) -> Any:
@@ -459,6 +460,8 @@ def _gated(inner: CallFn, hooks: Hooks, ctx: Context) -> Gate:
         tokens = [None if s is None else s(st) for s, _ in around]
         number = calls.attempts
         start = clock()
+        for hook in begins:  # the same instant as the attempt's start (a rate's windows)
+            hook(st, start)
         busy = ctx.busy
         busy.enter()  # counted from here: the waits above are not a running call
         try:
@@ -504,6 +507,7 @@ def _watched(inner: CallFn, hooks: Hooks, ctx: Context, inline: bool) -> CallFn:
     (a circuit breaker, an adaptive limit): no log, no token unless a state wants one. A
     call that did wait (a server's pause) starts when the wait ends."""
     before = hooks.before
+    begins = hooks.begins
     around = hooks.around
     tokens = hooks.tokens
     ended_hooks = [ended for _, ended in around if ended is not None]
@@ -515,6 +519,8 @@ def _watched(inner: CallFn, hooks: Hooks, ctx: Context, inline: bool) -> CallFn:
                 if wait is not None:
                     await wait
                     st.started = ctx.clock()
+            for begin in begins:
+                begin(st, st.started)
         except BaseException:
             if st.calls is None or not st.calls.log:
                 st.started = None  # refused (an open circuit) or stopped before any call

@@ -11,6 +11,8 @@ instruments):
 - ``admit_extra(task)`` — before a duplicate (hedged) call; False: no duplicate;
 - ``before(task)`` — before each call; return an awaitable to wait for (a rate limit, a
   server's Retry-After pause), None to go on, or raise to refuse the call (an open circuit);
+- ``begins(task, now)`` — the call let go by ``before`` starts at ``now``, the instant its
+  attempt reports (a rate counts its windows from it);
 - ``started(task)`` — the call starts; what it returns is handed to ``ended``;
 - ``ended(task, token, error, duration)`` — the call ended (``error`` None when it succeeded);
 - ``settle(task)`` — the task ended;
@@ -115,6 +117,11 @@ class PolicyState:
         return True
 
     def before(self, task: Any) -> Awaitable[Any] | None:
+        return None
+
+    def begins(self, task: Any, now: float) -> None:
+        """The call let go by :meth:`before` starts at ``now``: the instant its attempt
+        reports as its start."""
         return None
 
     def started(self, task: Any) -> Any:

@@ -73,7 +73,7 @@ class RateMeter:
         self._interval = policy.per / policy.rate  # seconds per unit of weight
         self._tolerance = (policy.burst or 0.0) * self._interval
         self._tat: float | None = None  # theoretical arrival time of the next unit
-        self._log: deque[tuple[float, float]] = deque()  # (start, weight) in the last window
+        self._log: deque[list[float]] = deque()  # [start, weight] in the last window
         self._logged = 0.0
 
     def reserve(self, now: float, weight: float = 1.0) -> float:
@@ -111,10 +111,20 @@ class RateMeter:
                 return max(t + per - now, 1e-6)
         return per  # pragma: no cover - unreachable: weight <= capacity is checked first
 
-    def record(self, now: float, weight: float = 1.0) -> None:
-        """A call of ``weight`` started at ``now``."""
-        self._log.append((now, weight))
+    def record(self, now: float, weight: float = 1.0) -> list[float]:
+        """A call of ``weight`` started at ``now``; its entry, for :meth:`moved`."""
+        entry = [now, weight]
+        self._log.append(entry)
         self._logged += weight
+        return entry
+
+    @staticmethod
+    def moved(entry: list[float], start: float) -> None:
+        """The call of ``entry`` really started at ``start`` (later than recorded): the
+        windows are then counted from the same instant as its reported start. Only ever
+        later, so no window holds more than it was allowed when the call was let go."""
+        if start > entry[0]:
+            entry[0] = start
 
     async def acquire(self, loop: asyncio.AbstractEventLoop, weight: float = 1.0) -> float:
         """Wait until ``weight`` may start, record it, and return its start time."""
@@ -152,7 +162,7 @@ class RateLimitState(PolicyState):
     given back: every call queued after it starts that much earlier.
     """
 
-    __slots__ = ("meter", "turns")
+    __slots__ = ("meter", "turns", "unbegun")
     report_as = ("rate", "rates")
     waits = True
     order = 2
@@ -161,6 +171,8 @@ class RateLimitState(PolicyState):
         super().__init__(policy, group, ctx)
         self.meter = RateMeter(policy)
         self.turns: deque[_Turn] = deque()  # waiting, in start order
+        # (task, its entry): let go, and not yet begun (another limit may still hold it)
+        self.unbegun: deque[tuple[Any, list[float]]] = deque()
 
     def before(self, task: Any) -> Awaitable[Any] | None:
         meter = self.meter
@@ -168,16 +180,32 @@ class RateLimitState(PolicyState):
         now = self.ctx.clock()
         start = meter.reserve(now, weight)
         if start <= now and meter.wait_for_window(now, weight) <= 0:
-            meter.record(now, weight)  # its turn is now: no coroutine, no sleep
+            # its turn is now: no coroutine, no sleep
+            self.unbegun.append((task, meter.record(now, weight)))
             return None
         loop = asyncio.get_running_loop()
         turn = _Turn(start, weight, loop.create_future())
         self.turns.append(turn)
         turn.timer = loop.call_at(start, _due, turn)
         turn.fut.add_done_callback(functools.partial(self._left, turn))
-        return self._wait(turn)
+        return self._wait(turn, task)
 
-    async def _wait(self, turn: _Turn) -> None:
+    def begins(self, task: Any, now: float) -> None:
+        # the call's start, as its attempt reports it: the meter counts from the same
+        # instant (a second reading of the clock, later by a GC pause or a preemption,
+        # could put 51 reported starts in one window of a limit of 50)
+        unbegun = self.unbegun
+        for i in range(len(unbegun) - 1, -1, -1):
+            if unbegun[i][0] is task:
+                self.meter.moved(unbegun[i][1], now)
+                del unbegun[i]
+                break
+        # a call stopped before it began keeps the start it was let go at
+        old = now - self.policy.per
+        while unbegun and unbegun[0][1][0] <= old:
+            unbegun.popleft()
+
+    async def _wait(self, turn: _Turn, task: Any) -> None:
         await turn.fut  # cancelled with its caller: _left gives the turn back
         clock = self.ctx.clock
         meter = self.meter
@@ -186,7 +214,7 @@ class RateLimitState(PolicyState):
             if extra <= 0:
                 break
             await asyncio.sleep(extra)
-        meter.record(clock(), turn.weight)
+        self.unbegun.append((task, meter.record(clock(), turn.weight)))
 
     def _left(self, turn: _Turn, _fut: asyncio.Future[None]) -> None:
         """A waiting call got its turn, or was cancelled: then the calls after it move up."""

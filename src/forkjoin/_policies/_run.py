@@ -26,8 +26,8 @@ __all__ = ["Hooks", "RunPolicies"]
 class Hooks:
     """The bound hooks of every state that applies to one group's tasks."""
 
-    __slots__ = ("accounts", "admit", "admit_extra", "around", "before", "gated", "settle",
-                 "states", "tokens", "waits")  # fmt: skip
+    __slots__ = ("accounts", "admit", "admit_extra", "around", "before", "begins", "gated",
+                 "settle", "states", "tokens", "waits")  # fmt: skip
 
     def __init__(self, states: list[PolicyState]) -> None:
         self.states = states
@@ -38,6 +38,7 @@ class Hooks:
         self.admit = bound("admit")
         self.admit_extra = bound("admit_extra")
         self.before = bound("before")
+        self.begins = bound("begins")
         # (started, ended) of each state that watches calls (either may be None): what
         # started() returns for a call is handed to the same state's ended()
         self.around: list[tuple[Callable[..., Any] | None, Callable[..., Any] | None]] = [
@@ -50,7 +51,7 @@ class Hooks:
         ]
         self.settle = bound("settle")
         # a state is around every call (so each call goes through the gate)
-        self.gated = bool(self.before or self.around)
+        self.gated = bool(self.before or self.begins or self.around)
         # a state hands a token from started() to ended()
         self.tokens = any(s is not None for s, _ in self.around)
         # a state makes calls wait as a rule: each call is logged with its real start
