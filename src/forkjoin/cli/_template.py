@@ -22,7 +22,6 @@ import os
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
-from urllib.parse import quote as url_quote
 
 from .._secrets import clip, scrub
 from .._secrets import register as register_secrets
@@ -309,7 +308,9 @@ class Vars:
         # a secret inside the value is also a secret once encoded
         for secret in list(self.redactor.secrets):
             if secret in value:
-                self.redactor.add(url_quote(secret, safe=""))
+                from urllib.parse import quote  # imported once a URL is filled in
+
+                self.redactor.add(quote(secret, safe=""))
         return encoded
 
     @staticmethod
