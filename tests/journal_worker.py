@@ -1,10 +1,10 @@
 """A journaled run in a process of its own, for the tests that kill it (not a test module).
 
-python journal_worker.py run JOURNAL SIDE DURABILITY N LIMIT
-    N tasks (limit LIMIT) that each append their name to SIDE, sleep and
-    return it (20 ms each); prints {"ok": ..., "resumed": ...} as JSON at the end.
-python journal_worker.py hold JOURNAL
-    opens the journal's run, prints "ready" and waits until it is killed.
+    python journal_worker.py run JOURNAL SIDE DURABILITY N LIMIT
+        N tasks (limit LIMIT) that each append their name to SIDE, sleep and
+        return it (20 ms each); prints {"ok": ..., "resumed": ...} as JSON at the end.
+    python journal_worker.py hold JOURNAL
+        opens the journal's run, prints "ready" and waits until it is killed.
 """
 
 from __future__ import annotations
