@@ -320,6 +320,22 @@ def test_an_idle_machine_never_starts_a_spawner(monkeypatch: pytest.MonkeyPatch)
     assert run(main()) == set()
 
 
+def test_the_spawners_of_an_ended_loop_end_when_another_loop_wants_some(
+    spawners: None,
+) -> None:
+    async def main() -> set[int]:
+        await run_command(["true"])
+        return _spawner_pids()
+
+    first = run(main())  # its loop is closed now, its spawners still up
+    assert first
+    assert all(_running(pid) for pid in first)
+    second = run(main())
+    assert not first & second
+    assert not [pid for pid in first if _running(pid)]  # ended and reaped
+    assert len(_process._LOOP_SPAWNERS) == 1
+
+
 def test_a_spawner_reports_a_missing_program_and_leaks_nothing(spawners: None) -> None:
     before = fds_after_a_first_command()
     with pytest.raises(FileNotFoundError) as info:

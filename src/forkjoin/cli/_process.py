@@ -474,7 +474,7 @@ class _Unwanted:
 class _Spawners:
     """The spawners of one loop, made once its spawns are slow (or when forced)."""
 
-    __slots__ = ("__weakref__", "all")
+    __slots__ = ("all",)
 
     def __init__(self) -> None:
         self.all: list[_Spawner] = []
@@ -500,16 +500,16 @@ class _Spawners:
         self.all.clear()
 
 
-_LOOP_SPAWNERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Spawners] = (
-    weakref.WeakKeyDictionary()
-)
+# a plain dict: each spawner refers to its loop, so a weak key would never go either
+_LOOP_SPAWNERS: dict[asyncio.AbstractEventLoop, _Spawners] = {}
 
 
 def _spawners_of(loop: asyncio.AbstractEventLoop) -> _Spawners:
     found = _LOOP_SPAWNERS.get(loop)
     if found is None:
+        for other in [other for other in _LOOP_SPAWNERS if other.is_closed()]:
+            _LOOP_SPAWNERS.pop(other).close()  # its loop ended: nothing of it runs any more
         found = _LOOP_SPAWNERS[loop] = _Spawners()
-        weakref.finalize(loop, found.close)
     return found
 
 
