@@ -51,9 +51,12 @@ def assert_no_new_fds(before: set[int]) -> None:
     # monitor reads /proc/net/dev) open and close fds of their own at any moment: a new fd
     # that stays open for seconds is a leak, one that closes again is theirs
     deadline = time.monotonic() + 5
+    seen: dict[int, str] = {}  # what each fd was when first seen (it may close meanwhile)
     while new := open_fds() - before:
+        for fd in new:
+            seen.setdefault(fd, _target(fd))
         if time.monotonic() > deadline:
-            raise AssertionError(f"fds left open: { {fd: _target(fd) for fd in new} }")
+            raise AssertionError(f"fds left open: { {fd: seen[fd] for fd in new} }")
         time.sleep(0.005)
 
 
