@@ -131,6 +131,16 @@ def test_a_timeout_kills_the_whole_group_and_reaps(path: dict[str, Any], tmp_pat
     _gone(grandchild)
 
 
+def test_a_cancelled_call_returns_once_its_command_is_reaped(path: dict[str, Any]) -> None:
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(run_command(["sleep", "30"], **path), 0.2)
+        # at once, with no loop pass in between: the call waited for the reap itself
+        assert not _process._RUNNING
+
+    run(main())
+
+
 def _gone(pid: int) -> None:
     for _ in range(200):  # SIGKILL is delivered at once; its reaping by init may lag
         try:

@@ -1018,11 +1018,14 @@ async def _spawned(
     child = _Child(_watcher(loop), pid, out_r, err_r, cap, via)
     feeder = _Feeder(loop, in_w, stdin) if stdin is not None else None
     try:
-        # shielded: a cancel of this call must not cancel ``done``, which is awaited next
-        await asyncio.shield(child.done)
+        # awaited as it is (a shield costs a future and a loop pass per command): a cancel
+        # of this call cancels ``done``, which is then replaced by one to wait for its reap
+        await child.done
     except BaseException:
         # cancelled (a timeout, the deadline, Ctrl-C): never leave it running, and reap
         # it (the pipes end when its process group is gone)
+        if child.done.cancelled():
+            child.done = loop.create_future()
         child.stop()
         with contextlib.suppress(BaseException):
             await asyncio.shield(child.done)
