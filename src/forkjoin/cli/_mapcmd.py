@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 import forkjoin as fj
 
 from ._process import guard_children, run_command
-from ._render import dumps, error_text, failure_fields
+from ._render import command_line, dumps, error_text, failure_fields
 from ._signals import Signals
 from ._usage import (
     EXIT_INTERRUPTED,
@@ -761,6 +761,8 @@ async def _map(
         )
         fn = _request(http[0], http[1], client)
     assert fn is not None
+    # a command's ok result is written without the encoder (see command_line)
+    commands = isinstance(fn, functools.partial) and fn.func is _run_line
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
         lines = file_lines(fd, seen, halted) if regular else read_lines(fd, seen, halted)
@@ -768,12 +770,15 @@ async def _map(
         write_sinks = sinks.write if sinks.active else None
         async for o in stream:
             line = seen.pop(o.index, None)
+            text = None
             if o.status is _OK:  # the common line, inline (--call runs 10k+ lines/s)
                 counts.ok += 1
                 doc = {"input": line, "status": "ok", "value": o.value}
                 if o.resumed:
                     counts.resumed += 1
                     doc["resumed"] = True
+                elif commands:
+                    text = command_line(line, o.value)
             elif o.reason == _NOT_FAILED:  # --retry-failed-only: it did not fail before
                 counts.not_run += 1
                 doc = {"input": line, "status": o.status.value, "reason": o.reason}
@@ -786,7 +791,7 @@ async def _map(
             if write_sinks is not None:
                 write_sinks(o.index + 1, doc, o, wall0)
             try:
-                out.write(dumps(doc) + "\n")
+                out.write((text or dumps(doc)) + "\n")
             except BrokenPipeError:
                 break
             if gone:

@@ -19,7 +19,7 @@ from ._template import Redactor
 if TYPE_CHECKING:
     from rich.table import Table
 
-__all__ = ["UNENCODABLE", "dumps", "outcome_doc", "render_report", "results_doc"]
+__all__ = ["UNENCODABLE", "command_line", "dumps", "outcome_doc", "render_report", "results_doc"]
 
 
 def _default(value: Any) -> Any:
@@ -66,6 +66,28 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
         return encoder.encode(value)
     except Exception:
         return encoder.encode(_safe(value, 0, set()))
+
+
+def command_line(line: Any, value: Any) -> str | None:
+    """The JSON line of a command's ok result (``{"exit_code", "stdout", "stderr"}``) for
+    input ``line``, as :func:`dumps` writes it, built here: a fifth of the encoder's cost,
+    which ran once per line; ``None`` for any other value (``dumps`` it)."""
+    if (
+        type(line) is str
+        and type(value) is dict
+        and len(value) == 3
+        and type(code := value.get("exit_code")) is int
+        and type(out := value.get("stdout")) is str
+        and type(err := value.get("stderr")) is str
+    ):
+        return (
+            f'{{"input": {_string(line)}, "status": "ok", "value": {{"exit_code": {code}, '
+            f'"stdout": {_string(out)}, "stderr": {_string(err)}}}}}'
+        )
+    return None
+
+
+_string = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
 
 
 def _marker(value: Any, text: str | None = None) -> dict[str, str]:
