@@ -331,6 +331,17 @@ def test_a_map_that_may_use_tls_keeps_asyncios_tls() -> None:
     assert json.loads(r.stdout)["value"] is True, r.stdout
 
 
+def test_the_garbage_collector_is_off_only_while_map_starts() -> None:
+    # the program loads its modules with the collector off (they live until it ends) and
+    # freezes them; the user's code, and the run, have it on
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE, "map", "--call", "tests.test_map_cli_funcs:collector"],
+        input="x\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["value"] == [True, True], r.stdout
+
+
 def test_map_loads_the_journal_when_asked(tmp_path: Path) -> None:
     loaded = loaded_by("map", "--journal", str(tmp_path / "j.db"), "--", "true")
     assert {"asyncio", "forkjoin._engine", "forkjoin._journal"} <= loaded

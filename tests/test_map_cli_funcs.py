@@ -20,3 +20,11 @@ def tls_ready(line: str) -> bool:
     import ssl
 
     return asyncio.sslproto.ssl is ssl
+
+
+def collector(line: str) -> list[object]:
+    """Whether the garbage collector is on while the user's code runs, and what it keeps
+    out of its way (gc.freeze)."""
+    import gc
+
+    return [gc.isenabled(), gc.get_freeze_count() > 0]

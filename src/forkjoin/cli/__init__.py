@@ -11,6 +11,7 @@ without typer, rich, pydantic or httpx (``map`` parses with argparse, in ``_mapc
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -69,8 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         say(f"unknown {what} {first!r} (commands: {', '.join(COMMANDS)}; see forkjoin --help)")
         raise SystemExit(EXIT_USAGE)
     if where[0] == "_mapcmd":
-        if argv is None and not _may_use_tls(args[1:]):
-            _asyncio_without_tls()
+        if argv is None:
+            # no collection while the modules load: what they make lives until the process
+            # ends (the map's start-up freezes it, then collects as usual)
+            gc.disable()
+            if not _may_use_tls(args[1:]):
+                _asyncio_without_tls()
         from ._mapcmd import main as map_main
 
         raise SystemExit(map_main(args[1:], program=argv is None))

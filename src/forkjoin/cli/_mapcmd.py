@@ -353,6 +353,7 @@ def _settle() -> None:
     of the user's is imported (``--call``), whose objects are collected as usual."""
     fj.imap  # noqa: B018 - the engine, imported now rather than for the first line
     gc.freeze()
+    gc.enable()  # off while the command's modules loaded (forkjoin.cli.main)
 
 
 def per_second(n: int, wall: float) -> str:
