@@ -162,7 +162,7 @@ class Halt:
         return f"Halt(now={self.now}, on={self.on!r}, count={self.count})"
 
 
-_HALT_RE = re.compile(r"^(now|soon)(?:,(fail|success)=(\d+))?$")
+_HALT_RE = r"^(now|soon)(?:,(fail|success)=(\d+))?$"
 
 
 def _halt(text: str) -> Halt | None:
@@ -170,7 +170,7 @@ def _halt(text: str) -> Halt | None:
     if value in ("never", "0"):
         return None
     legacy = {"1": "soon,fail=1", "2": "now,fail=1"}  # GNU parallel's older numbers
-    m = _HALT_RE.match(legacy.get(value, value))
+    m = re.match(_HALT_RE, legacy.get(value, value))
     if m is None or (m.group(3) is not None and int(m.group(3)) < 1):
         raise argparse.ArgumentTypeError(
             f"expected now|soon[,fail=N|success=N] or never, got {text!r}"

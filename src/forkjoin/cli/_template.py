@@ -31,12 +31,12 @@ __all__ = ["RESULT", "Redactor", "Results", "Vars", "expand", "result_source"]
 
 # ${env:NAME} | {{ | }} | {tasks.NAME.value...} / {item...} | {name}, the last two with
 # an optional !raw (URL text, in a url)
-_TEMPLATE = re.compile(
+_TEMPLATE = (
     r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}|\{\{|\}\}"
     r"|\{((?:tasks|item)(?:\.[A-Za-z0-9_-]+)*)(!raw)?\}"
     r"|\{([A-Za-z_][A-Za-z0-9_]*)(!raw)?\}"
 )
-RESULT = re.compile(r"^\{(tasks(?:\.[A-Za-z0-9_-]+)*)\}$")  # one result, the whole string
+RESULT = r"^\{(tasks(?:\.[A-Za-z0-9_-]+)*)\}$"  # one result, the whole string
 REDACTED = "***"
 _UNSET: Any = object()
 
@@ -170,7 +170,7 @@ def _walk(value: Any, path: list[str], ref: str, where: tuple[str, int]) -> Any:
 
 def result_source(text: str) -> tuple[str, tuple[str | int, ...]] | None:
     """``"{tasks.NAME.value.KEY.0}"`` as ``("NAME", ("KEY", 0))`` (for ``for_each``)."""
-    m = RESULT.match(text)
+    m = re.match(RESULT, text)
     if m is None:
         return None
     parts = m.group(1).split(".")
@@ -225,7 +225,7 @@ class Vars:
         template the result itself. With ``url``, each value is percent-encoded (it stays
         one path segment or one query value) except the one that starts the URL (its base)
         and ``{name!raw}``, which are URL text."""
-        whole = _TEMPLATE.fullmatch(text)
+        whole = re.fullmatch(_TEMPLATE, text)
         if whole and not env_only:
             if whole.group(4):
                 self._raw(whole.group(5), url, where)
@@ -251,7 +251,7 @@ class Vars:
                 self._raw(m.group(3) or m.group(5), url, where)
             return sub(m)
 
-        return _TEMPLATE.sub(check, text)
+        return re.sub(_TEMPLATE, check, text)
 
     def shell(self, text: str, where: tuple[str, int]) -> tuple[str, list[str]]:
         """A shell command's templates as positional parameters: the script, where each
@@ -262,7 +262,7 @@ class Vars:
         values: list[str] = []
         state = _ShellState()
         at = 0
-        for m in _TEMPLATE.finditer(text):
+        for m in re.finditer(_TEMPLATE, text):
             literal = text[at : m.start()]
             at = m.end()
             if m.group(0) in ("{{", "}}"):
