@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._errors import InvalidPolicy
+from ._values import Value
 
 if TYPE_CHECKING:
     from ._outcome import Outcome, Results
@@ -46,23 +47,33 @@ log = logging.getLogger("forkjoin")
 
 
 # Plain slotted dataclasses: a frozen one sets each field through object.__setattr__ and
-# costs ~4x as much to build, and the engine builds up to three events per task.
-@dataclass(slots=True)
-class Event:
+# costs ~4x as much to build, and the engine builds up to three events per task. Their
+# methods are written out (see forkjoin._values: generated ones cost every run's start-up).
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class Event(Value):
     """Base of all events: ``run`` identifies the run, ``time`` is the run clock."""
 
     run: str
     time: float
 
+    def __init__(self, run: str, time: float) -> None:
+        self.run = run
+        self.time = time
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class RunStarted(Event):
     """A run began. ``options`` holds its run-level settings (limit, deadline, ...)."""
 
     options: dict[str, Any]
 
+    def __init__(self, run: str, time: float, options: dict[str, Any]) -> None:
+        self.run = run
+        self.time = time
+        self.options = options
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class TaskQueued(Event):
     """A task was added to the run and waits for admission."""
 
@@ -70,8 +81,22 @@ class TaskQueued(Event):
     group: str | None
     priority: float
 
+    def __init__(
+        self,
+        run: str,
+        time: float,
+        name: str,
+        group: str | None,
+        priority: float,
+    ) -> None:
+        self.run = run
+        self.time = time
+        self.name = name
+        self.group = group
+        self.priority = priority
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class AttemptStarted(Event):
     """A call of a task began (``attempt`` 1 for the first call, 2 for the first retry...)."""
 
@@ -79,11 +104,18 @@ class AttemptStarted(Event):
     group: str | None
     attempt: int
 
+    def __init__(self, run: str, time: float, name: str, group: str | None, attempt: int) -> None:
+        self.run = run
+        self.time = time
+        self.name = name
+        self.group = group
+        self.attempt = attempt
+
 
 TaskStarted = AttemptStarted  # the name of this event before duplicates had one of their own
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class HedgeStarted(Event):
     """A duplicate of a slow call began (a :class:`~forkjoin.Hedge`): the ``number``-th
     duplicate of call ``attempt``."""
@@ -93,8 +125,24 @@ class HedgeStarted(Event):
     attempt: int
     number: int
 
+    def __init__(
+        self,
+        run: str,
+        time: float,
+        name: str,
+        group: str | None,
+        attempt: int,
+        number: int,
+    ) -> None:
+        self.run = run
+        self.time = time
+        self.name = name
+        self.group = group
+        self.attempt = attempt
+        self.number = number
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class AttemptFailed(Event):
     """A call failed. ``delay`` is the wait before the next call, ``None`` if none follows."""
 
@@ -104,8 +152,26 @@ class AttemptFailed(Event):
     error: BaseException
     delay: float | None
 
+    def __init__(
+        self,
+        run: str,
+        time: float,
+        name: str,
+        group: str | None,
+        attempt: int,
+        error: BaseException,
+        delay: float | None,
+    ) -> None:
+        self.run = run
+        self.time = time
+        self.name = name
+        self.group = group
+        self.attempt = attempt
+        self.error = error
+        self.delay = delay
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class LimitChanged(Event):
     """A group's adaptive concurrency limit changed to ``limit`` (``why``: "grow" or
     "overload")."""
@@ -114,8 +180,15 @@ class LimitChanged(Event):
     limit: int
     why: str
 
+    def __init__(self, run: str, time: float, group: str, limit: int, why: str) -> None:
+        self.run = run
+        self.time = time
+        self.group = group
+        self.limit = limit
+        self.why = why
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class CircuitChanged(Event):
     """A circuit breaker changed ``state`` (``"open"``, ``"half_open"`` or ``"closed"``);
     ``group`` is None for the circuit of the tasks without a group."""
@@ -123,12 +196,23 @@ class CircuitChanged(Event):
     group: str | None
     state: str
 
+    def __init__(self, run: str, time: float, group: str | None, state: str) -> None:
+        self.run = run
+        self.time = time
+        self.group = group
+        self.state = state
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class TaskFinished(Event):
     """A task reached its terminal Outcome (exactly once per task)."""
 
     outcome: Outcome
+
+    def __init__(self, run: str, time: float, outcome: Outcome) -> None:
+        self.run = run
+        self.time = time
+        self.outcome = outcome
 
     @property
     def name(self) -> str:
@@ -136,12 +220,17 @@ class TaskFinished(Event):
         return self.outcome.name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False, repr=False, eq=False)
 class RunFinished(Event):
     """The run ended; ``results`` holds every task's Outcome (for ``map``/``imap`` runs, which
     keep no Outcome per item, it is empty) and ``report`` the run's report."""
 
     results: Results
+
+    def __init__(self, run: str, time: float, results: Results) -> None:
+        self.run = run
+        self.time = time
+        self.results = results
 
     @property
     def report(self) -> RunReport:
