@@ -22,6 +22,7 @@ from ._validate import (
     check_limit,
     check_seconds,
 )
+from ._values import FACTORY, Frozen
 
 if TYPE_CHECKING:
     from ._backends._base import Backend
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from ._retry import Retry
 
 __all__ = ["RunKwargs", "RunOptions", "build_options"]
+
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
 ON_ERROR = ("collect", "fail_fast")
 
@@ -65,8 +69,8 @@ class RunKwargs(TypedDict, total=False):
     backend: Backend | str | None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class RunOptions:
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class RunOptions(Frozen):
     """The validated options of one run (built by :func:`build_options`)."""
 
     limit: int | None = None
@@ -90,6 +94,44 @@ class RunOptions:
     progress: Any = False
     journal: Journal | None = None
     backend: Any = None  # where calls run unless a group or task says (None: loop/thread)
+
+    def __init__(
+        self,
+        limit: int | None = None,
+        group_limits: Mapping[str, int] = FACTORY,
+        adaptive: Mapping[str, AdaptiveLimit] = FACTORY,
+        deadline: float | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        on_error: str = "collect",
+        max_failures: int | None = None,
+        quorum: int | None = None,
+        observers: tuple[Any, ...] = (),
+        name: str | None = None,
+        groups: Mapping[str, Group] = FACTORY,
+        policies: Mapping[str, Any] = FACTORY,
+        group_policies: Mapping[str, Mapping[str, Any]] = FACTORY,
+        progress: Any = False,
+        journal: Journal | None = None,
+        backend: Any = None,
+    ) -> None:
+        _set(self, "limit", limit)
+        _set(self, "group_limits", {} if group_limits is FACTORY else group_limits)
+        _set(self, "adaptive", {} if adaptive is FACTORY else adaptive)
+        _set(self, "deadline", deadline)
+        _set(self, "timeout", timeout)
+        _set(self, "retry", retry)
+        _set(self, "on_error", on_error)
+        _set(self, "max_failures", max_failures)
+        _set(self, "quorum", quorum)
+        _set(self, "observers", observers)
+        _set(self, "name", name)
+        _set(self, "groups", {} if groups is FACTORY else groups)
+        _set(self, "policies", {} if policies is FACTORY else policies)
+        _set(self, "group_policies", {} if group_policies is FACTORY else group_policies)
+        _set(self, "progress", progress)
+        _set(self, "journal", journal)
+        _set(self, "backend", backend)
 
     @property
     def stop_after_failures(self) -> int | None:

@@ -8,11 +8,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import FanError, TaskSkipped
+from ._values import FACTORY, Frozen
 
 if TYPE_CHECKING:
     from ._report import RunReport
 
 __all__ = ["Attempt", "Outcome", "Results", "RunInfo", "Status", "fan_error"]
+
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
 
 class Status(enum.StrEnum):
@@ -115,8 +119,8 @@ class Outcome(_OutcomeFields):
         return f"Outcome(name={self.name!r}, status={self.status.value!r}, {shown}{extra})"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class RunInfo:
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class RunInfo(Frozen):
     """What the report needs beyond the outcomes: the run's clock, settings and policies."""
 
     wall: float
@@ -127,6 +131,24 @@ class RunInfo:
     policies: Mapping[str, Any] = field(default_factory=dict)  # RunPolicies.report()
     # task name -> the names it waited for (tasks with dependencies only)
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        wall: float,
+        started_at: float,
+        limit: int | None = None,
+        limits: Mapping[str, Any] = FACTORY,
+        run: str | None = None,
+        policies: Mapping[str, Any] = FACTORY,
+        dependencies: Mapping[str, tuple[str, ...]] = FACTORY,
+    ) -> None:
+        _set(self, "wall", wall)
+        _set(self, "started_at", started_at)
+        _set(self, "limit", limit)
+        _set(self, "limits", {} if limits is FACTORY else limits)
+        _set(self, "run", run)
+        _set(self, "policies", {} if policies is FACTORY else policies)
+        _set(self, "dependencies", {} if dependencies is FACTORY else dependencies)
 
 
 class Results(Mapping[str, Outcome]):

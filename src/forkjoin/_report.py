@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._secrets import clip
+from ._values import FACTORY, FrozenValue
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,13 +30,16 @@ if TYPE_CHECKING:
 
 __all__ = ["CallRow", "RunReport", "TaskRow", "critical_path"]
 
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
+
 SCHEMA_VERSION = 3
 _TOP = 5  # how many slowest tasks / stragglers a report names
 _ERROR_CHARS = 300
 
 
-@dataclass(frozen=True, slots=True)
-class CallRow:
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class CallRow(FrozenValue):
     """One call of a task: run-clock start/end, its error text (None if ok), hedge flag,
     and where it ran (``"loop"``, ``"thread"``, ``"pid 4242"``, a Dask worker's address)."""
 
@@ -46,9 +50,25 @@ class CallRow:
     hedge: bool = False
     where: str = "loop"
 
+    def __init__(
+        self,
+        number: int,
+        started: float,
+        ended: float,
+        error: str | None = None,
+        hedge: bool = False,
+        where: str = "loop",
+    ) -> None:
+        _set(self, "number", number)
+        _set(self, "started", started)
+        _set(self, "ended", ended)
+        _set(self, "error", error)
+        _set(self, "hedge", hedge)
+        _set(self, "where", where)
 
-@dataclass(frozen=True, slots=True)
-class TaskRow:
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class TaskRow(FrozenValue):
     """One task of the report. ``started``/``ended`` are run-clock seconds (None: never ran).
 
     Values and arguments are never kept (they may hold secrets); errors are kept as text.
@@ -69,6 +89,40 @@ class TaskRow:
     waited: float | None = None
     resumed: bool = False
     after: tuple[str, ...] = ()  # the tasks it waited for
+
+    def __init__(
+        self,
+        name: str,
+        status: str,
+        group: str | None = None,
+        reason: str | None = None,
+        attempts: int = 0,
+        started: float | None = None,
+        ended: float | None = None,
+        cost: float | None = None,
+        tokens: float | None = None,
+        fallback: bool = False,
+        error: str | None = None,
+        calls: tuple[CallRow, ...] = (),
+        waited: float | None = None,
+        resumed: bool = False,
+        after: tuple[str, ...] = (),
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "status", status)
+        _set(self, "group", group)
+        _set(self, "reason", reason)
+        _set(self, "attempts", attempts)
+        _set(self, "started", started)
+        _set(self, "ended", ended)
+        _set(self, "cost", cost)
+        _set(self, "tokens", tokens)
+        _set(self, "fallback", fallback)
+        _set(self, "error", error)
+        _set(self, "calls", calls)
+        _set(self, "waited", waited)
+        _set(self, "resumed", resumed)
+        _set(self, "after", after)
 
     @property
     def duration(self) -> float | None:
@@ -278,8 +332,8 @@ def _chain_text(chain: tuple[str, ...]) -> str:
     return " → ".join([*chain[:3], f"… ({len(chain) - 5} more)", *chain[-2:]])
 
 
-@dataclass(frozen=True, slots=True)
-class RunReport:
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class RunReport(FrozenValue):
     """Summary of one run, derived from one row per task (:class:`TaskRow`).
 
     Time: ``wall``; ``total_duration`` is the sum of task durations — what running them one
@@ -341,6 +395,86 @@ class RunReport:
     critical_path: tuple[str, ...] = ()
     critical_path_duration: float = 0.0
     critical_path_speedup: float | None = None  # None: the tasks had no dependencies
+
+    def __init__(
+        self,
+        wall: float,
+        total_duration: float,
+        speedup: float,
+        peak_concurrency: int,
+        mean_concurrency: float,
+        tasks: int,
+        counts: dict[str, int],
+        reasons: dict[str, int],
+        attempts: int,
+        retries: int,
+        cost: float,
+        slowest: list[tuple[str, float]] = FACTORY,
+        started_at: float = 0.0,
+        limit: int | None = None,
+        limits: dict[str, int] = FACTORY,
+        ideal_speedup: float = 0.0,
+        time_saved: float = 0.0,
+        utilisation: float | None = None,
+        groups: dict[str, dict[str, Any]] = FACTORY,
+        hedged: int = 0,
+        fallbacks: int = 0,
+        cost_by_group: dict[str, float] = FACTORY,
+        tokens: float | None = None,
+        budget: float | None = None,
+        skipped_for_budget: list[str] = FACTORY,
+        stragglers: list[tuple[str, float]] = FACTORY,
+        tail_start: float | None = None,
+        rows: tuple[TaskRow, ...] = (),
+        run: str | None = None,
+        options: dict[str, Any] = FACTORY,
+        waited: float = 0.0,
+        resumed: int = 0,
+        cost_saved: float = 0.0,
+        where: dict[str, int] = FACTORY,
+        critical_path: tuple[str, ...] = (),
+        critical_path_duration: float = 0.0,
+        critical_path_speedup: float | None = None,
+    ) -> None:
+        _set(self, "wall", wall)
+        _set(self, "total_duration", total_duration)
+        _set(self, "speedup", speedup)
+        _set(self, "peak_concurrency", peak_concurrency)
+        _set(self, "mean_concurrency", mean_concurrency)
+        _set(self, "tasks", tasks)
+        _set(self, "counts", counts)
+        _set(self, "reasons", reasons)
+        _set(self, "attempts", attempts)
+        _set(self, "retries", retries)
+        _set(self, "cost", cost)
+        _set(self, "slowest", [] if slowest is FACTORY else slowest)
+        _set(self, "started_at", started_at)
+        _set(self, "limit", limit)
+        _set(self, "limits", {} if limits is FACTORY else limits)
+        _set(self, "ideal_speedup", ideal_speedup)
+        _set(self, "time_saved", time_saved)
+        _set(self, "utilisation", utilisation)
+        _set(self, "groups", {} if groups is FACTORY else groups)
+        _set(self, "hedged", hedged)
+        _set(self, "fallbacks", fallbacks)
+        _set(self, "cost_by_group", {} if cost_by_group is FACTORY else cost_by_group)
+        _set(self, "tokens", tokens)
+        _set(self, "budget", budget)
+        _set(
+            self, "skipped_for_budget", [] if skipped_for_budget is FACTORY else skipped_for_budget
+        )
+        _set(self, "stragglers", [] if stragglers is FACTORY else stragglers)
+        _set(self, "tail_start", tail_start)
+        _set(self, "rows", rows)
+        _set(self, "run", run)
+        _set(self, "options", {} if options is FACTORY else options)
+        _set(self, "waited", waited)
+        _set(self, "resumed", resumed)
+        _set(self, "cost_saved", cost_saved)
+        _set(self, "where", {} if where is FACTORY else where)
+        _set(self, "critical_path", critical_path)
+        _set(self, "critical_path_duration", critical_path_duration)
+        _set(self, "critical_path_speedup", critical_path_speedup)
 
     # -- building ------------------------------------------------------------------------
 
