@@ -17,11 +17,15 @@ from ._errors import InvalidPolicy
 from ._policies._breaker import CircuitOpen
 from ._policies._budget import BudgetExceeded
 from ._policies._retry_after import retry_after_of
+from ._values import FrozenValue
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 __all__ = ["Retry", "check_retry"]
+
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
 # Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C, a call an
 # open circuit refused, a charge the budget refused (the run's deadline reaches a task as
@@ -49,8 +53,8 @@ PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
 ExceptionFilter = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class Retry(FrozenValue):
     """Call a failed task again, up to ``attempts`` calls in all.
 
     Waits ``backoff * 2**(n-1)`` seconds before call ``n + 1``, capped at ``max_delay``
@@ -74,6 +78,27 @@ class Retry:
     stop: Any = None
     wait: Any = None
     retry: Any = None
+
+    def __init__(
+        self,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        max_delay: float = 30.0,
+        jitter: bool = True,
+        on: ExceptionFilter | None = None,
+        stop: Any = None,
+        wait: Any = None,
+        retry: Any = None,
+    ) -> None:
+        _set(self, "attempts", attempts)
+        _set(self, "backoff", backoff)
+        _set(self, "max_delay", max_delay)
+        _set(self, "jitter", jitter)
+        _set(self, "on", on)
+        _set(self, "stop", stop)
+        _set(self, "wait", wait)
+        _set(self, "retry", retry)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _validate.integer("Retry", "attempts", self.attempts, minimum=1)

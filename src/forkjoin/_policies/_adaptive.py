@@ -8,14 +8,18 @@ from typing import Any
 from .. import _validate
 from .._errors import InvalidPolicy
 from .._events import LimitChanged
+from .._values import FrozenValue
 from ._base import PolicyState, RunContext
 from ._retry_after import is_overload
 
 __all__ = ["AdaptiveLimit", "AdaptiveLimitState", "AdaptiveState"]
 
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
-@dataclass(frozen=True, slots=True)
-class AdaptiveLimit:
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class AdaptiveLimit(FrozenValue):
     """A group's concurrency limit that finds the API's capacity by itself (AIMD).
 
     Starts at ``initial``; grows by one after a window of successes (until the first
@@ -28,6 +32,17 @@ class AdaptiveLimit:
     initial: int = 4
     min: int = 1
     max: int = 64
+
+    def __init__(
+        self,
+        initial: int = 4,
+        min: int = 1,
+        max: int = 64,
+    ) -> None:
+        _set(self, "initial", initial)
+        _set(self, "min", min)
+        _set(self, "max", max)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _validate.integer("AdaptiveLimit", "min", self.min, minimum=1)

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from .._values import FrozenValue
+
 __all__ = [
     "HOOKS",
     "WAITING",
@@ -39,6 +41,9 @@ __all__ = [
     "implements",
     "in_task",
 ]
+
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
 
 # what an admit() hook returns for "not now": the task waits (without a slot) until a
@@ -148,8 +153,8 @@ def implements(state: PolicyState, hook: str) -> bool:
     return getattr(type(state), hook) is not getattr(PolicyState, hook)
 
 
-@dataclass(frozen=True, slots=True)
-class Registration:
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class Registration(FrozenValue):
     """How a policy plugs into runs: its value class, its state class, and where it can be
     set. ``run``: the run-level keyword (``rate=``); ``groups``: the run-level keyword of
     ``{group: value}`` (``rates=``); ``group_field``: the field of :class:`~forkjoin.Group`;
@@ -162,3 +167,19 @@ class Registration:
     groups: str | None = None
     group_field: str | None = None
     each_group: bool = False
+
+    def __init__(
+        self,
+        value: type,
+        state: Callable[[Any, str | None, RunContext], PolicyState],
+        run: str | None = None,
+        groups: str | None = None,
+        group_field: str | None = None,
+        each_group: bool = False,
+    ) -> None:
+        _set(self, "value", value)
+        _set(self, "state", state)
+        _set(self, "run", run)
+        _set(self, "groups", groups)
+        _set(self, "group_field", group_field)
+        _set(self, "each_group", each_group)

@@ -17,21 +17,34 @@ from typing import Any
 from .. import _validate
 from .._errors import ForkjoinError
 from .._events import CircuitChanged
+from .._values import FrozenValue
 from ._base import PolicyState, RunContext
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitOpen"]
 
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
+
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
-@dataclass(frozen=True, slots=True)
-class CircuitBreaker:
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class CircuitBreaker(FrozenValue):
     """Open the circuit after ``failures`` consecutive failed calls; let one trial call
     through ``reset`` seconds later. Per group (``fj.Group(breaker=...)``) or for a run
     (``breaker=``: every group, and the tasks without a group, get a circuit of their own)."""
 
     failures: int = 5
     reset: float = 30.0
+
+    def __init__(
+        self,
+        failures: int = 5,
+        reset: float = 30.0,
+    ) -> None:
+        _set(self, "failures", failures)
+        _set(self, "reset", reset)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _validate.integer("CircuitBreaker", "failures", self.failures, minimum=1)

@@ -9,13 +9,17 @@ from typing import Any
 
 from .. import _validate
 from .._errors import ForkjoinError, InvalidPolicy
+from .._values import FrozenValue
 from ._base import WAITING, PolicyState, RunContext, in_task
 
 __all__ = ["Budget", "BudgetExceeded", "BudgetState", "Charge", "RunBudget", "charge"]
 
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
-@dataclass(frozen=True, slots=True)
-class Budget:
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class Budget(FrozenValue):
     """Most a run may spend: ``usd`` and/or ``tokens``.
 
     Tasks declare estimates (``cost=``, ``tokens=``), reserved while they run; a task may
@@ -25,6 +29,15 @@ class Budget:
 
     usd: float | None = None
     tokens: float | None = None
+
+    def __init__(
+        self,
+        usd: float | None = None,
+        tokens: float | None = None,
+    ) -> None:
+        _set(self, "usd", usd)
+        _set(self, "tokens", tokens)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if self.usd is None and self.tokens is None:

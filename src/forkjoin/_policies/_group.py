@@ -8,6 +8,7 @@ from typing import Any
 from .._errors import InvalidPolicy
 from .._retry import Retry, check_retry
 from .._validate import check_backend, check_limit, check_seconds
+from .._values import FrozenValue
 from ._adaptive import AdaptiveLimit
 from ._breaker import CircuitBreaker
 from ._hedge import Hedge
@@ -15,9 +16,12 @@ from ._rate import RateLimit
 
 __all__ = ["Group"]
 
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
-@dataclass(frozen=True, slots=True)
-class Group:
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class Group(FrozenValue):
     """Settings for the tasks of one group (``groups={"search": fj.Group(...)}``).
 
     A task's own option wins over its group's, which wins over the run's. ``limit`` is an
@@ -33,6 +37,25 @@ class Group:
     hedge: Hedge | None = None
     breaker: CircuitBreaker | None = None
     backend: Any = None
+
+    def __init__(
+        self,
+        timeout: float | None = None,
+        retry: Retry | bool | None = None,
+        limit: int | AdaptiveLimit | None = None,
+        rate: RateLimit | None = None,
+        hedge: Hedge | None = None,
+        breaker: CircuitBreaker | None = None,
+        backend: Any = None,
+    ) -> None:
+        _set(self, "timeout", timeout)
+        _set(self, "retry", retry)
+        _set(self, "limit", limit)
+        _set(self, "rate", rate)
+        _set(self, "hedge", hedge)
+        _set(self, "breaker", breaker)
+        _set(self, "backend", backend)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         check_seconds("Group.timeout", self.timeout)

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import _validate
+from .._values import FrozenValue
 
 __all__ = ["Hedge"]
 
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
-@dataclass(frozen=True, slots=True)
-class Hedge:
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class Hedge(FrozenValue):
     """If a call has not finished after ``after`` seconds, start a duplicate (up to
     ``max_extra`` of them, ``after`` apart). The first success wins and the others are
     cancelled; every call shows in ``Outcome.history`` and every call's cost counts.
@@ -18,6 +22,15 @@ class Hedge:
 
     after: float
     max_extra: int = 1
+
+    def __init__(
+        self,
+        after: float,
+        max_extra: int = 1,
+    ) -> None:
+        _set(self, "after", after)
+        _set(self, "max_extra", max_extra)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _validate.number("Hedge", "after", self.after, minimum=0, strict=True)

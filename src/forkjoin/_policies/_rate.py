@@ -25,13 +25,17 @@ from typing import Any
 
 from .. import _validate
 from .._errors import InvalidPolicy
+from .._values import FrozenValue
 from ._base import PolicyState, RunContext
 
 __all__ = ["RateLimit", "RateLimitState", "RateMeter"]
 
+# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
+_set = object.__setattr__
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
+
+@dataclass(slots=True, init=False, repr=False, eq=False)
+class RateLimit(FrozenValue):
     """At most ``rate`` starts (or weight: a task's ``weight=``) per ``per`` seconds.
 
     Starts are spread evenly (one every ``per / rate`` seconds); ``burst`` allows that many
@@ -42,6 +46,17 @@ class RateLimit:
     rate: float
     per: float = 1.0
     burst: float | None = None
+
+    def __init__(
+        self,
+        rate: float,
+        per: float = 1.0,
+        burst: float | None = None,
+    ) -> None:
+        _set(self, "rate", rate)
+        _set(self, "per", per)
+        _set(self, "burst", burst)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _validate.number("RateLimit", "rate", self.rate, minimum=0, strict=True)
