@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 import io
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -772,6 +771,8 @@ class RunReport(FrozenValue):
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as JSON text (keyword arguments go to ``json.dumps``)."""
+        import json  # not at import: a run need not load it (see forkjoin.cli._render)
+
         return json.dumps(self.to_dict(), **kwargs)
 
     def save(self, path: str | Path) -> Path:
@@ -839,6 +840,7 @@ class RunReport(FrozenValue):
     @classmethod
     def load(cls, path: str | Path) -> RunReport:
         """Read a report saved as JSON (by :meth:`save`, ``to_json`` or the CLI)."""
+        import json
         from pathlib import Path
 
         p = Path(path)

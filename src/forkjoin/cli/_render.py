@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,8 @@ from ._process import CommandFailed
 from ._template import Redactor
 
 if TYPE_CHECKING:
+    import json
+
     from rich.table import Table
 
 __all__ = ["UNENCODABLE", "command_line", "dumps", "outcome_doc", "render_report", "results_doc"]
@@ -37,10 +38,11 @@ def _default(value: Any) -> Any:
 
 
 # one encoder for every line `forkjoin map` writes (json.dumps with options builds a new one
-# per call, a third of the per-line cost); NaN and infinities are not JSON: they fail here
-# and take the fallback below
-_LINE_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False)
-_INDENTED: dict[int, json.JSONEncoder] = {}
+# per call, a third of the per-line cost), made with the first line that needs it: json
+# (its scanner's and encoder's patterns) is not loaded by a map whose lines all take
+# command_line (5M of a one-line map's 273M instructions); NaN and infinities are not JSON:
+# they fail in it and take the fallback below
+_ENCODERS: dict[int | None, json.JSONEncoder] = {}
 
 UNENCODABLE = "$unencodable"
 _DEPTH = 200  # deeper than this, a value is shown as a marker (the encoder recurses)
@@ -55,12 +57,12 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
     circular or too deeply nested structure, an object whose repr raises) becomes
     ``{"$unencodable": "TypeName", "repr": "..."}`` in its place, and a key that is not a
     string, a number, a bool or null becomes its repr; the rest of the value is kept."""
-    if indent is None:
-        encoder = _LINE_ENCODER
-    else:
-        encoder = _INDENTED.get(indent) or _INDENTED.setdefault(
-            indent,
-            json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, indent=indent),
+    encoder = _ENCODERS.get(indent)
+    if encoder is None:
+        import json
+
+        encoder = _ENCODERS[indent] = json.JSONEncoder(
+            default=_default, ensure_ascii=False, allow_nan=False, indent=indent
         )
     try:
         return encoder.encode(value)
@@ -87,7 +89,10 @@ def command_line(line: Any, value: Any) -> str | None:
     return None
 
 
-_string = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
+try:  # what json's encoder uses with ensure_ascii=False (its C version), without json
+    from _json import encode_basestring as _string
+except ImportError:  # pragma: no cover - a Python without _json
+    from json.encoder import py_encode_basestring as _string
 
 
 def _marker(value: Any, text: str | None = None) -> dict[str, str]:
@@ -107,7 +112,7 @@ def _safe(value: Any, depth: int, path: set[int]) -> Any:
         return value
     if isinstance(value, int):
         try:
-            json.dumps(value)
+            str(value)
         except ValueError:  # more digits than int-to-str converts
             return _marker(value, f"<int of {value.bit_length()} bits>")
         return value

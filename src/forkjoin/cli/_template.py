@@ -17,7 +17,6 @@ checked, a :class:`Results` scope only validates them and notes which tasks they
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -56,6 +55,8 @@ class Redactor:
         if secret:
             self.secrets.add(secret)
             # the same secret as it appears inside JSON text
+            import json  # not at import: a map of commands need not load it (_render)
+
             escaped = json.dumps(secret)[1:-1]
             if escaped != secret:
                 self.secrets.add(escaped)
@@ -299,7 +300,7 @@ class Vars:
         if m.group(2):
             return _text(self._result(m.group(2), where)), bool(m.group(3))
         v = self._lookup(m.group(4), where)
-        return (json.dumps(v) if isinstance(v, bool) else str(v)), bool(m.group(5))
+        return ("true" if v is True else "false" if v is False else str(v)), bool(m.group(5))
 
     def _url_encoded(self, value: str) -> str:
         # every reserved character encoded: one segment, or one query value; a value of
@@ -349,6 +350,8 @@ def _text(v: Any) -> str:
     if isinstance(v, str):
         return v
     if isinstance(v, bool) or v is None or isinstance(v, list | tuple | dict):
+        import json
+
         return json.dumps(v)
     return str(v)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import math
 import re
 import sys
@@ -100,6 +99,8 @@ def say(message: str) -> None:
 
 def show(value: Any) -> str:
     """A user's value as they would write it (JSON-ish, short)."""
+    import json  # not at import: a map of commands need not load it (see _render)
+
     try:
         text = json.dumps(value, default=str)
     except (TypeError, ValueError):  # pragma: no cover - default=str handles the rest
