@@ -358,6 +358,35 @@ def test_a_spawner_reports_a_missing_program_and_leaks_nothing(spawners: None) -
     assert_no_new_fds(before)
 
 
+def test_a_spawner_with_no_room_gets_its_commands_once_there_is(
+    spawners: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the first send finds the socket full: the batch waits for room (a writer on the
+    # loop), goes then, and the writer is removed, so the loop does not spin on it
+    sends = []
+    real = _process.socket.send_fds
+
+    def send_fds(sock: Any, *args: Any) -> int:
+        sends.append(len(sends))
+        if len(sends) == 1:
+            raise BlockingIOError
+        return real(sock, *args)
+
+    monkeypatch.setattr(_process.socket, "send_fds", send_fds)
+
+    async def main() -> tuple[list[Any], list[bool]]:
+        got = await asyncio.gather(*(run_command(["echo", str(i)]) for i in range(3)))
+        loop = asyncio.get_running_loop()
+        spawners = _process._LOOP_SPAWNERS[loop].all
+        return got, [loop.remove_writer(s.sock.fileno()) for s in spawners]
+
+    got, writers = run(main())
+    assert [g["stdout"] for g in got] == ["0\n", "1\n", "2\n"]
+    assert len(sends) >= 2
+    assert writers
+    assert not any(writers)  # none left: remove_writer found nothing to remove
+
+
 def test_a_call_stopped_while_a_spawner_starts_it_leaves_nothing(
     spawners: None, tmp_path: Path
 ) -> None:

@@ -287,7 +287,7 @@ class _Spawner:
     wakes it, and the wake-up took the core from this process (about 0.2 ms a command)."""
 
     __slots__ = ("children", "cwd", "env", "exits", "loop", "out", "out_fds", "pid", "ready",
-                 "sent", "sock", "waiting")  # fmt: skip
+                 "sent", "sock", "waiting", "writing")  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -323,6 +323,7 @@ class _Spawner:
         self.out: list[bytes] = []
         self.out_fds: list[int] = []
         self.sent = True
+        self.writing = False  # waits for room to send (add_writer)
         self.ready = False  # it has said it is up
         loop.add_reader(ours.fileno(), self._ready)
 
@@ -375,11 +376,14 @@ class _Spawner:
         except (BlockingIOError, InterruptedError):  # far behind: sent once there is room
             self.out, self.out_fds = [data], fds
             self.sent = False
+            self.writing = True
             self.loop.add_writer(self.sock.fileno(), self._send)
             return
         except OSError:
             self.loop.call_soon(self._lost)
-        self.loop.remove_writer(self.sock.fileno())
+        if self.writing:  # (a remove_writer of no writer still costs a selector lookup)
+            self.writing = False
+            self.loop.remove_writer(self.sock.fileno())
         self.out, self.out_fds = [], []
         self.sent = True
         for fd in fds:
