@@ -29,12 +29,14 @@ BURST = 10
 
 
 def test_rate_limit_at_the_servers_rate_gets_no_429() -> None:
-    # The server times each request when its own process gets to it: a stall of either
-    # process on a busy 2-core machine (seen: 11 of 500 refused in a full test run, none
-    # alone) bunches requests that were sent on schedule. A 0.5 s tolerance absorbs that
-    # and still refuses a start-up burst of the rate (25 of 50 would be refused); the
-    # client-side window check below is the exact one.
-    burst = 25
+    # The server times each request when its own process gets to it, and forkjoin credits a
+    # late wake-up: after a stall of either process on a busy 2-core machine (seen: 11,
+    # then 41 of 500 refused by a 0.5 s tolerance in full test runs, none alone) up to a
+    # second's worth of requests arrive at once, each window of 1 s still holding no more
+    # than the rate. The server tolerates that much (a burst of the rate) and refuses
+    # more (a start-up burst of twice the rate would be); the client-side window check
+    # below is the exact one.
+    burst = int(RATE)
     config = StrictConfig(rate=RATE, burst=burst, latency=0.01, jitter=0.01)
     with strict_api(config) as api:
         m = asyncio.run(scenario_rate(api, n=500))
