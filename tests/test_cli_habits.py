@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,25 +326,26 @@ def test_a_map_of_commands_imports_neither_shutil_nor_urllib() -> None:
     assert "json" in loaded_by("map", "--", "false", code=1)
 
 
-def test_a_map_that_may_use_tls_keeps_asyncios_tls() -> None:
-    # --call runs the user's code, which may open TLS connections through asyncio
+def called_by_map(function: str) -> Any:
+    """What ``tests.test_map_cli_funcs:FUNCTION`` returns when the ``forkjoin`` program
+    (not a call of its main) runs it with ``map --call`` on one line."""
     r = subprocess.run(
-        [sys.executable, "-c", _PROBE, "map", "--call", "tests.test_map_cli_funcs:tls_ready"],
+        [sys.executable, "-c", _PROBE, "map", "--call", f"tests.test_map_cli_funcs:{function}"],
         input="x\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["value"] is True, r.stdout
+    return json.loads(r.stdout)["value"]
+
+
+def test_a_map_that_may_use_tls_keeps_asyncios_tls() -> None:
+    # --call runs the user's code, which may open TLS connections through asyncio
+    assert called_by_map("tls_ready") is True
 
 
 def test_the_garbage_collector_is_off_only_while_map_starts() -> None:
     # the program loads its modules with the collector off (they live until it ends) and
     # freezes them; the user's code, and the run, have it on
-    r = subprocess.run(
-        [sys.executable, "-c", _PROBE, "map", "--call", "tests.test_map_cli_funcs:collector"],
-        input="x\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["value"] == [True, True], r.stdout
+    assert called_by_map("collector") == [True, True]
 
 
 def test_map_loads_the_journal_when_asked(tmp_path: Path) -> None:
