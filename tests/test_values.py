@@ -141,3 +141,18 @@ def test_a_default_factory_makes_a_new_value_each_time(cls: type) -> None:
         assert getattr(one, f.name) is not getattr(two, f.name) or not isinstance(
             getattr(one, f.name), list | dict | set
         )
+
+
+def test_a_subclass_that_is_no_dataclass_keeps_the_fields_frozen_only() -> None:
+    # as with @dataclass(frozen=True): its own attributes may be set, the fields may not
+    class Mine(fj.Retry):
+        def __init__(self) -> None:
+            super().__init__(attempts=2)
+            self.note = "mine"
+
+    mine = Mine()
+    assert (mine.attempts, mine.note) == (2, "mine")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mine.attempts = 3  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fj.Retry().note = "x"  # type: ignore[attr-defined]

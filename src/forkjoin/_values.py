@@ -29,6 +29,10 @@ def _values(obj: Any) -> tuple[Any, ...]:
     return tuple(getattr(obj, f.name) for f in fields(obj) if f.compare)
 
 
+def _frozen(obj: Any, name: str) -> bool:
+    return "__dataclass_fields__" in type(obj).__dict__ or name in obj.__dataclass_fields__
+
+
 class _Shown:
     __slots__ = ()
 
@@ -58,11 +62,17 @@ class Frozen(_Shown):
 
     __slots__ = ()
 
+    # as @dataclass's: frozen are the fields, and every attribute of an instance of the
+    # dataclass itself; a subclass that is not a dataclass may set attributes of its own
     def __setattr__(self, name: str, value: Any) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        if _frozen(self, name):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
+        if _frozen(self, name):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        object.__delattr__(self, name)
 
     # pickled by its fields (slots, no __dict__; unpickling cannot go through __setattr__)
     def __getstate__(self) -> list[Any]:
