@@ -22,7 +22,7 @@ from ._validate import (
     check_limit,
     check_seconds,
 )
-from ._values import FACTORY, Frozen
+from ._values import FACTORY, Frozen, set_field
 
 if TYPE_CHECKING:
     from ._backends._base import Backend
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RunKwargs", "RunOptions", "build_options"]
 
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 ON_ERROR = ("collect", "fail_fast")
 
@@ -115,23 +113,23 @@ class RunOptions(Frozen):
         journal: Journal | None = None,
         backend: Any = None,
     ) -> None:
-        _set(self, "limit", limit)
-        _set(self, "group_limits", {} if group_limits is FACTORY else group_limits)
-        _set(self, "adaptive", {} if adaptive is FACTORY else adaptive)
-        _set(self, "deadline", deadline)
-        _set(self, "timeout", timeout)
-        _set(self, "retry", retry)
-        _set(self, "on_error", on_error)
-        _set(self, "max_failures", max_failures)
-        _set(self, "quorum", quorum)
-        _set(self, "observers", observers)
-        _set(self, "name", name)
-        _set(self, "groups", {} if groups is FACTORY else groups)
-        _set(self, "policies", {} if policies is FACTORY else policies)
-        _set(self, "group_policies", {} if group_policies is FACTORY else group_policies)
-        _set(self, "progress", progress)
-        _set(self, "journal", journal)
-        _set(self, "backend", backend)
+        set_field(self, "limit", limit)
+        set_field(self, "group_limits", {} if group_limits is FACTORY else group_limits)
+        set_field(self, "adaptive", {} if adaptive is FACTORY else adaptive)
+        set_field(self, "deadline", deadline)
+        set_field(self, "timeout", timeout)
+        set_field(self, "retry", retry)
+        set_field(self, "on_error", on_error)
+        set_field(self, "max_failures", max_failures)
+        set_field(self, "quorum", quorum)
+        set_field(self, "observers", observers)
+        set_field(self, "name", name)
+        set_field(self, "groups", {} if groups is FACTORY else groups)
+        set_field(self, "policies", {} if policies is FACTORY else policies)
+        set_field(self, "group_policies", {} if group_policies is FACTORY else group_policies)
+        set_field(self, "progress", progress)
+        set_field(self, "journal", journal)
+        set_field(self, "backend", backend)
 
     @property
     def stop_after_failures(self) -> int | None:

@@ -8,15 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import FanError, TaskSkipped
-from ._values import FACTORY, Frozen
+from ._values import FACTORY, Frozen, set_field
 
 if TYPE_CHECKING:
     from ._report import RunReport
 
 __all__ = ["Attempt", "Outcome", "Results", "RunInfo", "Status", "fan_error"]
-
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 
 class Status(enum.StrEnum):
@@ -142,13 +139,13 @@ class RunInfo(Frozen):
         policies: Mapping[str, Any] = FACTORY,
         dependencies: Mapping[str, tuple[str, ...]] = FACTORY,
     ) -> None:
-        _set(self, "wall", wall)
-        _set(self, "started_at", started_at)
-        _set(self, "limit", limit)
-        _set(self, "limits", {} if limits is FACTORY else limits)
-        _set(self, "run", run)
-        _set(self, "policies", {} if policies is FACTORY else policies)
-        _set(self, "dependencies", {} if dependencies is FACTORY else dependencies)
+        set_field(self, "wall", wall)
+        set_field(self, "started_at", started_at)
+        set_field(self, "limit", limit)
+        set_field(self, "limits", {} if limits is FACTORY else limits)
+        set_field(self, "run", run)
+        set_field(self, "policies", {} if policies is FACTORY else policies)
+        set_field(self, "dependencies", {} if dependencies is FACTORY else dependencies)
 
 
 class Results(Mapping[str, Outcome]):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._secrets import clip
-from ._values import FACTORY, FrozenValue
+from ._values import FACTORY, FrozenValue, set_field
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CallRow", "RunReport", "TaskRow", "critical_path"]
 
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 SCHEMA_VERSION = 3
 _TOP = 5  # how many slowest tasks / stragglers a report names
@@ -58,12 +56,12 @@ class CallRow(FrozenValue):
         hedge: bool = False,
         where: str = "loop",
     ) -> None:
-        _set(self, "number", number)
-        _set(self, "started", started)
-        _set(self, "ended", ended)
-        _set(self, "error", error)
-        _set(self, "hedge", hedge)
-        _set(self, "where", where)
+        set_field(self, "number", number)
+        set_field(self, "started", started)
+        set_field(self, "ended", ended)
+        set_field(self, "error", error)
+        set_field(self, "hedge", hedge)
+        set_field(self, "where", where)
 
 
 @dataclass(slots=True, init=False, repr=False, eq=False)
@@ -107,21 +105,21 @@ class TaskRow(FrozenValue):
         resumed: bool = False,
         after: tuple[str, ...] = (),
     ) -> None:
-        _set(self, "name", name)
-        _set(self, "status", status)
-        _set(self, "group", group)
-        _set(self, "reason", reason)
-        _set(self, "attempts", attempts)
-        _set(self, "started", started)
-        _set(self, "ended", ended)
-        _set(self, "cost", cost)
-        _set(self, "tokens", tokens)
-        _set(self, "fallback", fallback)
-        _set(self, "error", error)
-        _set(self, "calls", calls)
-        _set(self, "waited", waited)
-        _set(self, "resumed", resumed)
-        _set(self, "after", after)
+        set_field(self, "name", name)
+        set_field(self, "status", status)
+        set_field(self, "group", group)
+        set_field(self, "reason", reason)
+        set_field(self, "attempts", attempts)
+        set_field(self, "started", started)
+        set_field(self, "ended", ended)
+        set_field(self, "cost", cost)
+        set_field(self, "tokens", tokens)
+        set_field(self, "fallback", fallback)
+        set_field(self, "error", error)
+        set_field(self, "calls", calls)
+        set_field(self, "waited", waited)
+        set_field(self, "resumed", resumed)
+        set_field(self, "after", after)
 
     @property
     def duration(self) -> float | None:
@@ -435,45 +433,44 @@ class RunReport(FrozenValue):
         critical_path_duration: float = 0.0,
         critical_path_speedup: float | None = None,
     ) -> None:
-        _set(self, "wall", wall)
-        _set(self, "total_duration", total_duration)
-        _set(self, "speedup", speedup)
-        _set(self, "peak_concurrency", peak_concurrency)
-        _set(self, "mean_concurrency", mean_concurrency)
-        _set(self, "tasks", tasks)
-        _set(self, "counts", counts)
-        _set(self, "reasons", reasons)
-        _set(self, "attempts", attempts)
-        _set(self, "retries", retries)
-        _set(self, "cost", cost)
-        _set(self, "slowest", [] if slowest is FACTORY else slowest)
-        _set(self, "started_at", started_at)
-        _set(self, "limit", limit)
-        _set(self, "limits", {} if limits is FACTORY else limits)
-        _set(self, "ideal_speedup", ideal_speedup)
-        _set(self, "time_saved", time_saved)
-        _set(self, "utilisation", utilisation)
-        _set(self, "groups", {} if groups is FACTORY else groups)
-        _set(self, "hedged", hedged)
-        _set(self, "fallbacks", fallbacks)
-        _set(self, "cost_by_group", {} if cost_by_group is FACTORY else cost_by_group)
-        _set(self, "tokens", tokens)
-        _set(self, "budget", budget)
-        _set(
-            self, "skipped_for_budget", [] if skipped_for_budget is FACTORY else skipped_for_budget
-        )
-        _set(self, "stragglers", [] if stragglers is FACTORY else stragglers)
-        _set(self, "tail_start", tail_start)
-        _set(self, "rows", rows)
-        _set(self, "run", run)
-        _set(self, "options", {} if options is FACTORY else options)
-        _set(self, "waited", waited)
-        _set(self, "resumed", resumed)
-        _set(self, "cost_saved", cost_saved)
-        _set(self, "where", {} if where is FACTORY else where)
-        _set(self, "critical_path", critical_path)
-        _set(self, "critical_path_duration", critical_path_duration)
-        _set(self, "critical_path_speedup", critical_path_speedup)
+        set_field(self, "wall", wall)
+        set_field(self, "total_duration", total_duration)
+        set_field(self, "speedup", speedup)
+        set_field(self, "peak_concurrency", peak_concurrency)
+        set_field(self, "mean_concurrency", mean_concurrency)
+        set_field(self, "tasks", tasks)
+        set_field(self, "counts", counts)
+        set_field(self, "reasons", reasons)
+        set_field(self, "attempts", attempts)
+        set_field(self, "retries", retries)
+        set_field(self, "cost", cost)
+        set_field(self, "slowest", [] if slowest is FACTORY else slowest)
+        set_field(self, "started_at", started_at)
+        set_field(self, "limit", limit)
+        set_field(self, "limits", {} if limits is FACTORY else limits)
+        set_field(self, "ideal_speedup", ideal_speedup)
+        set_field(self, "time_saved", time_saved)
+        set_field(self, "utilisation", utilisation)
+        set_field(self, "groups", {} if groups is FACTORY else groups)
+        set_field(self, "hedged", hedged)
+        set_field(self, "fallbacks", fallbacks)
+        set_field(self, "cost_by_group", {} if cost_by_group is FACTORY else cost_by_group)
+        set_field(self, "tokens", tokens)
+        set_field(self, "budget", budget)
+        skipped = [] if skipped_for_budget is FACTORY else skipped_for_budget
+        set_field(self, "skipped_for_budget", skipped)
+        set_field(self, "stragglers", [] if stragglers is FACTORY else stragglers)
+        set_field(self, "tail_start", tail_start)
+        set_field(self, "rows", rows)
+        set_field(self, "run", run)
+        set_field(self, "options", {} if options is FACTORY else options)
+        set_field(self, "waited", waited)
+        set_field(self, "resumed", resumed)
+        set_field(self, "cost_saved", cost_saved)
+        set_field(self, "where", {} if where is FACTORY else where)
+        set_field(self, "critical_path", critical_path)
+        set_field(self, "critical_path_duration", critical_path_duration)
+        set_field(self, "critical_path_speedup", critical_path_speedup)
 
     # -- building ------------------------------------------------------------------------
 

@@ -16,15 +16,13 @@ from ._errors import InvalidPolicy
 from ._policies._breaker import CircuitOpen
 from ._policies._budget import BudgetExceeded
 from ._policies._retry_after import retry_after_of
-from ._values import FrozenValue
+from ._values import FrozenValue, set_field
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 __all__ = ["Retry", "check_retry"]
 
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 # Never retried, whatever ``on`` says: cancellation, interpreter exit, Ctrl-C, a call an
 # open circuit refused, a charge the budget refused (the run's deadline reaches a task as
@@ -89,14 +87,14 @@ class Retry(FrozenValue):
         wait: Any = None,
         retry: Any = None,
     ) -> None:
-        _set(self, "attempts", attempts)
-        _set(self, "backoff", backoff)
-        _set(self, "max_delay", max_delay)
-        _set(self, "jitter", jitter)
-        _set(self, "on", on)
-        _set(self, "stop", stop)
-        _set(self, "wait", wait)
-        _set(self, "retry", retry)
+        set_field(self, "attempts", attempts)
+        set_field(self, "backoff", backoff)
+        set_field(self, "max_delay", max_delay)
+        set_field(self, "jitter", jitter)
+        set_field(self, "on", on)
+        set_field(self, "stop", stop)
+        set_field(self, "wait", wait)
+        set_field(self, "retry", retry)
         self.__post_init__()
 
     def __post_init__(self) -> None:

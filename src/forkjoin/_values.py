@@ -11,7 +11,8 @@ taken from the bases here, which behave as ``@dataclass`` would (``tests/test_va
 holds each class to the dataclass it stands for).
 
 :data:`FACTORY` is the default of a field with a ``default_factory``: the ``__init__``
-calls the factory when it is given nothing else.
+calls the factory when it is given nothing else; a frozen class's ``__init__`` sets each
+field with :func:`set_field`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import reprlib
 from dataclasses import FrozenInstanceError, fields
 from typing import Any
 
-__all__ = ["FACTORY", "Frozen", "FrozenValue", "Value"]
+__all__ = ["FACTORY", "Frozen", "FrozenValue", "Value", "set_field"]
+
+# how a frozen value's __init__ sets its fields: past its own __setattr__, as @dataclass does
+set_field = object.__setattr__
 
 FACTORY: Any = type("_Factory", (), {"__repr__": lambda self: "<factory>"})()
 

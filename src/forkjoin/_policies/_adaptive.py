@@ -8,14 +8,11 @@ from typing import Any
 from .. import _validate
 from .._errors import InvalidPolicy
 from .._events import LimitChanged
-from .._values import FrozenValue
+from .._values import FrozenValue, set_field
 from ._base import PolicyState, RunContext
 from ._retry_after import is_overload
 
 __all__ = ["AdaptiveLimit", "AdaptiveLimitState", "AdaptiveState"]
-
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 
 @dataclass(slots=True, init=False, repr=False, eq=False)
@@ -39,9 +36,9 @@ class AdaptiveLimit(FrozenValue):
         min: int = 1,
         max: int = 64,
     ) -> None:
-        _set(self, "initial", initial)
-        _set(self, "min", min)
-        _set(self, "max", max)
+        set_field(self, "initial", initial)
+        set_field(self, "min", min)
+        set_field(self, "max", max)
         self.__post_init__()
 
     def __post_init__(self) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from .._values import FrozenValue
+from .._values import FrozenValue, set_field
 
 __all__ = [
     "HOOKS",
@@ -41,9 +41,6 @@ __all__ = [
     "implements",
     "in_task",
 ]
-
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 
 # what an admit() hook returns for "not now": the task waits (without a slot) until a
@@ -177,9 +174,9 @@ class Registration(FrozenValue):
         group_field: str | None = None,
         each_group: bool = False,
     ) -> None:
-        _set(self, "value", value)
-        _set(self, "state", state)
-        _set(self, "run", run)
-        _set(self, "groups", groups)
-        _set(self, "group_field", group_field)
-        _set(self, "each_group", each_group)
+        set_field(self, "value", value)
+        set_field(self, "state", state)
+        set_field(self, "run", run)
+        set_field(self, "groups", groups)
+        set_field(self, "group_field", group_field)
+        set_field(self, "each_group", each_group)

@@ -17,13 +17,11 @@ from typing import Any
 from .. import _validate
 from .._errors import ForkjoinError
 from .._events import CircuitChanged
-from .._values import FrozenValue
+from .._values import FrozenValue, set_field
 from ._base import PolicyState, RunContext
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitOpen"]
 
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -42,8 +40,8 @@ class CircuitBreaker(FrozenValue):
         failures: int = 5,
         reset: float = 30.0,
     ) -> None:
-        _set(self, "failures", failures)
-        _set(self, "reset", reset)
+        set_field(self, "failures", failures)
+        set_field(self, "reset", reset)
         self.__post_init__()
 
     def __post_init__(self) -> None:

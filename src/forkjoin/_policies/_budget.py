@@ -9,13 +9,10 @@ from typing import Any
 
 from .. import _validate
 from .._errors import ForkjoinError, InvalidPolicy
-from .._values import FrozenValue
+from .._values import FrozenValue, set_field
 from ._base import WAITING, PolicyState, RunContext, in_task
 
 __all__ = ["Budget", "BudgetExceeded", "BudgetState", "Charge", "RunBudget", "charge"]
-
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 
 @dataclass(slots=True, init=False, repr=False, eq=False)
@@ -35,8 +32,8 @@ class Budget(FrozenValue):
         usd: float | None = None,
         tokens: float | None = None,
     ) -> None:
-        _set(self, "usd", usd)
-        _set(self, "tokens", tokens)
+        set_field(self, "usd", usd)
+        set_field(self, "tokens", tokens)
         self.__post_init__()
 
     def __post_init__(self) -> None:

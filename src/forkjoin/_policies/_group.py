@@ -8,16 +8,13 @@ from typing import Any
 from .._errors import InvalidPolicy
 from .._retry import Retry, check_retry
 from .._validate import check_backend, check_limit, check_seconds
-from .._values import FrozenValue
+from .._values import FrozenValue, set_field
 from ._adaptive import AdaptiveLimit
 from ._breaker import CircuitBreaker
 from ._hedge import Hedge
 from ._rate import RateLimit
 
 __all__ = ["Group"]
-
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 
 @dataclass(slots=True, init=False, repr=False, eq=False)
@@ -48,13 +45,13 @@ class Group(FrozenValue):
         breaker: CircuitBreaker | None = None,
         backend: Any = None,
     ) -> None:
-        _set(self, "timeout", timeout)
-        _set(self, "retry", retry)
-        _set(self, "limit", limit)
-        _set(self, "rate", rate)
-        _set(self, "hedge", hedge)
-        _set(self, "breaker", breaker)
-        _set(self, "backend", backend)
+        set_field(self, "timeout", timeout)
+        set_field(self, "retry", retry)
+        set_field(self, "limit", limit)
+        set_field(self, "rate", rate)
+        set_field(self, "hedge", hedge)
+        set_field(self, "breaker", breaker)
+        set_field(self, "backend", backend)
         self.__post_init__()
 
     def __post_init__(self) -> None:

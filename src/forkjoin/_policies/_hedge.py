@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import _validate
-from .._values import FrozenValue
+from .._values import FrozenValue, set_field
 
 __all__ = ["Hedge"]
-
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 
 @dataclass(slots=True, init=False, repr=False, eq=False)
@@ -28,8 +25,8 @@ class Hedge(FrozenValue):
         after: float,
         max_extra: int = 1,
     ) -> None:
-        _set(self, "after", after)
-        _set(self, "max_extra", max_extra)
+        set_field(self, "after", after)
+        set_field(self, "max_extra", max_extra)
         self.__post_init__()
 
     def __post_init__(self) -> None:

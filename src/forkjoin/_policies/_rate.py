@@ -25,13 +25,10 @@ from typing import Any
 
 from .. import _validate
 from .._errors import InvalidPolicy
-from .._values import FrozenValue
+from .._values import FrozenValue, set_field
 from ._base import PolicyState, RunContext
 
 __all__ = ["RateLimit", "RateLimitState", "RateMeter"]
-
-# the fields of a frozen value are set past its __setattr__ (as @dataclass does)
-_set = object.__setattr__
 
 
 @dataclass(slots=True, init=False, repr=False, eq=False)
@@ -53,9 +50,9 @@ class RateLimit(FrozenValue):
         per: float = 1.0,
         burst: float | None = None,
     ) -> None:
-        _set(self, "rate", rate)
-        _set(self, "per", per)
-        _set(self, "burst", burst)
+        set_field(self, "rate", rate)
+        set_field(self, "per", per)
+        set_field(self, "burst", burst)
         self.__post_init__()
 
     def __post_init__(self) -> None:
