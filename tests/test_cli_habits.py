@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -373,3 +374,43 @@ def test_a_usage_error_leaves_no_results_or_log_behind(tmp_path: Path) -> None:
         assert len(r.stderr.splitlines()) == 1
         assert not out.exists()
         assert not log.exists()
+
+
+# the forkjoin program, with each posix_spawn noted on stderr: the program it starts, and
+# whether asyncio had been imported by then
+_SPAWNS = (
+    "import os, sys\n"
+    "def noted(spawn):\n"
+    "    def spawned(path, *args, **kwargs):\n"
+    "        sys.stderr.write(f'SPAWN {path} {\"asyncio\" in sys.modules}\\n')\n"
+    "        return spawn(path, *args, **kwargs)\n"
+    "    return spawned\n"
+    "os.posix_spawn, os.posix_spawnp = noted(os.posix_spawn), noted(os.posix_spawnp)\n"
+    "sys.argv = ['forkjoin', *sys.argv[1:]]\n"
+    "from forkjoin.cli import main\n"
+    "main()\n"
+)
+
+
+def spawns_of(*args: str) -> list[tuple[str, bool]]:
+    """What ``forkjoin ARGS`` (one input line) spawned, in order, and whether it had
+    imported asyncio by then."""
+    r = subprocess.run(
+        [sys.executable, "-c", _SPAWNS, *args], input="x\n", capture_output=True, text=True,
+        timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    found = [line.split()[1:] for line in r.stderr.splitlines() if line.startswith("SPAWN ")]
+    return [(path, loaded == "True") for path, loaded in found]
+
+
+def test_a_map_of_commands_starts_its_watchdog_before_it_imports_asyncio() -> None:
+    # the watchdog's own start-up then runs beside the imports, not in the way of the
+    # first command (whose spawn waited for a core behind it)
+    spawns = spawns_of("map", "--", "true")
+    assert spawns[0] == (sys.executable, False)  # the watchdog, first
+    assert [path for path, _ in spawns[1:]] == [shutil.which("true")]
+
+
+def test_a_map_of_no_command_starts_no_watchdog() -> None:
+    assert spawns_of("map", "--call", "json:dumps") == []

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from forkjoin.cli import _process
+from forkjoin.cli import _guard, _process
 from forkjoin.cli._process import CommandFailed, run_command
 
 pytestmark = pytest.mark.skipif(not _process.FAST, reason="posix_spawn + pidfd: Linux only")
@@ -126,7 +126,7 @@ def test_a_timeout_kills_the_whole_group_and_reaps(path: dict[str, Any], tmp_pat
     with pytest.raises(TimeoutError):
         run(main())
     assert time.monotonic() - started < 5
-    assert not _process._RUNNING  # reaped before its call returned
+    assert not _guard.running()  # reaped before its call returned
     grandchild = int(pidfile.read_text())
     _gone(grandchild)
 
@@ -136,7 +136,7 @@ def test_a_cancelled_call_returns_once_its_command_is_reaped(path: dict[str, Any
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(run_command(["sleep", "30"], **path), 0.2)
         # at once, with no loop pass in between: the call waited for the reap itself
-        assert not _process._RUNNING
+        assert not _guard.running()
 
     run(main())
 
@@ -300,7 +300,7 @@ def test_spawners_start_once_spawns_hold_this_process_most_of_a_window(
     monkeypatch.setattr(_process, "_window_began", -1.0)
     monkeypatch.setattr(_process, "_window_held", 0.0)
     monkeypatch.setattr(_process, "_slow", 0)
-    monkeypatch.setattr(_process, "_GUARD", [99])  # as if guarded: nothing is written here
+    monkeypatch.setattr(_guard, "guarding", lambda: True)  # as the CLI (no watchdog here)
     loop = asyncio.new_event_loop()
     try:
         for began, held in spawns:
@@ -399,9 +399,9 @@ def test_a_call_stopped_while_a_spawner_starts_it_leaves_nothing(
         with pytest.raises(asyncio.CancelledError):
             await call
         deadline = time.monotonic() + 30
-        while _process._RUNNING and time.monotonic() < deadline:
+        while _guard.running() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # the spawner's "+pid", then its "=pid"
-        assert not _process._RUNNING, _process._RUNNING
+        assert not _guard.running(), _guard.running()
 
     run(main())
     if pidfile.exists() and pidfile.read_text().strip():
@@ -420,7 +420,7 @@ def test_a_spawner_kills_what_it_started_once_its_socket_closes() -> None:
             pid = await started
         finally:
             os.close(r)
-        _process._RUNNING.discard(pid)  # not this process's to stop: the spawner's
+        _guard.ended(pid)  # not this process's to stop: the spawner's
         spawner.close()  # its socket closes: it kills the group it holds, and ends
         return pid
 
@@ -459,7 +459,7 @@ def test_through_spawners_each_call_ends_once_and_nothing_is_left(
             await asyncio.sleep(0)
         out = await asyncio.gather(*tasks, return_exceptions=True)
         deadline = time.monotonic() + 10
-        while (_process._RUNNING or _owed()) and time.monotonic() < deadline:
+        while (_guard.running() or _owed()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # a call stopped before its pid came: being ended
         return out
 
@@ -470,7 +470,7 @@ def test_through_spawners_each_call_ends_once_and_nothing_is_left(
             assert isinstance(got, asyncio.CancelledError)
         else:
             assert got == {"exit_code": code, "stdout": text, "stderr": ""}
-    assert not _process._RUNNING
+    assert not _guard.running()
 
 
 def test_a_spawner_that_dies_fails_its_calls_and_the_next_start_here(

@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> None:
             # ends (the map's start-up freezes it, then collects as usual)
             gc.disable()
             if not _may_use_tls(args[1:]):
+                # a map of commands: its watchdog starts beside the imports, not in the
+                # way of its first command
+                from . import _guard
+
+                _guard.start_now()
                 _asyncio_without_tls()
         from ._mapcmd import main as map_main
 

@@ -5,11 +5,8 @@ its own, so a timeout, the run's deadline or Ctrl-C stops it and everything it s
 (``killpg``): SIGTERM first, then SIGKILL once it has exited or after :data:`GRACE` seconds,
 whichever comes first. It is always reaped before its call returns.
 
-No command outlives the process that started it, even one killed by ``kill -9`` (which
-runs no handler of its own): once :func:`guard_children` is called, a small watchdog in a
-session of its own is told each command's process group as it starts and ends, and when
-its pipe from this process closes (the process exited, however it died) it kills every
-group still running. A command's children, a shell's included, are in its group.
+No command outlives the process that started it, even one killed by ``kill -9``, once
+:func:`guard_children` is called: see :mod:`forkjoin.cli._guard`.
 
 Where it can (Linux: ``posix_spawn`` and ``pidfd_open``), a child is started with
 ``os.posix_spawnp`` and watched with plain non-blocking pipes on the event loop, with no
@@ -47,6 +44,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import _guard
+from ._guard import ended as _ended
+from ._guard import guard_children, hurry
+from ._guard import started as _started
+
 __all__ = ["GRACE", "CommandFailed", "close_spawners", "guard_children", "hurry", "run_command"]
 
 # seconds a stopped command has between SIGTERM and SIGKILL: less than the engine's grace
@@ -62,101 +64,6 @@ FAST = (
     and hasattr(os, "pidfd_open")
     and hasattr(os, "POSIX_SPAWN_DUP2")
 )
-
-
-# commands started and not yet reaped (their pids, which are their process groups)
-_RUNNING: set[int] = set()
-# the write end of the watchdog's pipe; -2: wanted (guard_children), started before the
-# next command is; -1: none
-_GUARD = [-1]
-
-# The watchdog: reads "+PGID" / "-PGID" lines until its pipe ends, then kills the groups
-# still listed. A group is forgotten when its leader is reaped, never later: the kernel
-# does not hand out a number that is still a live process group's, and a forgotten one
-# may be handed out again. It naps between reads, so that telling it is a plain copy into
-# the pipe: a write that wakes a waiting reader cost the parent about 28 us, twice per
-# command (bench workload 10); the nap delays the kill after this process dies by 10 ms.
-_WATCHDOG = """
-import os, signal, time
-groups, rest = set(), b""
-while True:
-    chunk = os.read(0, 65536)
-    if not chunk:
-        break
-    time.sleep(0.01)
-    *lines, rest = (rest + chunk).split(b"\\n")
-    for line in lines:
-        pid = int(line)
-        if pid > 0:
-            groups.add(pid)
-        else:
-            groups.discard(-pid)
-for pid in groups:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-"""
-
-
-def guard_children() -> None:
-    """From now on, every command this process starts is killed with its group when this
-    process ends, however it ends (``kill -9`` included): a watchdog process does it,
-    started just before the first command is (a run of no command starts none)."""
-    if _GUARD[0] == -1:
-        _GUARD[0] = -2
-
-
-def _watchdog() -> None:
-    r, w = os.pipe2(os.O_CLOEXEC)  # close-on-exec: no command holds the pipe open
-    try:
-        os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-I", "-S", "-c", _WATCHDOG],
-            {},
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, r, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-            ],
-            # its own session: a signal to this process's group (Ctrl-C) does not reach it
-            setsid=True,
-        )
-    except OSError:
-        os.close(w)
-        _GUARD[0] = -1  # the command that wanted it fails with why; later ones run unguarded
-        raise
-    finally:
-        os.close(r)
-    _GUARD[0] = w
-    if _RUNNING:
-        _tell(b"".join(b"+%d\n" % pid for pid in _RUNNING))
-
-
-def _tell(message: bytes) -> None:
-    with contextlib.suppress(OSError):  # the watchdog is gone: nothing more to tell
-        os.write(_GUARD[0], message)
-
-
-# _started and _ended run once per command each: a plain try, not contextlib.suppress
-def _started(pid: int) -> None:
-    _RUNNING.add(pid)
-    fd = _GUARD[0]
-    if fd >= 0:
-        try:  # noqa: SIM105
-            os.write(fd, b"+%d\n" % pid)
-        except OSError:  # the watchdog is gone: nothing more to tell
-            pass
-
-
-def _ended(pid: int) -> None:
-    _RUNNING.discard(pid)
-    fd = _GUARD[0]
-    if fd >= 0:
-        try:  # noqa: SIM105
-            os.write(fd, b"-%d\n" % pid)
-        except OSError:
-            pass
 
 
 # -- spawners: posix_spawn in processes of their own, once this one is held by it --------
@@ -524,14 +431,6 @@ def close_spawners() -> None:
     _LOOP_SPAWNERS.clear()
 
 
-def hurry() -> None:
-    """SIGKILL every command still running, with its group, now (a second Ctrl-C)."""
-    for pid in list(_RUNNING):
-        # not reaped yet, so the number is still its process group's
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
 class CommandFailed(Exception):
     """A command exited with a code not in its ``ok_codes``; it keeps what it printed."""
 
@@ -890,7 +789,7 @@ def _count_spawn(loop: asyncio.AbstractEventLoop, began: float, held: float) -> 
     """Spawns that hold this process most of the time (it waits for its children to exec)
     hand the next ones to spawners, in a process that guards its children (the CLI)."""
     global _window_began, _window_held, _slow
-    if _MODE != "auto" or _GUARD[0] == -1:
+    if _MODE != "auto" or not _guard.guarding():
         return
     _slow = _slow + 1 if held > _SLOW_SPAWN else 0
     if _slow >= _SLOW_IN_A_ROW:
@@ -956,8 +855,7 @@ async def _spawned(
     exe = args[0]
     if "/" not in exe:
         exe = _resolve(exe, path)
-    if _GUARD[0] == -2:
-        _watchdog()
+    _guard.start()  # the watchdog, if wanted and not yet running
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     in_r = in_w = -1
@@ -1070,8 +968,7 @@ async def _asyncio_subprocess(
 ) -> tuple[int, bytes, bytes, bool]:
     pipe_in = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
     out, err = asyncio.subprocess.PIPE, asyncio.subprocess.PIPE
-    if _GUARD[0] == -2:
-        _watchdog()
+    _guard.start()  # the watchdog, if wanted and not yet running
     # its own process group, so a timeout or Ctrl-C stops the command and its children
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=pipe_in, stdout=out, stderr=err, cwd=cwd, env=env, start_new_session=True

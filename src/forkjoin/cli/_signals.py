@@ -20,7 +20,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from ._process import hurry
+from ._guard import hurry
 
 __all__ = ["Signals"]
 
