@@ -414,3 +414,25 @@ def test_a_map_of_commands_starts_its_watchdog_before_it_imports_asyncio() -> No
 
 def test_a_map_of_no_command_starts_no_watchdog() -> None:
     assert spawns_of("map", "--call", "json:dumps") == []
+
+
+def test_a_watchdog_that_cannot_start_early_is_started_with_the_first_command() -> None:
+    # the early start fails once (as a spawn can): the first command starts it again, and
+    # runs guarded
+    once = (
+        "import os\n"
+        "real, failed = os.posix_spawn, []\n"
+        "def failing(*args, **kwargs):\n"
+        "    if not failed:\n"
+        "        failed.append(1)\n"
+        "        raise OSError(11, 'try again')\n"
+        "    return real(*args, **kwargs)\n"
+        "os.posix_spawn = failing\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", once + _SPAWNS, "map", "--", "true"], input="x\n",
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    spawned = [line.split()[1] for line in r.stderr.splitlines() if line.startswith("SPAWN ")]
+    assert spawned == [sys.executable, sys.executable, shutil.which("true")]

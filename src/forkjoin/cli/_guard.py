@@ -150,9 +150,8 @@ def hurry() -> None:
 
 def start_now() -> None:
     """:func:`guard_children`, with the watchdog started at once, for a program about to
-    start commands; if it cannot be, the first command tries again and fails saying why."""
+    start commands. If it cannot be, nothing is guarding until the program's own
+    :func:`guard_children`: its first command then tries again, and fails saying why."""
     guard_children()
-    try:
+    with contextlib.suppress(OSError):
         start()
-    except OSError:
-        guard_children()
